@@ -1,0 +1,22 @@
+"""Built-in estimators."""
+
+from __future__ import annotations
+
+from stochthermo import Estimator, hookimpl
+
+
+class Exact(Estimator):
+    """The process's own exact velocity ν_t (and its exact flow where the process has one)."""
+
+    name = "exact"
+
+    def velocity(self, t, x):
+        return self.process.velocity(t, x)
+
+    def flow(self, x0, times):
+        return self.process.flow(x0, times)
+
+
+@hookimpl
+def stochthermo_register_estimators():
+    return [Exact]

@@ -1,0 +1,112 @@
+r"""The speed-accuracy relations of physics.md §4 as slacks (larger minus smaller side) and statuses.
+
+=========================  ==============================================  =========  ==================
+relation                   inequality                                      equation   applies to
+=========================  ==============================================  =========  ==================
+``dissipation_rate``       :math:`v_{loss}(t)^2 \le T_t\dot S_t` at every t  (80)       all processes
+``wasserstein_speed``      :math:`v_{loss}(t)^2 \le v_2(t)^2` at every t    (82)       conservative
+``response``               :math:`\eta \le c_1`                             (81)       all processes
+``dissipation``            :math:`c_1 \le w_D`                              (81)       all processes
+``kinetic_cost``           :math:`c_1 \le c_2`                              (83)       conservative
+``path_length``            :math:`L_\tau^2/\tau \le c_2`                    (92)       all processes
+``geodesic``               :math:`W_2(P_0,P_\tau)^2/\tau \le L_\tau^2/\tau` (92)       all processes
+=========================  ==============================================  =========  ==================
+
+A relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot` the larger magnitude of its two
+sides (over time, for pointwise relations); ``rtol`` is the numerical tolerance of the quadratures,
+recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
+and where D_0 is infinite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from stochthermo import Observer, ScenarioError, Variable, hookimpl
+
+HOLDS, VIOLATED, NOT_APPLICABLE = 1, 0, -1
+STATUS_ATTRS = {"flag_values": np.array([NOT_APPLICABLE, VIOLATED, HOLDS], dtype=np.int8),
+                "flag_meanings": "not_applicable violated holds"}
+
+
+@dataclass(frozen=True)
+class Relation:
+    name: str
+    text: str
+    equation: str
+    dims: tuple[str, ...]
+    smaller: Callable[[dict], np.ndarray]
+    larger: Callable[[dict], np.ndarray]
+    conservative_only: bool
+
+
+def _thermo(key):
+    return lambda m: m["thermodynamics"][key]
+
+
+def _resp(key):
+    return lambda m: m["response"][key]
+
+
+RELATIONS = (
+    Relation("dissipation_rate", "v_loss^2 <= T dS/dt", "(80)", ("perturbation", "time"),
+             _resp("loss_speed_squared"), _thermo("dissipation_rate"), False),
+    Relation("wasserstein_speed", "v_loss^2 <= v_2^2", "(82)", ("perturbation", "time"),
+             _resp("loss_speed_squared"), _thermo("wasserstein_speed_squared"), True),
+    Relation("response", "eta <= c_1", "(81)", ("perturbation",), _resp("response"), _resp("loss_cost"), False),
+    Relation("dissipation", "c_1 <= w_D", "(81)", ("perturbation",), _resp("loss_cost"), _thermo("dissipation"),
+             False),
+    Relation("kinetic_cost", "c_1 <= c_2", "(83)", ("perturbation",), _resp("loss_cost"),
+             _thermo("kinetic_cost"), True),
+    Relation("path_length", "L^2/tau <= c_2", "(92)", (), _thermo("path_length_cost"),
+             _thermo("kinetic_cost"), False),
+    Relation("geodesic", "W_2^2/tau <= L^2/tau", "(92)", (), _thermo("geodesic_cost"),
+             _thermo("path_length_cost"), False),
+)
+
+
+class Bounds(Observer):
+    """Slack and status of every inequality of physics.md §4 and of the speed limit (92)."""
+
+    name = "bounds"
+    requires = ("thermodynamics", "response")
+
+    def __init__(self, rtol: float = 1e-6):
+        if not 0 <= rtol < 1:
+            raise ScenarioError(f"must be in [0, 1), got {rtol}", key="rtol")
+        self.rtol = rtol
+
+    def variables(self):
+        out = {}
+        for rel in RELATIONS:
+            out[f"slack_{rel.name}"] = Variable(rel.dims, f"slack of {rel.text}", "1", f"slack[{rel.text}]",
+                                                rel.equation, nonfinite="NaN where the relation does not apply")
+            status_dims = tuple(d for d in rel.dims if d != "time")
+            out[f"holds_{rel.name}"] = Variable(status_dims, f"status of {rel.text}", "1", f"[{rel.text}]",
+                                                rel.equation, attrs={**STATUS_ATTRS, "rtol": self.rtol})
+        return out
+
+    def observe(self, run, measured):
+        out = {}
+        for rel in RELATIONS:
+            smaller, larger = np.asarray(rel.smaller(measured)), np.asarray(rel.larger(measured))
+            smaller, larger = np.broadcast_arrays(smaller, larger)
+            applicable = run.process.conservative or not rel.conservative_only
+            slack = larger - smaller if applicable else np.full(smaller.shape, np.nan)
+            time_axes = tuple(i for i, d in enumerate(rel.dims) if d == "time")
+            with np.errstate(invalid="ignore"):
+                scale = np.maximum(np.abs(larger), np.abs(smaller)).max(axis=time_axes, initial=0.0)
+                worst = slack.min(axis=time_axes) if time_axes else slack
+                status = np.where(worst >= -self.rtol * scale, HOLDS, VIOLATED)
+            status = np.where(np.isnan(worst), NOT_APPLICABLE, status).astype(np.int8)
+            out[f"slack_{rel.name}"] = slack
+            out[f"holds_{rel.name}"] = status
+        return out
+
+
+@hookimpl
+def stochthermo_register_observers():
+    return [Bounds]

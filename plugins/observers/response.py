@@ -1,0 +1,80 @@
+r"""Response of generation to a perturbed start (physics.md §4, Eqs. (78)-(81)).
+
+The true reverse process starts from :math:`P_0^\dagger = P_\tau` and the perturbed one from
+:math:`\tilde P_0^\dagger`; both follow the same velocity field. With reverse time :math:`\tilde t = \tau - t`
+and both laws indexed by forward time t:
+
+* :math:`W_1(t) = W_1(P_t, \tilde P_t)` and :math:`\partial_t W_1` (envelope theorem, exact in 1-D);
+* :math:`D_0`, the Pearson χ² of the perturbed start (Eq. (78)), constant along the flow;
+* :math:`v_{loss}(t)^2 = (\partial_t W_1)^2 / D_0`, :math:`c_1 = \int v_{loss}^2 dt`;
+* :math:`\Delta W_1 = W_1(q, p) - W_1(P_0^\dagger, \tilde P_0^\dagger)` and the response
+  :math:`\eta = (\Delta W_1)^2/(\tau D_0)`.
+
+When :math:`D_0 = \infty` the relations say nothing: :math:`v_{loss}`, :math:`c_1` and η are NaN and the reason is
+recorded in the variable ``chi_square_method``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from stochthermo import Observer, Variable, hookimpl
+from stochthermo.divergence import chi_square
+from stochthermo.integrate import time_integral
+from stochthermo.wasserstein import w1_and_rate
+
+PT = ("perturbation", "time")
+P = ("perturbation",)
+INFINITE_CHI_SQUARE = "NaN where the chi-square divergence D_0 is infinite (the relations say nothing)"
+
+
+class Response(Observer):
+    """W_1 between true and perturbed reverse flows, its rate, v_loss², D_0, ΔW_1, η and c_1."""
+
+    name = "response"
+
+    def variables(self):
+        return {
+            "wasserstein_1": Variable(PT, "W_1 distance between true and perturbed reverse processes", "1",
+                                      "W_1(P_t, P~_t)", "(79)"),
+            "wasserstein_1_rate": Variable(PT, "forward-time derivative of W_1", "1", "d_t W_1", "(79)"),
+            "loss_speed_squared": Variable(PT, "squared speed of the loss", "1", "v_loss(t)^2", "(80)",
+                                           nonfinite=INFINITE_CHI_SQUARE),
+            "chi_square": Variable(P, "Pearson chi-square divergence of the perturbed start", "1", "D_0",
+                                   "(78)", nonfinite="infinite where the perturbed start's tails are too heavy"),
+            "chi_square_method": Variable(P, "how D_0 was computed, or why it is infinite", "1", "", "(78)"),
+            "wasserstein_1_change": Variable(P, "change of W_1 over the reverse process", "1", "Delta W_1",
+                                             "(81)"),
+            "response": Variable(P, "response (squared W_1 change per unit chi-square and time)", "1", "eta",
+                                 "(81)", nonfinite=INFINITE_CHI_SQUARE),
+            "loss_cost": Variable(P, "integrated squared loss speed", "1", "c_1", "(81)",
+                                  nonfinite=INFINITE_CHI_SQUARE),
+        }
+
+    def observe(self, run, measured):
+        times = run.times.cpu().numpy()
+        tau = times[-1] - times[0]
+        reference = run.process.end_distribution()
+        out = {name: [] for name in self.variables()}
+        for name, trajectory in run.perturbed.items():
+            w1, rate = (v.cpu().numpy() for v in w1_and_rate(run.true, trajectory))
+            divergence = chi_square(run.perturbations[name], reference)
+            d0 = divergence.value
+            speed2 = rate**2 / d0 if math.isfinite(d0) else np.full_like(rate, np.nan)
+            change = w1[0] - w1[-1]  # reverse end (t = 0) minus reverse start (t = τ)
+            out["wasserstein_1"].append(w1)
+            out["wasserstein_1_rate"].append(rate)
+            out["loss_speed_squared"].append(speed2)
+            out["chi_square"].append(d0)
+            out["chi_square_method"].append(divergence.method)
+            out["wasserstein_1_change"].append(change)
+            out["response"].append(change**2 / (tau * d0) if math.isfinite(d0) else np.nan)
+            out["loss_cost"].append(time_integral(speed2, times))
+        return {key: np.array(values) for key, values in out.items()}
+
+
+@hookimpl
+def stochthermo_register_observers():
+    return [Response]

@@ -1,0 +1,89 @@
+r"""Densities of the forward and the perturbed reverse processes at chosen times (paper Fig. 6 layout).
+
+In 1-D the density of a quantile ensemble is exact up to finite differences,
+:math:`p(x_j) = \varphi(z_j)/(dx/dz)_j`, interpolated onto a common grid ``x``. In 2-D it is a normalised
+histogram on the grid ``x1`` × ``x2``. Times are fractions of τ, snapped to the nearest grid time (the
+coordinate ``snapshot_time`` holds the forward times actually used; reverse time is τ − t).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.ensemble import quantile_density
+
+#: the grid covers every law of the scenario to this many standard deviations
+GRID_EXTENT = 4.5
+
+
+class Snapshots(Observer):
+    """Forward and reverse densities at ``times`` (fractions of τ) on a grid of ``points`` per axis."""
+
+    name = "snapshots"
+
+    def __init__(self, times: list[float] = [0.0, 1 / 3, 2 / 3, 1.0], points: int = 201):  # noqa: B006
+        if any(not 0 <= f <= 1 for f in times):
+            raise ScenarioError(f"fractions of tau must lie in [0, 1], got {times}", key="times")
+        if points < 8:
+            raise ScenarioError(f"must be >= 8, got {points}", key="points")
+        self.fractions = times
+        self.points = points
+
+    def prepare(self, scenario):
+        if scenario.data.dim > 2:
+            raise ScenarioError(f"density snapshots exist for 1-D and 2-D data, not {scenario.data.dim}-D")
+        self.space = ("x",) if scenario.data.dim == 1 else ("x1", "x2")
+        self.grid = self._grid(scenario)
+        times = scenario.times.numpy()
+        self.indices = [int(np.argmin(np.abs(times - f * times[-1]))) for f in self.fractions]
+        self.snapshot_times = times[self.indices]
+
+    def _grid(self, scenario) -> list[np.ndarray]:
+        laws = [scenario.data, scenario.prior, *scenario.perturbations.values()]
+        low = np.min([(law.mean() - GRID_EXTENT * law.covariance().diagonal().sqrt()).numpy() for law in laws], 0)
+        high = np.max([(law.mean() + GRID_EXTENT * law.covariance().diagonal().sqrt()).numpy() for law in laws], 0)
+        return [np.linspace(lo, hi, self.points) for lo, hi in zip(low, high)]
+
+    def coordinates(self):
+        return {**dict(zip(self.space, self.grid)), "snapshot_time": self.snapshot_times}
+
+    def variables(self):
+        space = self.space
+        return {
+            "forward_density": Variable(("snapshot_time", *space), "density of the forward process", "1",
+                                        "P_t(x)", "(1)"),
+            "reverse_density": Variable(("perturbation", "snapshot_time", *space),
+                                        "density of the perturbed reverse process", "1", "P~_t(x)", "(79)"),
+        }
+
+    def observe(self, run, measured):
+        return {
+            "forward_density": self._densities(run.true),
+            "reverse_density": np.stack([self._densities(tr) for tr in run.perturbed.values()]),
+        }
+
+    def _densities(self, trajectory) -> np.ndarray:
+        grid = self.grid
+        out = []
+        for k in self.indices:
+            positions = trajectory.positions[k]
+            if trajectory.normal_scores is not None:
+                density = quantile_density(positions, trajectory.normal_scores).cpu().numpy()
+                out.append(np.interp(grid[0], positions[:, 0].cpu().numpy(), density, left=0.0, right=0.0))
+            else:
+                edges = [torch.from_numpy(_edges(g)) for g in grid]
+                hist = torch.histogramdd(positions.cpu(), bins=edges, weight=trajectory.weights.cpu(), density=True)
+                out.append(hist.hist.numpy())
+        return np.stack(out)
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    step = centres[1] - centres[0]
+    return np.concatenate([centres - step / 2, centres[-1:] + step / 2])
+
+
+@hookimpl
+def stochthermo_register_observers():
+    return [Snapshots]

@@ -1,0 +1,118 @@
+r"""Built-in schedules :math:`(m_s, \sigma_s)`, :math:`s = t/\tau`, with analytic derivatives (paper §III.B)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from stochthermo import ScenarioError, Schedule, hookimpl
+
+
+class Cosine(Schedule):
+    r"""Cosine schedule: :math:`m = \cos(\pi s/2)`, :math:`\sigma = \sin(\pi s/2)`; :math:`\tau T = (\pi/2)\tan(\pi s/2)`.
+
+    Variance preserving with constant angular speed; minimises :math:`\int(\dot m^2 + \dot\sigma^2)dt` under
+    :math:`m^2 + \sigma^2 = 1` (Eqs. (93)-(95))."""
+
+    name = "cosine"
+
+    def m(self, s):
+        return torch.cos(0.5 * math.pi * s)
+
+    def sigma(self, s):
+        return torch.sin(0.5 * math.pi * s)
+
+    def dm(self, s):
+        return -0.5 * math.pi * torch.sin(0.5 * math.pi * s)
+
+    def dsigma(self, s):
+        return 0.5 * math.pi * torch.cos(0.5 * math.pi * s)
+
+
+class CondOT(Schedule):
+    r"""Conditional optimal transport (rectified flow): :math:`m = 1 - s`, :math:`\sigma = s`;
+    :math:`\tau T = s/(1-s)`. Straight conditional paths at constant speed."""
+
+    name = "cond_ot"
+
+    def m(self, s):
+        return 1 - s
+
+    def sigma(self, s):
+        return s
+
+    def dm(self, s):
+        return -torch.ones_like(s)
+
+    def dsigma(self, s):
+        return torch.ones_like(s)
+
+
+class VPLinear(Schedule):
+    r"""Variance-preserving (continuous DDPM) schedule with linear :math:`\beta(s) = \beta_{min} +
+    s(\beta_{max} - \beta_{min})`: :math:`m = e^{-B/2}`, :math:`\sigma^2 = 1 - e^{-B}`,
+    :math:`B(s) = \int_0^s\beta`; :math:`\tau T = \beta/2`. :math:`\sigma'` is infinite at s = 0 but
+    :math:`\partial_s\sigma^2 = \beta m^2` is not. :math:`P_\tau \ne \mathcal N(0, I)` exactly."""
+
+    name = "vp_linear"
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
+        if beta_min < 0:
+            raise ScenarioError(f"must be >= 0, got {beta_min}", key="beta_min")
+        if beta_max < beta_min:
+            raise ScenarioError(f"must be >= beta_min = {beta_min}, got {beta_max}", key="beta_max")
+        if beta_max == 0:
+            raise ScenarioError("must be > 0 (no noise at all otherwise)", key="beta_max")
+        self.beta_min = beta_min
+        self.beta_max = beta_max
+
+    def _beta(self, s):
+        return self.beta_min + s * (self.beta_max - self.beta_min)
+
+    def _integrated_beta(self, s):
+        return self.beta_min * s + 0.5 * (self.beta_max - self.beta_min) * s**2
+
+    def m(self, s):
+        return torch.exp(-0.5 * self._integrated_beta(s))
+
+    def sigma(self, s):
+        return torch.sqrt(-torch.expm1(-self._integrated_beta(s)))
+
+    def dm(self, s):
+        return -0.5 * self._beta(s) * self.m(s)
+
+    def dsigma(self, s):
+        return self.dsigma2(s) / (2 * self.sigma(s))
+
+    def dsigma2(self, s):
+        return self._beta(s) * self.m(s) ** 2
+
+
+class VE(Schedule):
+    r"""Variance-exploding schedule (EDM form): :math:`m = 1`, :math:`\sigma = \sigma_{max} s`;
+    :math:`\tau T = \sigma_{max}^2 s`. :math:`P_\tau = q * \mathcal N(0, \sigma_{max}^2 I)`."""
+
+    name = "ve"
+
+    def __init__(self, sigma_max: float = 10.0):
+        if sigma_max <= 0:
+            raise ScenarioError(f"must be > 0, got {sigma_max}", key="sigma_max")
+        self.sigma_max = sigma_max
+
+    def m(self, s):
+        return torch.ones_like(s)
+
+    def sigma(self, s):
+        return self.sigma_max * s
+
+    def dm(self, s):
+        return torch.zeros_like(s)
+
+    def dsigma(self, s):
+        return torch.full_like(s, self.sigma_max)
+
+
+@hookimpl
+def stochthermo_register_schedules():
+    return [Cosine, CondOT, VPLinear, VE]

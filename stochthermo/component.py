@@ -1,0 +1,47 @@
+"""The base every plugin class derives from: a name, typed parameters, and device placement.
+
+A plugin class declares its scenario parameters as keyword arguments of ``__init__`` with type
+annotations and defaults; :mod:`stochthermo.parameters` validates a scenario mapping against them.
+Arguments named in ``CONTEXT`` are injected by the engine (the data distribution, τ, ...) and are not
+scenario keys.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC
+from typing import ClassVar, Self
+
+import torch
+
+
+class Component(ABC):
+    """Common base of schedules, processes, estimators, observers and distributions."""
+
+    #: snake_case name under which the class is registered and referred to in scenarios
+    name: ClassVar[str]
+    #: role of the class in the registry ("schedule", "process", ...); set by each abstract base
+    kind: ClassVar[str]
+    #: ``__init__`` arguments supplied by the engine rather than by the scenario file
+    CONTEXT: ClassVar[frozenset[str]] = frozenset()
+
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float64) -> Self:
+        """A copy whose floating-point tensor attributes (recursively through components) live on
+        ``device`` with ``dtype``."""
+        clone = copy.copy(self)
+        for key, value in vars(self).items():
+            setattr(clone, key, _moved(value, device, dtype))
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} '{getattr(self, 'name', '?')}'>"
+
+
+def _moved(value, device, dtype):
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=dtype if value.is_floating_point() else value.dtype)
+    if isinstance(value, Component):
+        return value.to(device, dtype)
+    if isinstance(value, list | tuple):
+        return type(value)(_moved(v, device, dtype) for v in value)
+    return value

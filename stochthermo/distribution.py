@@ -1,0 +1,121 @@
+r"""Distributions of data and of (perturbed) reverse starts.
+
+A distribution samples, evaluates its log-density, and, where it can, exposes
+
+* its Gaussian-mixture structure :math:`q = \sum_k w_k \mathcal N(\mu_k, S_k)` (exact posterior
+  velocities, physics.md §1, and closed-form χ²);
+* its tail: the precision matrices of the slowest-decaying components (finiteness of χ², physics.md §4),
+  or ``None`` for bounded support;
+* in one dimension, the cumulative distribution in log form and the *normal-score* maps
+  :math:`z \mapsto F^{-1}(\Phi(z))` and :math:`x \mapsto \Phi^{-1}(F(x))`. Working with normal scores
+  instead of levels :math:`u = F(x)` keeps both tails accurate in float64 (``1 - u`` would round to 0).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from .component import Component
+
+LOG_HALF = math.log(0.5)
+#: bisection steps of the default quantile function (bracket width / 2⁶⁴)
+BISECTION_STEPS = 64
+
+
+@dataclass(frozen=True)
+class MixtureStructure:
+    """``weights`` (K,), ``means`` (K, d), ``covariances`` (K, d, d) of a Gaussian mixture."""
+
+    weights: torch.Tensor
+    means: torch.Tensor
+    covariances: torch.Tensor
+
+
+class Distribution(Component):
+    """Abstract distribution on :math:`\\mathbb R^d`. Tensors are (n, d); densities are (n,)."""
+
+    kind: ClassVar[str] = "distribution"
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        raise NotImplementedError
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` independent draws, shape (n, d), on the generator's device."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @abstractmethod
+    def mean(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    @abstractmethod
+    def covariance(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def mixture(self) -> MixtureStructure | None:
+        """The Gaussian-mixture structure, or ``None`` when the distribution is not a Gaussian mixture."""
+        return None
+
+    def tail_precisions(self) -> torch.Tensor | None:
+        """Precision matrices (K, d, d) governing the Gaussian tails, or ``None`` for bounded support."""
+        mix = self.mixture()
+        if mix is None:
+            raise NotImplementedError(f"{self.name}: tail_precisions() must be defined")
+        return torch.linalg.inv(mix.covariances)
+
+    # ---- one dimension -------------------------------------------------------------------------
+    def log_cdf(self, x: torch.Tensor) -> torch.Tensor:
+        """log F(x) for x of shape (n, 1)."""
+        raise NotImplementedError(f"{self.name} has no cumulative distribution function")
+
+    def log_sf(self, x: torch.Tensor) -> torch.Tensor:
+        """log (1 − F(x)) for x of shape (n, 1), accurate in the upper tail."""
+        raise NotImplementedError(f"{self.name} has no survival function")
+
+    def normal_score(self, x: torch.Tensor) -> torch.Tensor:
+        """z = Φ⁻¹(F(x)) for x of shape (n, 1); returns (n,)."""
+        log_cdf = self.log_cdf(x)
+        lower = torch.special.ndtri(log_cdf.exp())
+        upper = -torch.special.ndtri(self.log_sf(x).exp())
+        return torch.where(log_cdf <= LOG_HALF, lower, upper)
+
+    def from_normal_score(self, z: torch.Tensor) -> torch.Tensor:
+        """x = F⁻¹(Φ(z)) for z of shape (n,); returns (n, 1).
+
+        Default: bisection on ``log_cdf`` (z ≤ 0) and ``log_sf`` (z > 0), inside a bracket of ±60 standard
+        deviations around the mean, to a width of 2⁻⁶⁴ of the bracket (below float64 resolution).
+        """
+        self._require_1d()
+        lower = z <= 0
+        x = torch.empty((len(z), 1), dtype=z.dtype, device=z.device)
+        x[lower, 0] = self._bisect(self.log_cdf, torch.special.log_ndtr(z[lower]), increasing=True)
+        x[~lower, 0] = self._bisect(self.log_sf, torch.special.log_ndtr(-z[~lower]), increasing=False)
+        return x
+
+    def _bisect(self, log_function, target: torch.Tensor, *, increasing: bool) -> torch.Tensor:
+        mean = float(self.mean()[0])
+        half_width = 60 * math.sqrt(float(self.covariance()[0, 0]))
+        low = torch.full_like(target, mean - half_width)
+        high = torch.full_like(target, mean + half_width)
+        for _ in range(BISECTION_STEPS):
+            mid = 0.5 * (low + high)
+            value = log_function(mid[:, None])
+            below = value < target if increasing else value > target
+            low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+        return 0.5 * (low + high)
+
+    def _require_1d(self) -> None:
+        if self.dim != 1:
+            raise ValueError(f"{self.name}: quantile functions exist in one dimension only (dim = {self.dim})")

@@ -1,0 +1,34 @@
+r"""Estimators: the velocity :math:`\hat\nu_t(x)` the reverse (generating) process actually follows.
+
+The reverse process runs the probability-flow ODE :math:`dx/d\tilde t = -\hat\nu_{\tau-\tilde t}(x)`
+(physics.md §4); in forward time this is :math:`\dot x = \hat\nu_t(x)` integrated from τ down to 0.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import torch
+
+from .component import Component
+from .integrate import rk4
+from .process import ForwardProcess
+
+
+class Estimator(Component):
+    """Abstract estimator; constructed with the forward process it estimates (context)."""
+
+    kind: ClassVar[str] = "estimator"
+    CONTEXT: ClassVar[frozenset[str]] = frozenset({"process"})
+
+    def __init__(self, *, process: ForwardProcess):
+        self.process = process
+
+    @abstractmethod
+    def velocity(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`ForwardProcess.flow`, along the estimated velocity."""
+        return rk4(self.velocity, x0, times)

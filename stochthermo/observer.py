@@ -1,0 +1,85 @@
+"""Observers: what is measured along a run, and how it is declared in the Dataset.
+
+An observer declares its output variables (:class:`Variable`: dims, long name, units, symbol, paper
+equation) and, for each protocol and seed, turns a :class:`Run` into arrays with exactly those dims, minus
+``protocol`` and ``seed``, which the engine adds (architecture.md, "Output"). Observers may read what the
+observers they ``require`` measured earlier in the same run.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+
+from .component import Component
+from .distribution import Distribution
+from .estimator import Estimator
+from .process import ForwardProcess
+from .trajectory import Trajectory
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+#: dimensions the engine sweeps over; they come first in every variable, then ``seed``, then the rest
+SWEEP_DIMS = ("protocol", "perturbation")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Declaration of one output variable (dims exclude ``protocol`` and ``seed``)."""
+
+    dims: tuple[str, ...]
+    long_name: str
+    units: str
+    symbol: str
+    equation: str
+    #: why non-finite values are legitimate in this variable; ``None``: they are an error
+    nonfinite: str | None = None
+    #: extra attributes (e.g. CF ``flag_values`` / ``flag_meanings``)
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one (protocol, seed) produced, in forward time."""
+
+    protocol: str
+    seed: int
+    process: ForwardProcess
+    estimator: Estimator
+    times: torch.Tensor
+    #: the true reverse process: P_τ transported by the exact velocity
+    true: Trajectory
+    #: the perturbed reverse processes: each start P̃_0† transported by the estimator, by name
+    perturbed: dict[str, Trajectory]
+    perturbations: dict[str, Distribution]
+
+
+class Observer(Component):
+    """Abstract observer."""
+
+    kind: ClassVar[str] = "observer"
+    #: names of observers whose results :meth:`observe` reads
+    requires: ClassVar[tuple[str, ...]] = ()
+
+    def prepare(self, scenario: "Scenario") -> None:
+        """Called once when the scenario is loaded, before any run (e.g. to fix a spatial grid); may raise
+        :class:`~stochthermo.ScenarioError`. Does nothing by default."""
+
+    @abstractmethod
+    def variables(self) -> dict[str, Variable]:
+        """The declared output variables, by name."""
+        raise NotImplementedError
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """Coordinates of the observer's own dims (e.g. a spatial grid); none by default."""
+        return {}
+
+    @abstractmethod
+    def observe(self, run: Run, measured: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Arrays named and shaped as :meth:`variables` declares, for one protocol and seed."""
+        raise NotImplementedError

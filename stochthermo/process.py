@@ -1,0 +1,58 @@
+r"""Forward processes: the Fokker–Planck dynamics from the data law :math:`P_0 = q` to :math:`P_\tau`.
+
+.. math:: \partial_t P_t = -\nabla\cdot(\nu_t P_t), \qquad \nu_t = f_t - T_t \nabla \ln P_t \qquad (1)
+
+A process knows its mean local velocity :math:`\nu_t(x)` exactly, its temperature :math:`T_t` (NaN where
+the process defines none, as for optimal transport), its end law :math:`P_\tau` (the reverse process's true
+start), and whether :math:`\nu_t` is a gradient field (``conservative``), in which case the housekeeping
+entropy production vanishes and :math:`T_t\dot S_t = v_2(t)^2` (Eq. (67)).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import torch
+
+from .component import Component
+from .distribution import Distribution
+from .integrate import rk4
+
+
+class ForwardProcess(Component):
+    """Abstract forward process. Constructed with the scenario's data, prior and τ (context)."""
+
+    kind: ClassVar[str] = "process"
+    CONTEXT: ClassVar[frozenset[str]] = frozenset({"data", "prior", "tau"})
+
+    def __init__(self, *, data: Distribution, prior: Distribution, tau: float):
+        self.data = data
+        self.prior = prior
+        self.tau = float(tau)
+
+    @property
+    @abstractmethod
+    def conservative(self) -> bool:
+        """True when ν_t is a gradient field for every t (zero housekeeping dissipation)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def velocity(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        """The exact mean local velocity ν_t(x) (Eq. (1)); x is (n, d)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def temperature(self, t: torch.Tensor) -> torch.Tensor:
+        """T_t on a tensor of times; NaN where the process defines no temperature."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def end_distribution(self) -> Distribution:
+        """P_τ, the law the true reverse process starts from."""
+        raise NotImplementedError
+
+    def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Transport ``x0`` (at ``times[0]``) along ν through ``times``; returns (positions, velocities),
+        each (len(times), n, d). Default: RK4 on :meth:`velocity`; override where the flow map is exact."""
+        return rk4(self.velocity, x0, times)

@@ -1,0 +1,76 @@
+r"""Wasserstein distances between particle ensembles, and the rate of change of W_1 along two flows.
+
+A *coupling* pairs particles i of one ensemble with particles j of the other with masses
+:math:`\pi_{ij}`. In 1-D two quantile ensembles on the same normal-score grid are coupled monotonically
+(particle j with particle j), which is optimal for every :math:`W_p` and exact up to quadrature. In d ≥ 2
+the optimal plan is computed with POT's exact network simplex (``ot.emd``).
+
+Along two flows with velocities :math:`v_i, \tilde v_j`, the derivative of
+:math:`W_1 = \min_\pi\sum\pi_{ij}|x_i - \tilde x_j|` is, by the envelope (Danskin) theorem, the derivative of the
+cost at the optimal plan: :math:`\partial_t W_1 = \sum\pi_{ij}\, e_{ij}\cdot(v_i - \tilde v_j)`,
+:math:`e_{ij} = (x_i - \tilde x_j)/|x_i - \tilde x_j|`. In 1-D this is
+:math:`\int_0^1 \mathrm{sign}(F^{-1} - G^{-1})\,\partial_t(F^{-1} - G^{-1})\,du` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ot
+import torch
+
+from .trajectory import Trajectory
+
+
+@dataclass(frozen=True)
+class Coupling:
+    """Sparse coupling: particle ``rows[k]`` of the first ensemble carries ``mass[k]`` to ``cols[k]``."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    mass: torch.Tensor
+
+
+def optimal_coupling(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: torch.Tensor, *,
+                     monotone: bool, metric: str) -> Coupling:
+    """Optimal coupling of two weighted ensembles for cost |x − y| (``euclidean``) or |x − y|²
+    (``sqeuclidean``). ``monotone`` pairs quantile ensembles index by index (1-D, same weights)."""
+    if monotone:
+        index = torch.arange(len(x), device=x.device)
+        return Coupling(index, index, wx)
+    plan = ot.emd(wx, wy, ot.dist(x, y, metric=metric))
+    rows, cols = torch.nonzero(plan > 0, as_tuple=True)
+    return Coupling(rows, cols, plan[rows, cols])
+
+
+def w1_and_rate(a: Trajectory, b: Trajectory) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_1 between two trajectories at every time and its time derivative (envelope theorem), each (T,)."""
+    if _paired(a, b):  # monotone coupling at every time: all times at once
+        return _coupled_w1_and_rate(a.positions - b.positions, a.velocities - b.velocities, a.weights)
+    values = []
+    for k in range(len(a.times)):
+        coupling = optimal_coupling(a.positions[k], a.weights, b.positions[k], b.weights, monotone=False,
+                                    metric="euclidean")
+        values.append(_coupled_w1_and_rate(a.positions[k][coupling.rows] - b.positions[k][coupling.cols],
+                                           a.velocities[k][coupling.rows] - b.velocities[k][coupling.cols],
+                                           coupling.mass))
+    return tuple(torch.stack(v) for v in zip(*values))
+
+
+def _coupled_w1_and_rate(diff: torch.Tensor, relative_velocity: torch.Tensor, mass: torch.Tensor):
+    """Σ π |Δx| and Σ π (Δx/|Δx|)·Δv over coupled pairs (last two axes: pairs, dimension)."""
+    distance = diff.norm(dim=-1)
+    direction = diff / distance.clamp_min(torch.finfo(diff.dtype).tiny)[..., None]
+    return distance @ mass, (direction * relative_velocity).sum(-1) @ mass
+
+
+def w2_squared(a: Trajectory, index_a: int, b: Trajectory, index_b: int) -> float:
+    """W_2² between two ensembles (monotone in 1-D, exact plan otherwise)."""
+    x, y = a.positions[index_a], b.positions[index_b]
+    coupling = optimal_coupling(x, a.weights, y, b.weights, monotone=_paired(a, b), metric="sqeuclidean")
+    return float(coupling.mass @ ((x[coupling.rows] - y[coupling.cols]) ** 2).sum(1))
+
+
+def _paired(a: Trajectory, b: Trajectory) -> bool:
+    return (a.normal_scores is not None and b.normal_scores is not None
+            and torch.equal(a.normal_scores, b.normal_scores))
