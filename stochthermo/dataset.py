@@ -21,7 +21,7 @@ from .observer import SWEEP_DIMS, Variable
 from .registry import default_registry
 from .scenario import Scenario
 
-DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "h5netcdf")
+DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "h5netcdf", "h5py")
 
 
 def _final_dims(declared: tuple[str, ...]) -> tuple[str, ...]:

@@ -27,6 +27,8 @@ from .distribution import Distribution
 from .gaussian import chi_square_gaussians
 
 QUADRATURE_TOLERANCE = 1e-12
+#: absolute tolerance per piece: pieces between nearly coincident break points carry almost no mass
+ABSOLUTE_TOLERANCE = 1e-16
 SPHERE_DIRECTIONS = 4096
 
 
@@ -96,7 +98,8 @@ def _quadrature_1d(perturbed: Distribution, reference: Distribution) -> float:
 
     breaks = sorted({float(v) for dist in (perturbed, reference) for v in _break_points(dist)})
     edges = np.array([-math.inf, *breaks, math.inf])
-    result = scipy.integrate.tanhsinh(integrand, edges[:-1], edges[1:], rtol=QUADRATURE_TOLERANCE)
+    result = scipy.integrate.tanhsinh(integrand, edges[:-1], edges[1:], rtol=QUADRATURE_TOLERANCE,
+                                      atol=ABSOLUTE_TOLERANCE)
     if not np.all(result.success):
         raise ArithmeticError("chi-square quadrature did not converge")
     return float(result.integral.sum())

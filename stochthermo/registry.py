@@ -62,7 +62,10 @@ class PluginFailure:
 class Registry:
     """Classes by kind and name, with the plugins that provided them."""
 
-    def __init__(self, *, entry_points: bool = True, blocked: set[str] | None = None):
+    def __init__(self, *, entry_points: bool = True, blocked: set[str] | None = None,
+                 extra: dict[str, object] | None = None):
+        """Load the built-ins, then (``entry_points``) the installed third-party plugins, then ``extra``
+        plugin objects by name (modules or objects with hook implementations), treated as third-party."""
         if blocked is None:
             blocked = {n.strip() for n in os.environ.get(DISABLE_VARIABLE, "").split(",") if n.strip()}
         self.blocked = blocked
@@ -92,6 +95,8 @@ class Registry:
                     self.failures.append(PluginFailure(ep.name, f"import failed: {type(exc).__name__}: {exc}"))
                     continue
                 self._add(plugin, info, builtin=False)
+        for name, plugin in (extra or {}).items():
+            self._add(plugin, PluginInfo(name, "?", f"object {type(plugin).__name__}"), builtin=False)
 
     # ---- loading ---------------------------------------------------------------------------------
     def _add(self, plugin: object, info: PluginInfo, *, builtin: bool) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import ot
 import torch
 
 from .trajectory import Trajectory
@@ -38,6 +37,8 @@ def optimal_coupling(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: tor
     if monotone:
         index = torch.arange(len(x), device=x.device)
         return Coupling(index, index, wx)
+    import ot  # POT is only needed in d >= 2; importing it costs ~0.5 s of start-up
+
     plan = ot.emd(wx, wy, ot.dist(x, y, metric=metric))
     rows, cols = torch.nonzero(plan > 0, as_tuple=True)
     return Coupling(rows, cols, plan[rows, cols])

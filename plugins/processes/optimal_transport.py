@@ -75,7 +75,9 @@ class OptimalTransport(ForwardProcess):
         high = torch.full_like(x, centre + half_width)
         for _ in range(BISECTION_STEPS):
             mid = 0.5 * (low + high)
-            below = (1 - s) * mid + s * self.transport_map(mid) < x
+            # T(mid) may be ±inf far in the tails: the sign still orders the bracket, but 0·inf must not occur
+            moved = s * self.transport_map(mid) if s > 0 else 0.0
+            below = (1 - s) * mid + moved < x
             low, high = torch.where(below, mid, low), torch.where(below, high, mid)
         return 0.5 * (low + high)
 

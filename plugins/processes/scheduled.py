@@ -44,6 +44,9 @@ class Scheduled(ForwardProcess):
         self.means = structure.means
         eigenvalues, eigenvectors = torch.linalg.eigh(structure.covariances)
         self.eigenvalues, self.eigenvectors = eigenvalues, eigenvectors  # S_k = Q diag(λ) Qᵀ
+        #: every S_k a multiple of I: the same formula with scalar variances, no basis change
+        self.isotropic = bool(torch.allclose(structure.covariances, eigenvalues[:, :1, None] * torch.eye(data.dim,
+                                                                                                  dtype=eigenvalues.dtype)))
 
     @property
     def conservative(self) -> bool:
@@ -69,6 +72,8 @@ class Scheduled(ForwardProcess):
         return self.schedule.temperature(t / self.tau) / self.tau
 
     def velocity(self, t, x):
+        if self.isotropic:
+            return self._isotropic_velocity(t, x)
         m, sigma2, dm, dsigma2 = self._coefficients(t)
         variances = m**2 * self.eigenvalues + sigma2  # (K, d): eigenvalues of V_k
         rates = 0.5 * (2 * m * dm * self.eigenvalues + dsigma2) / variances  # eigenvalues of ½ V̇ V⁻¹
@@ -79,6 +84,17 @@ class Scheduled(ForwardProcess):
         resp = torch.softmax(log_resp, dim=0)  # (K, n)
         component_velocity = dm * self.means[:, None, :] + (rotated * rates[:, None, :]) @ self.eigenvectors.mT
         return (resp[:, :, None] * component_velocity).sum(0)
+
+    def _isotropic_velocity(self, t, x):
+        m, sigma2, dm, dsigma2 = self._coefficients(t)
+        variances = m**2 * self.eigenvalues[:, 0] + sigma2  # (K,): V_k = v_k I
+        rates = 0.5 * (2 * m * dm * self.eigenvalues[:, 0] + dsigma2) / variances
+        centres = m * self.means  # (K, d)
+        squared = (x**2).sum(1)[None, :] - 2 * centres @ x.T + (centres**2).sum(1)[:, None]  # |x − mμ_k|²
+        log_resp = -0.5 * squared / variances[:, None] - 0.5 * x.shape[1] * torch.log(variances)[:, None]
+        resp = torch.softmax(log_resp + torch.log(self.weights)[:, None], dim=0)  # (K, n)
+        # Σ_k r_k [ṁ μ_k + a_k (x − m μ_k)] = (Σ_k r_k a_k) x + Σ_k r_k (ṁ − m a_k) μ_k
+        return (resp.T @ rates)[:, None] * x + resp.T @ ((dm - m * rates)[:, None] * self.means)
 
 
 def _check_schedule(schedule: Schedule) -> None:

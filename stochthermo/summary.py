@@ -1,0 +1,97 @@
+"""The table `stochthermo run` prints: costs and the status of every relation, beside published values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+#: (variable suffix, column header) of the relations shown, in physics.md §4 order
+RELATION_COLUMNS = (("dissipation_rate", "(80)"), ("wasserstein_speed", "(82)"), ("response", "(81)eta<=c1"),
+                    ("dissipation", "(81)c1<=wD"), ("kinetic_cost", "(83)"), ("path_length", "(92)L"),
+                    ("geodesic", "(92)W2"))
+STATUS_TEXT = {1: "ok", 0: "FAIL", -1: "n/a"}
+
+
+def _status(ds: xr.Dataset, name: str, **where) -> str:
+    var = ds.get(f"holds_{name}")
+    if var is None:
+        return "-"
+    values = np.atleast_1d(var.sel(**{k: v for k, v in where.items() if k in var.dims}).values)
+    if (values == 0).any():
+        return STATUS_TEXT[0]
+    return STATUS_TEXT[1] if (values == 1).any() else STATUS_TEXT[-1]
+
+
+def _value(ds: xr.Dataset, name: str, **where) -> float:
+    var = ds[name]
+    return float(var.sel(**{k: v for k, v in where.items() if k in var.dims}).mean("seed"))
+
+
+def format_summary(ds: xr.Dataset) -> str:
+    """Per protocol and perturbation: D_0, η, c_1, c_2, w_D, W_2²/τ and the relations' status (seed means)."""
+    numbers = [("D_0", "chi_square"), ("eta", "response"), ("c_1", "loss_cost"), ("c_2", "kinetic_cost"),
+               ("w_D", "dissipation"), ("W2^2/tau", "geodesic_cost")]
+    numbers = [(h, v) for h, v in numbers if v in ds]
+    relations = [(n, h) for n, h in RELATION_COLUMNS if f"holds_{n}" in ds]
+    header = ["protocol", "perturbation", *(h for h, _ in numbers), *(h for _, h in relations)]
+    rows = []
+    for protocol in ds.protocol.values:
+        for perturbation in ds.perturbation.values:
+            where = {"protocol": protocol, "perturbation": perturbation}
+            rows.append([str(protocol), str(perturbation), *(f"{_value(ds, v, **where):.5g}" for _, v in numbers),
+                         *(_status(ds, n, **where) for n, _ in relations)])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    statuses = np.concatenate([ds[f"holds_{n}"].values.ravel() for n, _ in relations]) if relations else np.array([])
+    failed = int((statuses == 0).sum())
+    lines.append("")
+    lines.append(f"relations: {int((statuses == 1).sum())} hold, {failed} violated, "
+                 f"{int((statuses == -1).sum())} not applicable"
+                 + (" -- SEE FAIL ABOVE" if failed else ""))
+    lines.extend(_reference_lines(ds))
+    return "\n".join(lines)
+
+
+def _reference_lines(ds: xr.Dataset) -> list[str]:
+    reference = json.loads(ds.attrs.get("reference", "{}"))
+    if not reference:
+        return []
+    lines = ["", f"beside published values ({reference.get('source', 'reference')}):"]
+    for name, values in reference.items():
+        if name == "source":
+            continue
+        symbol = ds[name].attrs.get("symbol", name)
+        for labels, published in _flatten(values):
+            where = dict(zip([d for d in ds[name].dims if d in ("protocol", "perturbation")], labels))
+            ours = _value(ds, name, **where)
+            lines.append(f"  {symbol} [{', '.join(labels)}]: {ours:.5g} vs {published:.5g} "
+                         f"({100 * (ours / published - 1):+.2f}%)")
+        if "perturbation" in ds[name].dims and "protocol" in ds[name].dims:
+            lines.extend(_spread_lines(ds, name, values))
+    return lines
+
+
+def _spread_lines(ds: xr.Dataset, name: str, values: dict) -> list[str]:
+    """Whether each engine value lies within the published values' spread over protocols."""
+    lines = []
+    for perturbation in ds.perturbation.values:
+        published = [v[str(perturbation)] for v in values.values() if str(perturbation) in v]
+        if len(published) < 2:
+            continue
+        low, high = min(published), max(published)
+        ours = [_value(ds, name, protocol=p, perturbation=perturbation) for p in ds.protocol.values]
+        inside = all(low <= o <= high for o in ours)
+        lines.append(f"  {perturbation}: engine {min(ours):.5g}..{max(ours):.5g}, published spread over protocols "
+                     f"[{low:.5g}, {high:.5g}]: {'inside' if inside else 'OUTSIDE'}")
+    return lines
+
+
+def _flatten(values, labels=()):
+    if isinstance(values, dict):
+        for key, inner in values.items():
+            yield from _flatten(inner, (*labels, str(key)))
+    else:
+        yield labels, float(values)

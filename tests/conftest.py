@@ -1,0 +1,42 @@
+"""Shared helpers: scenarios built from Python dicts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from stochthermo.engine import simulate
+from stochthermo.scenario import parse_scenario
+
+BASE = {
+    "tau": 1.0,
+    "time_steps": 64,
+    "particles": 1024,
+    "data": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [-0.6, 0.6], "stds": [0.3, 0.3]},
+    "prior": {"name": "gaussian", "mean": 0.0, "std": 1.0},
+    "protocols": {"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}}},
+    "perturbations": {"shifted": {"name": "gaussian", "mean": 1.0, "std": 1.0}},
+    "observers": ["thermodynamics", "response", "bounds"],
+}
+
+
+def scenario_dict(**changes) -> dict:
+    spec = copy.deepcopy(BASE)
+    spec.update(changes)
+    return spec
+
+
+def run_dict(spec: dict, **kwargs):
+    return simulate(parse_scenario(yaml.safe_dump(spec), source="<test>", **kwargs), device="cpu")
+
+
+@pytest.fixture
+def write_scenario(tmp_path):
+    def write(spec: dict | str, name: str = "scenario.yaml"):
+        path = tmp_path / name
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+        return path
+
+    return write

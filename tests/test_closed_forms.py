@@ -1,0 +1,159 @@
+"""Gaussian data: velocities, Wasserstein speed, W_2, D_0 and η against closed forms; the exact velocity
+solves the continuity equation (1) for mixtures in 1-D and 2-D under every schedule."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from conftest import run_dict, scenario_dict
+from stochthermo.registry import default_registry
+from stochthermo_plugins.distributions import Gaussian, GaussianMixture
+from stochthermo_plugins.processes.optimal_transport import OptimalTransport
+from stochthermo_plugins.processes.scheduled import Scheduled
+
+SCHEDULES = default_registry().names("schedule")
+PRIOR = Gaussian(0.0, 1.0)
+
+
+def _gaussian_w1(a, sa, b, sb):
+    """W_1(N(a, sa²), N(b, sb²)) = E|c + kZ| with c = a − b, k = sa − sb."""
+    c, k = a - b, abs(sa - sb)
+    if k == 0:
+        return abs(c)
+    return c * (1 - 2 * stats.norm.cdf(-c / k)) + 2 * k * stats.norm.pdf(c / k)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_velocity_of_gaussian_data(schedule):
+    mu, s, tau = 0.7, 0.4, 2.0
+    process = Scheduled(data=Gaussian(mu, s), prior=PRIOR, tau=tau,
+                        schedule=default_registry().get("schedule", schedule)())
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)[:, None]
+    for t in (0.3, 1.1, 1.9):
+        # quantile-preserving linear flow x(z) = m μ + sqrt(V) z  =>  ν = ṁ μ + (d sqrt V / dt)(x − m μ)/sqrt V
+        h = 1e-5
+        def moments(time):
+            st = torch.tensor(time / tau, dtype=torch.float64)
+            m, sig = float(process.schedule.m(st)), float(process.schedule.sigma(st))
+            return m, math.sqrt(m**2 * s**2 + sig**2)
+        (m, root), (m_hi, root_hi), (m_lo, root_lo) = moments(t), moments(t + h), moments(t - h)
+        expected = (m_hi - m_lo) / (2 * h) * mu + (root_hi - root_lo) / (2 * h) * (x - m * mu) / root
+        assert torch.allclose(process.velocity(t, x), expected, rtol=1e-6, atol=1e-6), (schedule, t)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_velocity_at_start_is_force_minus_temperature_score(schedule):
+    """At t = 0 the definition (1) applies directly: ν_0 = f_0 − T_0 ∇ln q, f_0(x) = (ṁ_0/m_0) x."""
+    data = GaussianMixture([0.3, 0.7], [-1.0, 0.5], [0.2, 0.6])
+    sched = default_registry().get("schedule", schedule)()
+    tau = 2.0
+    process = Scheduled(data=data, prior=PRIOR, tau=tau, schedule=sched)
+    x = torch.linspace(-2, 2, 21, dtype=torch.float64)[:, None].requires_grad_(True)
+    score = torch.autograd.grad(data.log_prob(x).sum(), x)[0]
+    zero = torch.zeros((), dtype=torch.float64)
+    force = float(sched.dm(zero) / sched.m(zero)) / tau * x
+    expected = force - float(sched.temperature(zero)) / tau * score
+    assert torch.allclose(process.velocity(0.0, x.detach()), expected.detach(), atol=1e-12)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("dim", [1, 2])
+def test_continuity_equation(schedule, dim):
+    """∂_t log P + ν·∇log P + ∇·ν = 0 with P_t the closed-form marginal: checks ν independently of its formula."""
+    if dim == 1:
+        data = GaussianMixture([0.3, 0.7], [-1.0, 0.5], [0.2, 0.6])
+    else:
+        data = GaussianMixture([0.4, 0.6], [[1.0, 0.0], [-0.5, 0.8]],
+                               covariances=[[[0.3, 0.1], [0.1, 0.2]], [[0.5, 0.0], [0.0, 0.1]]])
+    process = Scheduled(data=data, prior=Gaussian([0.0] * dim, 1.0), tau=1.0,
+                        schedule=default_registry().get("schedule", schedule)())
+    x = torch.randn(64, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for t in (0.1, 0.5, 0.9):
+        h = 1e-5
+        dlogp_dt = (process.marginal(t + h).log_prob(x) - process.marginal(t - h).log_prob(x)) / (2 * h)
+        xr = x.clone().requires_grad_(True)
+        grad_logp = torch.autograd.grad(process.marginal(t).log_prob(xr).sum(), xr)[0]
+        nu = process.velocity(t, xr)
+        divergence = sum(torch.autograd.grad(nu[:, i].sum(), xr, retain_graph=True)[0][:, i] for i in range(dim))
+        residual = (dlogp_dt + (nu * grad_logp).sum(1) + divergence).detach()
+        scale = float(dlogp_dt.abs().max()) + 1
+        assert float(residual.abs().max()) < 1e-5 * scale, (schedule, dim, t)
+
+
+@pytest.mark.parametrize("protocol", ["cosine", "cond_ot", "ot"])
+def test_gaussian_data_costs_and_response(protocol):
+    mu, s, delta, r = 0.5, 0.6, 0.8, 0.9
+    process = ({"name": "scheduled", "schedule": protocol} if protocol != "ot" else "optimal_transport")
+    ds = run_dict(scenario_dict(
+        data={"name": "gaussian", "mean": mu, "std": s}, time_steps=96, particles=4096,
+        protocols={protocol: {"process": process}},
+        perturbations={"p": {"name": "gaussian", "mean": delta, "std": r}})).isel(protocol=0, seed=0, perturbation=0)
+    times = ds.time.values
+    # v_2² = ṁ² μ² + (d sqrt V/dt)², V = m² s² + σ² (or constant W_2²/τ² for OT)
+    w2_squared = mu**2 + (s - 1) ** 2
+    if protocol == "ot":
+        expected_speed = np.full_like(times, w2_squared)
+    else:
+        schedule = default_registry().get("schedule", protocol)()
+        st = torch.tensor(times)
+        m, dm = schedule.m(st).numpy(), schedule.dm(st).numpy()
+        V = m**2 * s**2 + schedule.sigma(st).numpy() ** 2
+        dV = 2 * m * dm * s**2 + schedule.dsigma2(st).numpy()
+        expected_speed = dm**2 * mu**2 + dV**2 / (4 * V)
+    np.testing.assert_allclose(ds.wasserstein_speed_squared.values, expected_speed, rtol=1e-6, atol=1e-9)
+    assert math.isclose(float(ds.geodesic_cost), w2_squared, rel_tol=1e-6)
+    # exact flows map N(0,1) onto q by z -> μ + s z, so p = N(μ + s δ, s² r²)
+    d0 = math.exp(delta**2 / (2 - r**2)) / (r * math.sqrt(2 - r**2)) - 1
+    change = _gaussian_w1(mu, s, mu + s * delta, s * r) - _gaussian_w1(0, 1, delta, r)
+    assert math.isclose(float(ds.chi_square), d0, rel_tol=1e-10)
+    assert math.isclose(float(ds.wasserstein_1_change), change, rel_tol=1e-6)
+    assert math.isclose(float(ds.response), change**2 / d0, rel_tol=1e-6)
+
+
+def test_ot_process_gaussian_2d_is_the_bures_geodesic():
+    a = [0.5, -1.0]
+    A = [[0.5, 0.2], [0.2, 0.3]]
+    ds = run_dict(scenario_dict(
+        data={"name": "gaussian", "mean": a, "covariance": A}, prior={"name": "gaussian", "mean": [0.0, 0.0]},
+        particles=2000, time_steps=16, protocols={"ot": {"process": "optimal_transport"}},
+        perturbations={"p": {"name": "gaussian", "mean": [0.3, 0.0], "std": 0.9}},
+        observers=["thermodynamics"])).isel(protocol=0, seed=0)
+    root = torch.linalg.eigh(torch.tensor(A))
+    trace_root = float(root.eigenvalues.sqrt().sum())
+    bures = float(np.dot(a, a) + np.trace(A) + 2 - 2 * trace_root)
+    speed = ds.wasserstein_speed_squared.values
+    # particles move on straight lines at constant speed; their mean kinetic energy estimates W_2² (MC error)
+    assert np.ptp(speed) < 1e-12
+    assert math.isclose(float(ds.kinetic_cost), bures, rel_tol=0.05)
+    # the exact-plan W_2 of the two end clouds equals the particles' kinetic cost (the plan is the map)
+    assert math.isclose(float(ds.geodesic_cost), float(ds.kinetic_cost), rel_tol=1e-6)
+
+
+def test_ot_velocity_matches_particle_velocity_1d():
+    data = GaussianMixture([0.5, 0.5], [-0.6, 0.6], [0.3, 0.3])
+    process = OptimalTransport(data=data, prior=PRIOR, tau=1.0)
+    y = torch.linspace(-1.5, 1.5, 31, dtype=torch.float64)[:, None]
+    target = process.transport_map(y)
+    for s in (0.0, 0.25, 0.75, 1.0):
+        x = (1 - s) * y + s * target
+        assert torch.allclose(process.velocity(s, x), target - y, atol=1e-10)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_transported_quantiles_are_marginal_quantiles(schedule):
+    """RK4 transport of P_τ's quantile ensemble reproduces the closed-form quantiles of every P_t."""
+    ds_times = torch.linspace(0, 1, 257, dtype=torch.float64)
+    data = GaussianMixture([0.5, 0.5], [-0.6, 0.6], [0.3, 0.3])
+    process = Scheduled(data=data, prior=PRIOR, tau=1.0, schedule=default_registry().get("schedule", schedule)())
+    from stochthermo.ensemble import make_ensemble
+    from stochthermo.trajectory import run_flow
+
+    ensemble = make_ensemble(process.end_distribution(), 257, 0, device="cpu")
+    trajectory = run_flow(process.flow, ensemble, ds_times)
+    for k in (0, 64, 160, 256):
+        exact = process.marginal(float(ds_times[k])).from_normal_score(ensemble.normal_scores)
+        inner = ensemble.normal_scores.abs() < 6
+        assert torch.allclose(trajectory.positions[k][inner], exact[inner], atol=1e-6), (schedule, k)

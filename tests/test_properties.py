@@ -1,0 +1,112 @@
+"""Property tests (hypothesis): the speed-accuracy relations of physics.md §4 over random Gaussian
+mixtures in 1-D and 2-D, every registered schedule, and random Gaussian perturbations."""
+
+import math
+
+import numpy as np
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import run_dict, scenario_dict
+from stochthermo.ensemble import make_ensemble, quantile_density
+from stochthermo.registry import default_registry
+from stochthermo.scenario import parse_scenario
+from stochthermo.trajectory import run_flow
+
+SCHEDULES = default_registry().names("schedule")
+PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+RELATIONS = ["dissipation_rate", "wasserstein_speed", "response", "dissipation", "kinetic_cost", "path_length",
+             "geodesic"]
+
+
+@st.composite
+def mixtures(draw, dim: int):
+    k = draw(st.integers(1, 3))
+    raw = [draw(st.floats(0.2, 1.0)) for _ in range(k)]
+    weights = [w / sum(raw) for w in raw]
+    weights[-1] = 1 - sum(weights[:-1])
+    coordinate = st.floats(-2.0, 2.0)
+    means = [draw(coordinate) if dim == 1 else [draw(coordinate) for _ in range(dim)] for _ in range(k)]
+    stds = [draw(st.floats(0.2, 1.0)) for _ in range(k)]
+    return {"name": "gaussian_mixture", "weights": weights, "means": means, "stds": stds}
+
+
+@st.composite
+def gaussian_perturbations(draw, dim: int):
+    shift = [draw(st.floats(-1.5, 1.5)) for _ in range(dim)]
+    if max(abs(v) for v in shift) < 0.3:  # keep D_0 away from 0, where v_loss is 0/0 up to quadrature
+        shift[0] = 0.5
+    return {"name": "gaussian", "mean": shift[0] if dim == 1 else shift, "std": draw(st.floats(0.6, 1.3))}
+
+
+def _assert_all_relations_hold(ds):
+    for name in RELATIONS:
+        status = ds[f"holds_{name}"].values
+        assert (status == 1).all(), (name, ds[f"slack_{name}"].values.min())
+
+
+@PROPERTY
+@given(data=mixtures(1), perturbation=gaussian_perturbations(1), schedule=st.sampled_from(SCHEDULES))
+def test_relations_hold_1d(data, perturbation, schedule):
+    ds = run_dict(scenario_dict(data=data, time_steps=128 if schedule == "ve" else 64, particles=1024,
+                                protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}},
+                                perturbations={"p": perturbation}))
+    _assert_all_relations_hold(ds)
+    assert (ds.temperature.values[..., :-1] >= 0).all()
+
+
+@PROPERTY
+@given(data=mixtures(2), perturbation=gaussian_perturbations(2), schedule=st.sampled_from(["cosine", "cond_ot"]))
+def test_relations_hold_2d(data, perturbation, schedule):
+    """In 2-D W_1 comes from exact plans between particle clouds (its finite-sample bias is common to both
+    sides of ΔW_1 and of the rate); the bounds hold with room to spare for these laws."""
+    ds = run_dict(scenario_dict(data=data, prior={"name": "gaussian", "mean": [0.0, 0.0]}, time_steps=16,
+                                particles=300,
+                                protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}},
+                                perturbations={"p": perturbation}))
+    _assert_all_relations_hold(ds)
+
+
+@PROPERTY
+@given(data=mixtures(1), perturbation=gaussian_perturbations(1))
+def test_response_is_schedule_independent_in_1d(data, perturbation):
+    """Every exact flow from N(0, 1) to q has the same end-to-end map, so η is the same for cosine, cond-OT
+    and OT; c_1 and c_2 are not. For OT, v_2 is constant, c_2 = W_2²/τ and c_1 = η."""
+    ds = run_dict(scenario_dict(data=data, time_steps=128, particles=2048, perturbations={"p": perturbation},
+                                protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
+                                           "cond_ot": {"process": {"name": "scheduled", "schedule": "cond_ot"}},
+                                           "ot": {"process": "optimal_transport"}}))
+    eta = ds.response.values.ravel()
+    np.testing.assert_allclose(eta, eta[-1], rtol=1e-6)  # RK4 error at 128 steps is ~1e-7 relative
+    c2 = ds.kinetic_cost.values.ravel()
+    assert c2[0] > c2[2] * 1.01 and c2[1] > c2[2] * 1.01  # strictly above the geodesic's
+    assert abs(c2[0] / c2[1] - 1) > 1e-3
+    ot = ds.sel(protocol="ot")
+    speed = ot.wasserstein_speed_squared.values
+    assert np.ptp(speed) <= 1e-12 * speed.max()
+    assert math.isclose(float(ot.kinetic_cost.item()), float(ot.geodesic_cost.item()), rel_tol=1e-12)
+    assert math.isclose(float(ot.loss_cost.item()), float(ot.response.item()), rel_tol=1e-9)
+    _assert_all_relations_hold(ds)
+
+
+@PROPERTY
+@given(data=mixtures(1), perturbation=gaussian_perturbations(1), schedule=st.sampled_from(["cosine", "cond_ot",
+                                                                                           "vp_linear"]))
+def test_chi_square_is_constant_along_the_flow(data, perturbation, schedule):
+    """D_t = ∫ P̃_t²/P_t − 1 stays equal to D_0 (physics.md §4, (E1)): P̃_t from the transported quantile
+    ensemble, P_t in closed form."""
+    spec = scenario_dict(data=data, time_steps=64, particles=2048, perturbations={"p": perturbation},
+                         protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}})
+    scenario = parse_scenario(__import__("yaml").safe_dump(spec))
+    process = scenario.protocols[schedule].process
+    ensemble = make_ensemble(scenario.perturbations["p"], 2048, 0, device="cpu")
+    trajectory = run_flow(process.flow, ensemble, scenario.times)
+    values = []
+    for k in (64, 48, 32, 16, 0):
+        t = float(scenario.times[k])
+        density = quantile_density(trajectory.positions[k], trajectory.normal_scores)
+        ratio = density / process.marginal(t).log_prob(trajectory.positions[k]).exp()
+        values.append(float(ensemble.weights @ ratio) - 1)
+    ds = run_dict(spec)
+    np.testing.assert_allclose(values, float(ds.chi_square.item()), rtol=2e-3)
