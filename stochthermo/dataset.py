@@ -45,8 +45,11 @@ def check_finite(scenario: Scenario, measured: dict, protocol: str, seed: int) -
                 parts = [f"protocol '{protocol}'", f"seed {seed}"]
                 if "perturbation" in where:
                     parts.append(f"perturbation '{perturbations[where['perturbation']]}'")
-                if "time" in where:
-                    parts.append(f"t = {times[where['time']]:.6g}")
+                if "time" in var.dims:
+                    axis = var.dims.index("time")
+                    at = np.unique(bad[:, axis])
+                    parts.append(f"t in [{times[at[0]]:.6g}, {times[at[-1]]:.6g}] ({len(at)} of {len(times)} grid "
+                                 "times)")
                 raise SimulationError(f"non-finite {var.symbol or name} ({name} = {values[tuple(bad[0])]}) at "
                                       + ", ".join(parts))
 

@@ -55,8 +55,12 @@ def make_ensemble(distribution: Distribution, n: int, seed: int, *, device, dtyp
 
 def quantile_density(positions: torch.Tensor, normal_scores: torch.Tensor) -> torch.Tensor:
     r"""Density of a 1-D quantile ensemble at its particles, :math:`p(x_j) = \varphi(z_j) / (dx/dz)_j`,
-    with :math:`dx/dz` by second-order finite differences. ``positions`` (..., n, 1) -> (..., n)."""
+    with :math:`dx/dz` by second-order finite differences. ``positions`` (..., n, 1) -> (..., n).
+
+    Far in the tails of a bounded law (e.g. uniform) neighbouring quantiles round to the same float64 value;
+    there dx/dz is 0 and the density is undefined: NaN is returned for those particles (their probability
+    is below 1e-15)."""
     x = positions[..., 0]
     dxdz = torch.gradient(x, spacing=(normal_scores,), dim=-1)[0]
     phi = torch.exp(-0.5 * normal_scores**2) / math.sqrt(2 * math.pi)
-    return phi / dxdz
+    return torch.where(dxdz > 0, phi / dxdz, torch.full_like(dxdz, math.nan))

@@ -33,11 +33,11 @@ def mixtures(draw, dim: int):
 
 
 @st.composite
-def gaussian_perturbations(draw, dim: int):
+def gaussian_perturbations(draw, dim: int, max_std: float = 1.3):
     shift = [draw(st.floats(-1.5, 1.5)) for _ in range(dim)]
     if max(abs(v) for v in shift) < 0.3:  # keep D_0 away from 0, where v_loss is 0/0 up to quadrature
         shift[0] = 0.5
-    return {"name": "gaussian", "mean": shift[0] if dim == 1 else shift, "std": draw(st.floats(0.6, 1.3))}
+    return {"name": "gaussian", "mean": shift[0] if dim == 1 else shift, "std": draw(st.floats(0.6, max_std))}
 
 
 def _assert_all_relations_hold(ds):
@@ -78,7 +78,8 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
                                            "cond_ot": {"process": {"name": "scheduled", "schedule": "cond_ot"}},
                                            "ot": {"process": "optimal_transport"}}))
     eta = ds.response.values.ravel()
-    np.testing.assert_allclose(eta, eta[-1], rtol=1e-6)  # RK4 error at 128 steps is ~1e-7 relative
+    # RK4 error at 128 steps is ~1e-7 relative; η = 0 to rounding when the data law is the prior itself
+    np.testing.assert_allclose(eta, eta[-1], rtol=1e-6, atol=1e-15)
     c2 = ds.kinetic_cost.values.ravel()
     assert c2[0] > c2[2] * 1.01 and c2[1] > c2[2] * 1.01  # strictly above the geodesic's
     assert abs(c2[0] / c2[1] - 1) > 1e-3
@@ -91,11 +92,13 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
 
 
 @PROPERTY
-@given(data=mixtures(1), perturbation=gaussian_perturbations(1), schedule=st.sampled_from(["cosine", "cond_ot",
-                                                                                           "vp_linear"]))
+@given(data=mixtures(1), perturbation=gaussian_perturbations(1, max_std=1.1),
+       schedule=st.sampled_from(["cosine", "cond_ot", "vp_linear"]))
 def test_chi_square_is_constant_along_the_flow(data, perturbation, schedule):
     """D_t = ∫ P̃_t²/P_t − 1 stays equal to D_0 (physics.md §4, (E1)): P̃_t from the transported quantile
-    ensemble, P_t in closed form."""
+    ensemble, P_t in closed form. (This estimate truncates the ensemble at |z| = 8.5; for starts wider than
+    1.1 against N(0, 1) the ratio P̃/P grows fast enough there to bias it, so they are left out here; the
+    engine's D_0 itself comes from tanh-sinh quadrature.)"""
     spec = scenario_dict(data=data, time_steps=64, particles=2048, perturbations={"p": perturbation},
                          protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}})
     scenario = parse_scenario(__import__("yaml").safe_dump(spec))

@@ -71,7 +71,9 @@ class Snapshots(Observer):
             positions = trajectory.positions[k]
             if trajectory.normal_scores is not None:
                 density = quantile_density(positions, trajectory.normal_scores).cpu().numpy()
-                out.append(np.interp(grid[0], positions[:, 0].cpu().numpy(), density, left=0.0, right=0.0))
+                defined = np.isfinite(density)  # see quantile_density: undefined only at negligible mass
+                out.append(np.interp(grid[0], positions[defined, 0].cpu().numpy(), density[defined], left=0.0,
+                                     right=0.0))
             else:
                 edges = [torch.from_numpy(_edges(g)) for g in grid]
                 hist = torch.histogramdd(positions.cpu(), bins=edges, weight=trajectory.weights.cpu(), density=True)

@@ -1,0 +1,162 @@
+"""Bad input: one line naming the file, the key and the problem; exit status 2; no traceback; no output."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from conftest import scenario_dict
+from stochthermo import ForwardProcess, Schedule, hookimpl
+from stochthermo.cli import main
+from stochthermo.errors import ScenarioError
+from stochthermo.registry import Registry
+from stochthermo.scenario import load_scenario
+
+CASES = {
+    "malformed YAML": ("tau: [1.0\nparticles: 3", "invalid YAML: line"),
+    "unknown key": ({"taus": 1.0}, "taus: unknown key (did you mean 'tau'?)"),
+    "unknown plugin": ({"protocols": {"c": {"process": {"name": "scheduled", "schedule": "cosin"}}}},
+                       "protocols.c.process.schedule: unknown schedule 'cosin' (did you mean 'cosine'?)"),
+    "unknown parameter": ({"prior": {"name": "gaussian", "mean": 0.0, "sd": 1.0}},
+                          "prior.sd: distribution 'gaussian' has no parameter 'sd' (did you mean 'std'?)"),
+    "wrong type": ({"particles": "many"}, "particles: expected an integer, got 'many'"),
+    "wrong parameter type": ({"perturbations": {"p": {"name": "gaussian", "mean": "one"}}},
+                             "perturbations.p.mean: expected float | list[float], got 'one'"),
+    "tau <= 0": ({"tau": 0.0}, "tau: must be > 0, got 0.0"),
+    "odd time steps": ({"time_steps": 65}, "time_steps: must be an even number"),
+    "weights": ({"data": {"name": "gaussian_mixture", "weights": [0.5, 0.6], "means": [0.0, 1.0],
+                          "stds": [1.0, 1.0]}}, "data.weights: weights must sum to 1, they sum to 1.1"),
+    "std <= 0": ({"perturbations": {"p": {"name": "gaussian", "mean": 0.0, "std": -0.8}}},
+                 "perturbations.p.std: standard deviation must be > 0, got -0.8"),
+    "mixture std <= 0": ({"data": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [0.0, 1.0],
+                                   "stds": [0.3, 0.0]}}, "data.stds: standard deviations must be > 0"),
+    "dimension mismatch": ({"perturbations": {"p": {"name": "gaussian", "mean": [0.0, 0.0]}}},
+                           "perturbations.p: dimension 2 differs from the data's 1"),
+    "missing section": ({"protocols": None}, "protocols: required key is missing"),
+    "empty section": ({"perturbations": {}}, "perturbations: expected a non-empty mapping"),
+    "observer order": ({"observers": ["bounds", "thermodynamics", "response"]},
+                       "observers[0]: observer 'bounds' needs 'thermodynamics' listed before it"),
+    "reference label": ({"reference": {"response": {"cosin": {"shifted": 0.1}}}},
+                        "reference.response.cosin: unknown protocol 'cosin' (did you mean 'cosine'?)"),
+}
+
+
+def _spec(change):
+    if isinstance(change, str):
+        return change
+    spec = scenario_dict(output="out.nc")
+    spec.update(change)
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_one_line_exit_2_no_output(case, write_scenario, capsys, tmp_path, monkeypatch):
+    change, expected = CASES[case]
+    path = write_scenario(_spec(change))
+    monkeypatch.chdir(tmp_path)
+    status = main(["run", str(path), "-o", str(tmp_path / "out.nc")])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"stochthermo: error: {path}: "), err
+    assert expected in err, err
+    assert not (tmp_path / "out.nc").exists() and not list(tmp_path.glob(".out.nc*"))
+
+
+def test_console_script_reports_without_traceback(write_scenario, tmp_path):
+    path = write_scenario(_spec({"tau": -1.0}))
+    proc = subprocess.run([sys.executable, "-m", "stochthermo.cli", "run", str(path), "-o", str(tmp_path / "o.nc")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"stochthermo: error: {path}: tau: must be > 0, got -1.0"
+    assert not (tmp_path / "o.nc").exists()
+
+
+def test_missing_file(capsys, tmp_path):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: cannot read scenario: No such file or directory" in capsys.readouterr().err
+
+
+class NegativeTemperature(Schedule):
+    """σ/m decreases after s = 1/2: T < 0 there."""
+
+    name = "negative_temperature"
+
+    def m(self, s):
+        return 1 - s
+
+    def sigma(self, s):
+        return s * (1 - s) ** 2
+
+    def dm(self, s):
+        return -torch.ones_like(s)
+
+    def dsigma(self, s):
+        return (1 - s) ** 2 - 2 * s * (1 - s)
+
+
+class ExplodingProcess(ForwardProcess):
+    """A process whose velocity is NaN before t = τ/2 (a broken plugin)."""
+
+    name = "exploding"
+
+    @property
+    def conservative(self):
+        return True
+
+    def velocity(self, t, x):
+        return x * (float("nan") if t < 0.5 * self.tau else 1.0)
+
+    def temperature(self, t):
+        return torch.ones_like(t)
+
+    def end_distribution(self):
+        return self.prior
+
+
+class TestPlugins:
+    @hookimpl
+    def stochthermo_register_schedules(self):
+        return [NegativeTemperature]
+
+    @hookimpl
+    def stochthermo_register_processes(self):
+        return [ExplodingProcess]
+
+
+@pytest.fixture
+def test_registry(monkeypatch):
+    registry = Registry(entry_points=False, extra={"test_plugins": TestPlugins()})
+    monkeypatch.setattr("stochthermo.scenario.default_registry", lambda: registry)
+    return registry
+
+
+def test_schedule_with_negative_temperature(write_scenario, test_registry):
+    path = write_scenario(_spec({"protocols": {"bad": {"process": {"name": "scheduled",
+                                                                   "schedule": "negative_temperature"}}}}))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: protocols.bad.process.schedule: schedule 'negative_temperature' has "
+                              "negative temperature"), message
+    assert "(Eq. (24))" in message
+
+
+def test_non_finite_result_names_protocol_time_and_quantity(write_scenario, test_registry, capsys, tmp_path):
+    path = write_scenario(_spec({"protocols": {"broken": {"process": "exploding"}}, "time_steps": 8}))
+    status = main(["run", str(path), "-o", str(tmp_path / "out.nc")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "run failed: non-finite T_t dS_t^tot/dt" in err and "protocol 'broken'" in err and "t in [0, 0.375] (4 of 9 grid times)" in err, err
+    assert not (tmp_path / "out.nc").exists()
+
+
+def test_validate_reports_valid(write_scenario, capsys):
+    assert main(["validate", str(write_scenario(scenario_dict()))]) == 0
+    assert "valid (1 protocols, 1 perturbations" in capsys.readouterr().out
+
+
+def test_yaml_round_trip_of_base_is_valid():
+    assert yaml.safe_load(yaml.safe_dump(scenario_dict()))["tau"] == 1.0
