@@ -70,7 +70,7 @@ class GaussianMixture(Distribution):
         self.weights, self.means, self.covariances = w, mu, cov
 
     @classmethod
-    def from_structure(cls, structure: MixtureStructure) -> "GaussianMixture":
+    def from_structure(cls, structure: MixtureStructure) -> GaussianMixture:
         """A mixture built from tensors (no scenario validation), e.g. a forward marginal P_t."""
         mixture = cls.__new__(cls)
         mixture.weights, mixture.means, mixture.covariances = (

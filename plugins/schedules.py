@@ -10,7 +10,8 @@ from stochthermo import ScenarioError, Schedule, hookimpl
 
 
 class Cosine(Schedule):
-    r"""Cosine schedule: :math:`m = \cos(\pi s/2)`, :math:`\sigma = \sin(\pi s/2)`; :math:`\tau T = (\pi/2)\tan(\pi s/2)`.
+    r"""Cosine schedule: :math:`m = \cos(\pi s/2)`, :math:`\sigma = \sin(\pi s/2)`;
+    :math:`\tau T = (\pi/2)\tan(\pi s/2)`.
 
     Variance preserving with constant angular speed; minimises :math:`\int(\dot m^2 + \dot\sigma^2)dt` under
     :math:`m^2 + \sigma^2 = 1` (Eqs. (93)-(95))."""

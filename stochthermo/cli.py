@@ -10,7 +10,6 @@ import argparse
 import inspect
 import json
 import sys
-from pathlib import Path
 
 from . import __version__
 from .errors import ScenarioError, SimulationError, StochthermoError

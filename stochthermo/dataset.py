@@ -41,7 +41,7 @@ def check_finite(scenario: Scenario, measured: dict, protocol: str, seed: int) -
                 continue
             bad = np.argwhere(~np.isfinite(values))
             if len(bad):
-                where = dict(zip(var.dims, bad[0]))
+                where = dict(zip(var.dims, bad[0], strict=True))
                 parts = [f"protocol '{protocol}'", f"seed {seed}"]
                 if "perturbation" in where:
                     parts.append(f"perturbation '{perturbations[where['perturbation']]}'")

@@ -13,9 +13,8 @@ A distribution samples, evaluates its log-density, and, where it can, exposes
 
 from __future__ import annotations
 
-from abc import abstractmethod
-
 import math
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 

@@ -40,7 +40,9 @@ class ChiSquare:
 
 
 def chi_square(perturbed: Distribution, reference: Distribution) -> ChiSquare:
-    """Pearson χ² of ``perturbed`` against ``reference``."""
+    """Pearson χ² of ``perturbed`` against ``reference`` (computed on the CPU in float64: scalar work)."""
+    perturbed = perturbed.to(torch.device("cpu"), torch.float64)
+    reference = reference.to(torch.device("cpu"), torch.float64)
     _, reason = _tail_decay(perturbed, reference)
     if reason:
         return ChiSquare(math.inf, reason)

@@ -8,7 +8,6 @@ solver its ``flow``, what is saved the :class:`~stochthermo.trajectory.Trajector
 
 from __future__ import annotations
 
-import torch
 import xarray as xr
 
 from .dataset import assemble_dataset, check_finite

@@ -30,7 +30,7 @@ class ScenarioError(StochthermoError):
         where = ": ".join(part for part in (self.file, self.key) if part)
         return f"{where}: {self.problem}" if where else self.problem
 
-    def located(self, *, file: str | None = None, key_prefix: str | None = None) -> "ScenarioError":
+    def located(self, *, file: str | None = None, key_prefix: str | None = None) -> ScenarioError:
         """The same error, with the file set and the key prefixed by the enclosing path."""
         key = self.key
         if key_prefix:

@@ -66,7 +66,7 @@ class Observer(Component):
     #: names of observers whose results :meth:`observe` reads
     requires: ClassVar[tuple[str, ...]] = ()
 
-    def prepare(self, scenario: "Scenario") -> None:
+    def prepare(self, scenario: Scenario) -> None:
         """Called once when the scenario is loaded, before any run (e.g. to fix a spatial grid); may raise
         :class:`~stochthermo.ScenarioError`. Does nothing by default."""
 

@@ -133,7 +133,8 @@ def parse_scenario(text: str, *, source: str | None = None, registry: Registry |
         spec = _mapping(spec, key)
         for sub in spec:
             if sub not in ("process", "estimator"):
-                raise ScenarioError(f"unknown key{did_you_mean(str(sub), ['process', 'estimator'])}", key=f"{key}.{sub}")
+                raise ScenarioError(f"unknown key{did_you_mean(str(sub), ['process', 'estimator'])}",
+                                    key=f"{key}.{sub}")
         if "process" not in spec:
             raise ScenarioError("required key is missing", key=f"{key}.process")
         process = build(registry, "process", spec["process"], f"{key}.process",

@@ -43,7 +43,7 @@ def format_summary(ds: xr.Dataset) -> str:
             rows.append([str(protocol), str(perturbation), *(f"{_value(ds, v, **where):.5g}" for _, v in numbers),
                          *(_status(ds, n, **where) for n, _ in relations)])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     statuses = np.concatenate([ds[f"holds_{n}"].values.ravel() for n, _ in relations]) if relations else np.array([])
     failed = int((statuses == 0).sum())
@@ -65,7 +65,7 @@ def _reference_lines(ds: xr.Dataset) -> list[str]:
             continue
         symbol = ds[name].attrs.get("symbol", name)
         for labels, published in _flatten(values):
-            where = dict(zip([d for d in ds[name].dims if d in ("protocol", "perturbation")], labels))
+            where = dict(zip([d for d in ds[name].dims if d in ("protocol", "perturbation")], labels, strict=True))
             ours = _value(ds, name, **where)
             lines.append(f"  {symbol} [{', '.join(labels)}]: {ours:.5g} vs {published:.5g} "
                          f"({100 * (ours / published - 1):+.2f}%)")

@@ -48,9 +48,9 @@ def run_flows(flow, ensembles: dict[str, Ensemble], times: torch.Tensor) -> dict
     """:func:`run_flow` for several ensembles at once: one flow over all their particles, then split."""
     names = list(ensembles)
     sizes = [len(ensembles[n].weights) for n in names]
-    joined = Ensemble(torch.cat([ensembles[n].positions for n in names]), torch.cat([ensembles[n].weights for n in names]),
-                      None)
+    joined = Ensemble(torch.cat([ensembles[n].positions for n in names]),
+                      torch.cat([ensembles[n].weights for n in names]), None)
     together = run_flow(flow, joined, times)
-    parts = zip(names, together.positions.split(sizes, dim=1), together.velocities.split(sizes, dim=1))
+    parts = zip(names, together.positions.split(sizes, dim=1), together.velocities.split(sizes, dim=1), strict=True)
     return {name: Trajectory(times, pos, vel, ensembles[name].weights, ensembles[name].normal_scores)
             for name, pos, vel in parts}

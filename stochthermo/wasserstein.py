@@ -55,7 +55,7 @@ def w1_and_rate(a: Trajectory, b: Trajectory) -> tuple[torch.Tensor, torch.Tenso
         values.append(_coupled_w1_and_rate(a.positions[k][coupling.rows] - b.positions[k][coupling.cols],
                                            a.velocities[k][coupling.rows] - b.velocities[k][coupling.cols],
                                            coupling.mass))
-    return tuple(torch.stack(v) for v in zip(*values))
+    return tuple(torch.stack(v) for v in zip(*values, strict=True))
 
 
 def _coupled_w1_and_rate(diff: torch.Tensor, relative_velocity: torch.Tensor, mass: torch.Tensor):

@@ -29,14 +29,14 @@ def scenario_dict(**changes) -> dict:
 
 
 def run_dict(spec: dict, **kwargs):
-    return simulate(parse_scenario(yaml.safe_dump(spec), source="<test>", **kwargs), device="cpu")
+    return simulate(parse_scenario(yaml.safe_dump(spec, sort_keys=False), source="<test>", **kwargs), device="cpu")
 
 
 @pytest.fixture
 def write_scenario(tmp_path):
     def write(spec: dict | str, name: str = "scenario.yaml"):
         path = tmp_path / name
-        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec))
+        path.write_text(spec if isinstance(spec, str) else yaml.safe_dump(spec, sort_keys=False))
         return path
 
     return write

@@ -57,7 +57,7 @@ def test_netcdf_round_trip_is_lossless(dataset, tmp_path):
 
 def test_failed_write_leaves_nothing(dataset, tmp_path):
     bad = dataset.assign_attrs(unserialisable={"a": 1})
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):
         write_dataset(bad, tmp_path / "run.nc")
     assert list(tmp_path.iterdir()) == []
 

@@ -4,7 +4,7 @@ mixtures in 1-D and 2-D, every registered schedule, and random Gaussian perturba
 import math
 
 import numpy as np
-import torch
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,12 +23,12 @@ RELATIONS = ["dissipation_rate", "wasserstein_speed", "response", "dissipation",
 @st.composite
 def mixtures(draw, dim: int):
     k = draw(st.integers(1, 3))
-    raw = [draw(st.floats(0.2, 1.0)) for _ in range(k)]
+    raw = [draw(st.floats(0.2, 1.0).map(lambda v: round(v, 3))) for _ in range(k)]
     weights = [w / sum(raw) for w in raw]
     weights[-1] = 1 - sum(weights[:-1])
-    coordinate = st.floats(-2.0, 2.0)
+    coordinate = st.floats(-2.0, 2.0).map(lambda v: round(v, 3))
     means = [draw(coordinate) if dim == 1 else [draw(coordinate) for _ in range(dim)] for _ in range(k)]
-    stds = [draw(st.floats(0.2, 1.0)) for _ in range(k)]
+    stds = [draw(st.floats(0.2, 1.0).map(lambda v: round(v, 3))) for _ in range(k)]
     return {"name": "gaussian_mixture", "weights": weights, "means": means, "stds": stds}
 
 
@@ -57,11 +57,12 @@ def test_relations_hold_1d(data, perturbation, schedule):
 
 
 @PROPERTY
-@given(data=mixtures(2), perturbation=gaussian_perturbations(2), schedule=st.sampled_from(["cosine", "cond_ot"]))
+@given(data=mixtures(2), perturbation=gaussian_perturbations(2), schedule=st.sampled_from(SCHEDULES))
 def test_relations_hold_2d(data, perturbation, schedule):
     """In 2-D W_1 comes from exact plans between particle clouds (its finite-sample bias is common to both
     sides of ΔW_1 and of the rate); the bounds hold with room to spare for these laws."""
-    ds = run_dict(scenario_dict(data=data, prior={"name": "gaussian", "mean": [0.0, 0.0]}, time_steps=16,
+    ds = run_dict(scenario_dict(data=data, prior={"name": "gaussian", "mean": [0.0, 0.0]},
+                                time_steps=64 if schedule == "ve" else 16,
                                 particles=300,
                                 protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}},
                                 perturbations={"p": perturbation}))
@@ -77,17 +78,20 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
                                 protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
                                            "cond_ot": {"process": {"name": "scheduled", "schedule": "cond_ot"}},
                                            "ot": {"process": "optimal_transport"}}))
+    assert list(ds.protocol.values) == ["cosine", "cond_ot", "ot"]
     eta = ds.response.values.ravel()
     # RK4 error at 128 steps is ~1e-7 relative; η = 0 to rounding when the data law is the prior itself
     np.testing.assert_allclose(eta, eta[-1], rtol=1e-6, atol=1e-15)
     c2 = ds.kinetic_cost.values.ravel()
-    assert c2[0] > c2[2] * 1.01 and c2[1] > c2[2] * 1.01  # strictly above the geodesic's
-    assert abs(c2[0] / c2[1] - 1) > 1e-3
+    is_prior = len(data["weights"]) == 1 and data["means"] == [0.0] and data["stds"] == [1.0]
+    if not is_prior:  # for q = N(0, 1) cosine is static and cond-OT is not: both claims need q ≠ prior
+        assert c2[0] > c2[2] * 1.01 and c2[1] > c2[2] * 1.01  # strictly above the geodesic's
+        assert abs(c2[0] / c2[1] - 1) > 1e-3
     ot = ds.sel(protocol="ot")
     speed = ot.wasserstein_speed_squared.values
     assert np.ptp(speed) <= 1e-12 * speed.max()
-    assert math.isclose(float(ot.kinetic_cost.item()), float(ot.geodesic_cost.item()), rel_tol=1e-12)
-    assert math.isclose(float(ot.loss_cost.item()), float(ot.response.item()), rel_tol=1e-9)
+    assert math.isclose(float(ot.kinetic_cost.item()), float(ot.geodesic_cost.item()), rel_tol=1e-12, abs_tol=1e-15)
+    assert math.isclose(float(ot.loss_cost.item()), float(ot.response.item()), rel_tol=1e-9, abs_tol=1e-15)
     _assert_all_relations_hold(ds)
 
 
@@ -101,7 +105,7 @@ def test_chi_square_is_constant_along_the_flow(data, perturbation, schedule):
     engine's D_0 itself comes from tanh-sinh quadrature.)"""
     spec = scenario_dict(data=data, time_steps=64, particles=2048, perturbations={"p": perturbation},
                          protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}})
-    scenario = parse_scenario(__import__("yaml").safe_dump(spec))
+    scenario = parse_scenario(yaml.safe_dump(spec))
     process = scenario.protocols[schedule].process
     ensemble = make_ensemble(scenario.perturbations["p"], 2048, 0, device="cpu")
     trajectory = run_flow(process.flow, ensemble, scenario.times)

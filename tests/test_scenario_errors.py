@@ -133,11 +133,14 @@ def test_registry(monkeypatch):
     return registry
 
 
-def test_schedule_with_negative_temperature(write_scenario, test_registry):
+def test_schedule_with_negative_temperature(write_scenario, test_registry, capsys, tmp_path):
     path = write_scenario(_spec({"protocols": {"bad": {"process": {"name": "scheduled",
                                                                    "schedule": "negative_temperature"}}}}))
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
+    assert main(["run", str(path), "-o", str(tmp_path / "out.nc")]) == 2
+    assert capsys.readouterr().err == f"stochthermo: error: {info.value}\n"
+    assert not (tmp_path / "out.nc").exists()
     message = str(info.value)
     assert message.startswith(f"{path}: protocols.bad.process.schedule: schedule 'negative_temperature' has "
                               "negative temperature"), message
@@ -149,7 +152,8 @@ def test_non_finite_result_names_protocol_time_and_quantity(write_scenario, test
     status = main(["run", str(path), "-o", str(tmp_path / "out.nc")])
     err = capsys.readouterr().err
     assert status == 1
-    assert "run failed: non-finite T_t dS_t^tot/dt" in err and "protocol 'broken'" in err and "t in [0, 0.375] (4 of 9 grid times)" in err, err
+    assert "run failed: non-finite T_t dS_t^tot/dt" in err and "protocol 'broken'" in err, err
+    assert "t in [0, 0.375] (4 of 9 grid times)" in err, err
     assert not (tmp_path / "out.nc").exists()
 
 

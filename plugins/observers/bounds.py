@@ -12,9 +12,11 @@ relation                   inequality                                      equat
 ``geodesic``               :math:`W_2(P_0,P_\tau)^2/\tau \le L_\tau^2/\tau` (92)       all processes
 =========================  ==============================================  =========  ==================
 
-A relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot` the larger magnitude of its two
-sides (over time, for pointwise relations); ``rtol`` is the numerical tolerance of the quadratures,
-recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
+A relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot` its scale: the largest of the
+magnitudes of its two sides and of the dissipation that bounds them all (:math:`w_D` for integrated
+relations, :math:`\max_t T_t\dot S_t` for pointwise ones), so that two sides that both vanish (a flow that
+is a pure translation, say) compare at rounding level. ``rtol`` is the numerical tolerance of the
+quadratures, recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
 and where D_0 is infinite.
 """
 
@@ -97,8 +99,10 @@ class Bounds(Observer):
             applicable = run.process.conservative or not rel.conservative_only
             slack = larger - smaller if applicable else np.full(smaller.shape, np.nan)
             time_axes = tuple(i for i, d in enumerate(rel.dims) if d == "time")
+            thermo = measured["thermodynamics"]
+            dissipation = thermo["dissipation_rate"].max() if time_axes else thermo["dissipation"]
             with np.errstate(invalid="ignore"):
-                scale = np.maximum(np.abs(larger), np.abs(smaller)).max(axis=time_axes, initial=0.0)
+                scale = np.maximum(np.abs(larger), np.abs(smaller)).max(axis=time_axes, initial=dissipation)
                 worst = slack.min(axis=time_axes) if time_axes else slack
                 status = np.where(worst >= -self.rtol * scale, HOLDS, VIOLATED)
             status = np.where(np.isnan(worst), NOT_APPLICABLE, status).astype(np.int8)

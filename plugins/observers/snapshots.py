@@ -44,10 +44,10 @@ class Snapshots(Observer):
         laws = [scenario.data, scenario.prior, *scenario.perturbations.values()]
         low = np.min([(law.mean() - GRID_EXTENT * law.covariance().diagonal().sqrt()).numpy() for law in laws], 0)
         high = np.max([(law.mean() + GRID_EXTENT * law.covariance().diagonal().sqrt()).numpy() for law in laws], 0)
-        return [np.linspace(lo, hi, self.points) for lo, hi in zip(low, high)]
+        return [np.linspace(lo, hi, self.points) for lo, hi in zip(low, high, strict=True)]
 
     def coordinates(self):
-        return {**dict(zip(self.space, self.grid)), "snapshot_time": self.snapshot_times}
+        return {**dict(zip(self.space, self.grid, strict=True)), "snapshot_time": self.snapshot_times}
 
     def variables(self):
         space = self.space

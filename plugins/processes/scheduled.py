@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from stochthermo import ForwardProcess, MixtureStructure, Schedule, ScenarioError, hookimpl
+from stochthermo import ForwardProcess, MixtureStructure, ScenarioError, Schedule, hookimpl
 
 from ..distributions import GaussianMixture
 
