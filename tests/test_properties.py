@@ -79,9 +79,16 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
                                            "cond_ot": {"process": {"name": "scheduled", "schedule": "cond_ot"}},
                                            "ot": {"process": "optimal_transport"}}))
     assert list(ds.protocol.values) == ["cosine", "cond_ot", "ot"]
+    # η = ΔW_1²/(τ D_0): the same end-to-end map gives the same ΔW_1 and D_0. ΔW_1 is compared on the
+    # scale of W_1 itself (RK4 error at 128 steps ~1e-9 of it): η alone loses relative accuracy when the
+    # two W_1 nearly cancel.
+    change = ds.wasserstein_1_change.values.ravel()
+    scale = ds.wasserstein_1.values.max()
+    np.testing.assert_allclose(change, change[-1], rtol=0, atol=1e-7 * scale)
+    np.testing.assert_allclose(ds.chi_square.values.ravel(), ds.chi_square.values.ravel()[-1], rtol=1e-10)
     eta = ds.response.values.ravel()
-    # RK4 error at 128 steps is ~1e-7 relative; η = 0 to rounding when the data law is the prior itself
-    np.testing.assert_allclose(eta, eta[-1], rtol=1e-6, atol=1e-15)
+    if abs(change[-1]) > 1e-2 * scale:
+        np.testing.assert_allclose(eta, eta[-1], rtol=1e-5)
     c2 = ds.kinetic_cost.values.ravel()
     is_prior = len(data["weights"]) == 1 and data["means"] == [0.0] and data["stds"] == [1.0]
     if not is_prior:  # for q = N(0, 1) cosine is static and cond-OT is not: both claims need q ≠ prior

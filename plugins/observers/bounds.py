@@ -13,9 +13,10 @@ relation                   inequality                                      equat
 =========================  ==============================================  =========  ==================
 
 A relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot` its scale: the largest of the
-magnitudes of its two sides and of the dissipation that bounds them all (:math:`w_D` for integrated
-relations, :math:`\max_t T_t\dot S_t` for pointwise ones), so that two sides that both vanish (a flow that
-is a pure translation, say) compare at rounding level. ``rtol`` is the numerical tolerance of the
+magnitudes of its two sides, of the dissipation that bounds them (:math:`w_D` for integrated relations,
+:math:`\max_t T_t\dot S_t` for pointwise ones) and, for η and c_1, of :math:`\max_t W_1^2/(\tau D_0)`, so
+that two sides that both vanish (a static process, a flow that is a pure translation) compare at rounding
+level. ``rtol`` is the numerical tolerance of the
 quadratures, recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
 and where D_0 is infinite.
 """
@@ -91,6 +92,20 @@ class Bounds(Observer):
                                                 rel.equation, attrs={**STATUS_ATTRS, "rtol": self.rtol})
         return out
 
+    @staticmethod
+    def _natural_scale(rel: Relation, run, measured) -> np.ndarray | float:
+        """The dissipation (max_t T Ṡ or w_D) and, for integrated relations of the response, the size
+        η could have, max_t W_1² / (τ D_0): the magnitudes against which rounding is judged."""
+        thermo = measured["thermodynamics"]
+        if "time" in rel.dims:
+            return thermo["dissipation_rate"].max()
+        if "perturbation" not in rel.dims:
+            return thermo["dissipation"]
+        response = measured["response"]
+        tau = float(run.times[-1] - run.times[0])
+        possible_response = response["wasserstein_1"].max(-1) ** 2 / (tau * response["chi_square"])
+        return np.maximum(thermo["dissipation"], possible_response)
+
     def observe(self, run, measured):
         out = {}
         for rel in RELATIONS:
@@ -99,10 +114,9 @@ class Bounds(Observer):
             applicable = run.process.conservative or not rel.conservative_only
             slack = larger - smaller if applicable else np.full(smaller.shape, np.nan)
             time_axes = tuple(i for i, d in enumerate(rel.dims) if d == "time")
-            thermo = measured["thermodynamics"]
-            dissipation = thermo["dissipation_rate"].max() if time_axes else thermo["dissipation"]
-            with np.errstate(invalid="ignore"):
-                scale = np.maximum(np.abs(larger), np.abs(smaller)).max(axis=time_axes, initial=dissipation)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scale = np.maximum(np.abs(larger), np.abs(smaller)).max(axis=time_axes, initial=0.0)
+                scale = np.maximum(scale, self._natural_scale(rel, run, measured))
                 worst = slack.min(axis=time_axes) if time_axes else slack
                 status = np.where(worst >= -self.rtol * scale, HOLDS, VIOLATED)
             status = np.where(np.isnan(worst), NOT_APPLICABLE, status).astype(np.int8)
