@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import logging
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import ScenarioError, SimulationError, StochthermoError
@@ -20,6 +22,7 @@ from .registry import KINDS, default_registry
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
     except SimulationError as exc:
@@ -34,14 +37,31 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stochthermo", description=(
         "Stochastic thermodynamics of diffusion and flow generative models (arXiv:2407.04495)."))
     parser.add_argument("--version", action="version", version=f"stochthermo {__version__}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                        help="verbosity of log messages on standard error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a scenario and write its Dataset (netCDF)")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("-o", "--output", help="netCDF file to write (default: the scenario's 'output')")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the scenario's device")
-    run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                     help="override a scenario key (dotted path, YAML value), e.g. --set particles=8192")
+    run.add_argument("--plot", nargs="?", const="", metavar="DIR",
+                     help="also write the figures (PNG and PDF) to DIR (default: beside the output file)")
+    run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors; no progress bar")
     run.set_defaults(handler=_run)
+
+    plot = commands.add_parser("plot", help="figures of a run in the paper's layouts")
+    plot.add_argument("run", help="netCDF file written by `stochthermo run`")
+    plot.add_argument("-o", "--output", help="directory for the figures (default: beside the run file)")
+    plot.add_argument("--format", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    plot.set_defaults(handler=_plot)
+
+    report = commands.add_parser("report", help="one self-contained HTML report of a run")
+    report.add_argument("run", help="netCDF file written by `stochthermo run`")
+    report.add_argument("-o", "--output", help="HTML file (default: the run file with .html)")
+    report.set_defaults(handler=_report)
 
     validate = commands.add_parser("validate", help="check a scenario file without running it")
     validate.add_argument("scenario")
@@ -64,17 +84,55 @@ def _run(args) -> int:
     from .scenario import load_scenario
     from .summary import format_summary
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, overrides=args.overrides)
     output = args.output or scenario.output
     if not output:
         raise ScenarioError("no output file: give -o/--output or an 'output' key", file=args.scenario, key="output")
-    dataset = simulate(scenario, device=args.device)
+    dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty())
     path = write_dataset(dataset, output)
+    figures = []
+    if args.plot is not None:
+        from .plotting import save_figures
+
+        figures = save_figures(dataset, args.plot or _beside(path), stem=path.stem)
     if not args.quiet:
         print(f"scenario {scenario.name} ({args.scenario}) on {dataset.attrs['device']}, "
               f"{scenario.particles} particles, {scenario.time_steps} time steps, seeds {scenario.seeds}")
         print(format_summary(dataset))
-        print(f"\nwrote {path}")
+        print(f"\nwrote {path}" + "".join(f"\nwrote {f}" for f in figures))
+    return 0
+
+
+def _beside(run_file: Path) -> Path:
+    return run_file.parent / f"{run_file.stem}_figures"
+
+
+def _read_run(path: str):
+    from .io import read_dataset
+
+    if not Path(path).is_file():
+        raise ScenarioError("no such file", file=path)
+    try:
+        return read_dataset(path)
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"not a netCDF run file ({type(exc).__name__})", file=path) from None
+
+
+def _plot(args) -> int:
+    from .plotting import save_figures
+
+    run_file = Path(args.run)
+    for path in save_figures(_read_run(args.run), args.output or _beside(run_file), tuple(args.format),
+                             stem=run_file.stem):
+        print(f"wrote {path}")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    path = write_report(_read_run(args.run), args.output or Path(args.run).with_suffix(".html"))
+    print(f"wrote {path}")
     return 0
 
 

@@ -98,6 +98,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "scenario_name": scenario.name,
         "scenario_path": scenario.path or "",
         "scenario_text": scenario.text,
+        "scenario_overrides": json.dumps(scenario.overrides),
         "scenario_sha256": scenario.sha256,
         "reference": json.dumps(scenario.reference),
         "stochthermo_version": __version__,
@@ -105,7 +106,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "dependency_versions": json.dumps(versions, sort_keys=True),
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
-        "seeds": np.asarray(scenario.seeds, dtype=np.int64),
+        "seeds": json.dumps(scenario.seeds),  # JSON: a one-element array would come back as a scalar
         "tau": scenario.tau,
         "time_steps": scenario.time_steps,
         "particles": scenario.particles,

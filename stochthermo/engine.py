@@ -8,7 +8,12 @@ solver its ``flow``, what is saved the :class:`~stochthermo.trajectory.Trajector
 
 from __future__ import annotations
 
+import logging
+import sys
+import time
+
 import xarray as xr
+from tqdm import tqdm
 
 from .dataset import assemble_dataset, check_finite
 from .device import resolve_device, resolve_dtype
@@ -17,19 +22,26 @@ from .observer import Run
 from .scenario import Scenario
 from .trajectory import run_flow, run_flows
 
+log = logging.getLogger("stochthermo")
 
-def simulate(scenario: Scenario, *, device: str | None = None) -> xr.Dataset:
-    """Run ``scenario`` (on ``device``, overriding the scenario's) and return its Dataset."""
+
+def simulate(scenario: Scenario, *, device: str | None = None, progress: bool = False) -> xr.Dataset:
+    """Run ``scenario`` (on ``device``, overriding the scenario's) and return its Dataset; ``progress``
+    shows a progress bar over protocols × seeds on standard error."""
     torch_device = resolve_device(device or scenario.device)
     dtype = resolve_dtype(scenario.dtype)
     times = scenario.times.to(torch_device, dtype)
     perturbations = {name: dist.to(torch_device, dtype) for name, dist in scenario.perturbations.items()}
     results: dict[str, dict[int, dict[str, dict]]] = {}
+    bar = tqdm(total=len(scenario.protocols) * len(scenario.seeds), desc=scenario.name, unit="run",
+               disable=not progress, file=sys.stderr)
     for protocol in scenario.protocols.values():
         estimator = protocol.estimator.to(torch_device, dtype)
         process = estimator.process
         results[protocol.name] = {}
         for seed in scenario.seeds:
+            bar.set_postfix_str(f"{protocol.name}, seed {seed}")
+            start = time.perf_counter()
             def ensemble(dist, seed=seed):
                 return make_ensemble(dist, scenario.particles, seed, device=torch_device, dtype=dtype)
 
@@ -41,4 +53,7 @@ def simulate(scenario: Scenario, *, device: str | None = None) -> xr.Dataset:
                 measured[observer.name] = observer.observe(run, measured)
             check_finite(scenario, measured, protocol.name, seed)
             results[protocol.name][seed] = measured
+            log.info("protocol %s, seed %d: %.2f s", protocol.name, seed, time.perf_counter() - start)
+            bar.update()
+    bar.close()
     return assemble_dataset(scenario, results, device=torch_device, dtype=dtype)

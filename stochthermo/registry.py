@@ -73,6 +73,8 @@ class Registry:
         self.provider: dict[tuple[str, str], str] = {}
         self.plugins: dict[str, PluginInfo] = {}
         self.failures: list[PluginFailure] = []
+        #: (kind, name) of classes left out with their plugin, and why
+        self.rejected: dict[tuple[str, str], str] = {}
         self._manager = pluggy.PluginManager(hookspecs.PROJECT)
         self._manager.add_hookspecs(hookspecs)
 
@@ -111,6 +113,14 @@ class Registry:
                 raise PluginError(f"built-in plugin {info.name}: {exc}") from exc
             self.failures.append(PluginFailure(info.name, str(exc)))
             return
+        if not builtin:
+            failure = _conformance_failure(found)
+            if failure:
+                self._manager.unregister(plugin)
+                self.failures.append(PluginFailure(info.name, failure))
+                for kind, cls in found:
+                    self.rejected[(kind, cls.name)] = f"plugin {info.name} was not loaded: {failure}"
+                return
         for kind, cls in found:
             self.classes[kind][cls.name] = cls
             self.provider[(kind, cls.name)] = info.name
@@ -158,7 +168,24 @@ class Registry:
         try:
             return self.classes[kind][name]
         except KeyError:
+            if (kind, name) in self.rejected:
+                raise ScenarioError(f"{kind} '{name}' is unavailable: {self.rejected[kind, name]}") from None
             raise ScenarioError(f"unknown {kind} '{name}'{did_you_mean(name, self.classes[kind])}") from None
+
+
+def _conformance_failure(found: list[tuple[str, type]]) -> str | None:
+    """Run :func:`stochthermo.testing.check_schedule` on third-party schedules that take no required
+    parameters; the reason of the first failure, or None."""
+    from .parameters import parameters_of
+    from .testing import check_schedule
+
+    for kind, cls in found:
+        if kind == "schedule" and not any(p.required for p in parameters_of(cls)):
+            try:
+                check_schedule(cls())
+            except Exception as exc:  # any failure of a third-party class is reported, not raised
+                return f"schedule '{cls.name}' fails conformance: {exc}"
+    return None
 
 
 @cache

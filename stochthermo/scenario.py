@@ -55,10 +55,13 @@ class Scenario:
     protocols: dict[str, Protocol]
     observers: list[Observer]
     reference: dict = field(default_factory=dict)
+    #: ``--set key=value`` overrides applied on top of ``text``
+    overrides: list[str] = field(default_factory=list)
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
+        """Hash of the scenario text and its overrides."""
+        return hashlib.sha256("\n".join([self.text, *self.overrides]).encode()).hexdigest()
 
     @property
     def times(self) -> torch.Tensor:
@@ -81,21 +84,22 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 SECTIONS = ("data", "prior", "protocols", "perturbations", "estimator", "observers", "reference")
 
 
-def load_scenario(path: str | Path, *, registry: Registry | None = None) -> Scenario:
-    """Read and validate a scenario file."""
+def load_scenario(path: str | Path, *, overrides: list[str] = (), registry: Registry | None = None) -> Scenario:
+    """Read and validate a scenario file; ``overrides`` are ``dotted.key=value`` strings (YAML values)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario: {exc.strerror}", file=str(path)) from None
     try:
-        return parse_scenario(text, source=str(path), registry=registry)
+        return parse_scenario(text, source=str(path), overrides=overrides, registry=registry)
     except ScenarioError as exc:
         raise exc.located(file=str(path)) from None
 
 
-def parse_scenario(text: str, *, source: str | None = None, registry: Registry | None = None) -> Scenario:
-    """Validate scenario text (``source`` names it in errors)."""
+def parse_scenario(text: str, *, source: str | None = None, overrides: list[str] = (),
+                   registry: Registry | None = None) -> Scenario:
+    """Validate scenario text (``source`` names it in errors), with ``overrides`` applied first."""
     registry = registry or default_registry()
     try:
         raw = yaml.safe_load(text)
@@ -106,6 +110,8 @@ def parse_scenario(text: str, *, source: str | None = None, registry: Registry |
         raise ScenarioError(f"invalid YAML: {where}{problem}", file=source) from None
     if not isinstance(raw, dict):
         raise ScenarioError("a scenario must be a mapping of keys to values", file=source)
+    for override in overrides:
+        _apply_override(raw, override)
     for key in raw:
         if key not in SETTINGS and key not in SECTIONS:
             raise ScenarioError(f"unknown key{did_you_mean(str(key), [*SETTINGS, *SECTIONS])}", key=str(key))
@@ -154,7 +160,7 @@ def parse_scenario(text: str, *, source: str | None = None, registry: Registry |
                         seeds=[settings["seeds"]] if isinstance(settings["seeds"], int) else settings["seeds"],
                         tau=tau, time_steps=settings["time_steps"], particles=settings["particles"],
                         data=data, prior=prior, perturbations=perturbations, protocols=protocols,
-                        observers=observers)
+                        observers=observers, overrides=list(overrides))
     for i, observer in enumerate(observers):
         try:
             observer.prepare(scenario)
@@ -162,6 +168,27 @@ def parse_scenario(text: str, *, source: str | None = None, registry: Registry |
             raise exc.located(key_prefix=f"observers[{i}]") from None
     scenario.reference = _check_reference(raw.get("reference", {}), scenario)
     return scenario
+
+
+def _apply_override(raw: dict, override: str) -> None:
+    """Set ``a.b.c=value`` (value parsed as YAML) in the raw mapping, creating mappings on the way."""
+    key, sep, value = override.partition("=")
+    if not sep or not key.strip():
+        raise ScenarioError(f"--set expects KEY=VALUE, got {override!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise ScenarioError(f"--set {key}: value {value!r} is not valid YAML") from None
+    *parents, last = key.strip().split(".")
+    target = raw
+    for i, part in enumerate(parents):
+        nxt = target.setdefault(part, {})
+        if isinstance(nxt, str):  # a plugin named by a string becomes a mapping with its name
+            nxt = target[part] = {"name": nxt}
+        if not isinstance(nxt, dict):
+            raise ScenarioError(f"--set: '{'.'.join(parents[:i + 1])}' is not a mapping", key=key)
+        target = nxt
+    target[last] = parsed
 
 
 def build(registry: Registry, kind: str, spec: Any, key: str, context: dict[str, Any]):

@@ -29,8 +29,9 @@ def _value(ds: xr.Dataset, name: str, **where) -> float:
     return float(var.sel(**{k: v for k, v in where.items() if k in var.dims}).mean("seed"))
 
 
-def format_summary(ds: xr.Dataset) -> str:
-    """Per protocol and perturbation: D_0, η, c_1, c_2, w_D, W_2²/τ and the relations' status (seed means)."""
+def summary_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per protocol and perturbation, D_0, η, c_1, c_2, w_D, W_2²/τ (seed means) and the
+    status of each relation (FAIL if it fails for any seed)."""
     numbers = [("D_0", "chi_square"), ("eta", "response"), ("c_1", "loss_cost"), ("c_2", "kinetic_cost"),
                ("w_D", "dissipation"), ("W2^2/tau", "geodesic_cost")]
     numbers = [(h, v) for h, v in numbers if v in ds]
@@ -42,20 +43,33 @@ def format_summary(ds: xr.Dataset) -> str:
             where = {"protocol": protocol, "perturbation": perturbation}
             rows.append([str(protocol), str(perturbation), *(f"{_value(ds, v, **where):.5g}" for _, v in numbers),
                          *(_status(ds, n, **where) for n, _ in relations)])
+    return header, rows
+
+
+def relation_counts(ds: xr.Dataset) -> dict[str, int]:
+    """How many relation statuses (over every coordinate) hold, are violated, or do not apply."""
+    names = [n for n, _ in RELATION_COLUMNS if f"holds_{n}" in ds]
+    statuses = np.concatenate([ds[f"holds_{n}"].values.ravel() for n in names]) if names else np.array([])
+    return {text: int((statuses == code).sum()) for code, text in ((1, "hold"), (0, "violated"),
+                                                                     (-1, "not applicable"))}
+
+
+def format_summary(ds: xr.Dataset) -> str:
+    """The table of :func:`summary_table`, the relation counts and the published values beside."""
+    header, rows = summary_table(ds)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    statuses = np.concatenate([ds[f"holds_{n}"].values.ravel() for n, _ in relations]) if relations else np.array([])
-    failed = int((statuses == 0).sum())
+    counts = relation_counts(ds)
     lines.append("")
-    lines.append(f"relations: {int((statuses == 1).sum())} hold, {failed} violated, "
-                 f"{int((statuses == -1).sum())} not applicable"
-                 + (" -- SEE FAIL ABOVE" if failed else ""))
-    lines.extend(_reference_lines(ds))
+    lines.append("relations: " + ", ".join(f"{n} {text}" for text, n in counts.items())
+                 + (" -- SEE FAIL ABOVE" if counts["violated"] else ""))
+    lines.extend(reference_lines(ds))
     return "\n".join(lines)
 
 
-def _reference_lines(ds: xr.Dataset) -> list[str]:
+def reference_lines(ds: xr.Dataset) -> list[str]:
+    """Engine values beside the published ones recorded in the scenario's ``reference``."""
     reference = json.loads(ds.attrs.get("reference", "{}"))
     if not reference:
         return []

@@ -1,6 +1,7 @@
 """The Dataset: schema, provenance, reproducibility, lossless netCDF round trip, atomic writes."""
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def test_provenance(dataset):
     text = yaml_text = attrs["scenario_text"]
     assert hashlib.sha256(yaml_text.encode()).hexdigest() == attrs["scenario_sha256"]
     assert "tau: 1.0" in text
-    assert list(attrs["seeds"]) == [0, 3]
+    assert json.loads(attrs["seeds"]) == [0, 3]
     assert attrs["dtype"] == "float64" and attrs["device"] == "cpu"
     assert "torch" in attrs["dependency_versions"] and "builtin.schedules" in attrs["plugins"]
 

@@ -80,21 +80,26 @@ def test_missing_file(capsys, tmp_path):
 
 
 class NegativeTemperature(Schedule):
-    """σ/m decreases after s = 1/2: T < 0 there."""
+    """σ = s (1 − shrink·s/2)² : with shrink > 1, σ/m decreases late in the process, i.e. T < 0 there.
+    Its default (shrink = 0, cond-OT) passes conformance, so it registers; a scenario can still ask for a
+    bad value."""
 
     name = "negative_temperature"
+
+    def __init__(self, shrink: float = 0.0):
+        self.shrink = shrink
 
     def m(self, s):
         return 1 - s
 
     def sigma(self, s):
-        return s * (1 - s) ** 2
+        return s * (1 - 0.5 * self.shrink * s) ** 2
 
     def dm(self, s):
         return -torch.ones_like(s)
 
     def dsigma(self, s):
-        return (1 - s) ** 2 - 2 * s * (1 - s)
+        return (1 - 0.5 * self.shrink * s) ** 2 - self.shrink * s * (1 - 0.5 * self.shrink * s)
 
 
 class ExplodingProcess(ForwardProcess):
@@ -134,8 +139,8 @@ def test_registry(monkeypatch):
 
 
 def test_schedule_with_negative_temperature(write_scenario, test_registry, capsys, tmp_path):
-    path = write_scenario(_spec({"protocols": {"bad": {"process": {"name": "scheduled",
-                                                                   "schedule": "negative_temperature"}}}}))
+    schedule = {"name": "negative_temperature", "shrink": 1.9}
+    path = write_scenario(_spec({"protocols": {"bad": {"process": {"name": "scheduled", "schedule": schedule}}}}))
     with pytest.raises(ScenarioError) as info:
         load_scenario(path)
     assert main(["run", str(path), "-o", str(tmp_path / "out.nc")]) == 2

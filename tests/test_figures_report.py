@@ -1,0 +1,66 @@
+"""Figures (Agg) and the HTML report from small runs, and the CLI's plot / report / --plot / --set."""
+
+import re
+
+import pytest
+
+from conftest import run_dict, scenario_dict
+from stochthermo.cli import main
+from stochthermo.io import write_dataset
+from stochthermo.plotting import available_figures, save_figures
+from stochthermo.report import render_report
+
+RUN_1D = scenario_dict(protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
+                                  "ot": {"process": "optimal_transport"}},
+                       perturbations={"a": {"name": "gaussian", "mean": 1.0, "std": 1.0}},
+                       observers=["thermodynamics", "response", "bounds", "snapshots"], particles=512, time_steps=24)
+RUN_2D = scenario_dict(data={"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [[-1.0, 0.0], [1.0, 0.5]],
+                             "stds": [0.4, 0.4]}, prior={"name": "gaussian", "mean": [0.0, 0.0]},
+                       perturbations={"a": {"name": "gaussian", "mean": [0.5, 0.0], "std": 0.9}},
+                       observers=["thermodynamics", "response", "bounds", {"name": "snapshots", "points": 40}],
+                       particles=200, time_steps=8)
+
+
+@pytest.fixture(scope="module")
+def run_1d():
+    return run_dict(RUN_1D)
+
+
+@pytest.mark.parametrize("spec", [RUN_1D, RUN_2D], ids=["1d", "2d"])
+def test_every_figure_kind_is_written(spec, tmp_path):
+    ds = run_dict(spec)
+    assert available_figures(ds) == ["densities", "costs", "speeds"]
+    written = save_figures(ds, tmp_path, ("png", "pdf"))
+    assert len(written) == 6 and all(p.stat().st_size > 5000 for p in written)
+
+
+def test_report_is_self_contained(run_1d):
+    page = render_report(run_1d)
+    assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 3
+    assert not re.search(r"https?://|<script|<link|url\(", page)
+    assert "<td class=\"ok\">ok</td>" in page and "scenario" in page.lower()
+
+
+def test_cli_plot_and_report(run_1d, tmp_path, capsys):
+    run_file = write_dataset(run_1d, tmp_path / "run.nc")
+    assert main(["plot", str(run_file), "--format", "png"]) == 0
+    assert sorted(p.name for p in (tmp_path / "run_figures").iterdir()) == [
+        "run_costs.png", "run_densities.png", "run_speeds.png"]
+    assert main(["report", str(run_file)]) == 0
+    assert (tmp_path / "run.html").stat().st_size > 10000
+    assert main(["plot", str(tmp_path / "missing.nc")]) == 2
+    assert "missing.nc: no such file" in capsys.readouterr().err
+
+
+def test_run_with_plot_and_overrides(write_scenario, tmp_path, capsys):
+    path = write_scenario(RUN_1D)
+    out = tmp_path / "o" / "r.nc"
+    assert main(["run", str(path), "-o", str(out), "--plot", "--set", "particles=256",
+                 "--set", "perturbations.a.mean=0.5"]) == 0
+    assert (tmp_path / "o" / "r_figures" / "r_costs.pdf").exists()
+    from stochthermo.io import read_dataset
+
+    ds = read_dataset(out)
+    assert ds.attrs["particles"] == 256 and '"perturbations.a.mean=0.5"' in ds.attrs["scenario_overrides"]
+    assert main(["run", str(path), "-o", str(out), "--set", "particle=3"]) == 2
+    assert "particle: unknown key (did you mean 'particles'?)" in capsys.readouterr().err
