@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from stochthermo.engine import simulate
 from stochthermo.scenario import parse_scenario
+
+# CI explores a fixed set of examples (reproducible landings); local runs draw new ones each time.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 BASE = {
     "tau": 1.0,
