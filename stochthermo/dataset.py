@@ -96,6 +96,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
     return {
         "title": f"stochthermo run of scenario '{scenario.name}'",
         "scenario_name": scenario.name,
+        "scenario_description": scenario.description,
         "scenario_path": scenario.path or "",
         "scenario_text": scenario.text,
         "scenario_overrides": json.dumps(scenario.overrides),

@@ -42,11 +42,12 @@ def simulate(scenario: Scenario, *, device: str | None = None, progress: bool = 
         for seed in scenario.seeds:
             bar.set_postfix_str(f"{protocol.name}, seed {seed}")
             start = time.perf_counter()
-            def ensemble(dist, seed=seed):
-                return make_ensemble(dist, scenario.particles, seed, device=torch_device, dtype=dtype)
-
-            true = run_flow(process.flow, ensemble(process.end_distribution()), times)
-            perturbed = run_flows(estimator.flow, {k: ensemble(d) for k, d in perturbations.items()}, times)
+            ensembles = {name: make_ensemble(dist, scenario.particles, seed, device=torch_device, dtype=dtype)
+                         for name, dist in perturbations.items()}
+            true_start = make_ensemble(process.end_distribution(), scenario.particles, seed, device=torch_device,
+                                       dtype=dtype)
+            true = run_flow(process.flow, true_start, times)
+            perturbed = run_flows(estimator.flow, ensembles, times)
             run = Run(protocol.name, seed, process, estimator, times, true, perturbed, perturbations)
             measured: dict[str, dict] = {}
             for observer in scenario.observers:

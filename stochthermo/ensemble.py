@@ -29,10 +29,6 @@ class Ensemble:
     weights: torch.Tensor  # (n,), sums to 1
     normal_scores: torch.Tensor | None  # (n,) for quantile ensembles
 
-    @property
-    def is_quantile(self) -> bool:
-        return self.normal_scores is not None
-
 
 def normal_score_grid(n: int, *, device, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniform grid of ``n`` normal scores on [−Z_MAX, Z_MAX] and its trapezoidal weights (sum 1)."""

@@ -45,8 +45,8 @@ class Scheduled(ForwardProcess):
         eigenvalues, eigenvectors = torch.linalg.eigh(structure.covariances)
         self.eigenvalues, self.eigenvectors = eigenvalues, eigenvectors  # S_k = Q diag(λ) Qᵀ
         #: every S_k a multiple of I: the same formula with scalar variances, no basis change
-        self.isotropic = bool(torch.allclose(structure.covariances, eigenvalues[:, :1, None] * torch.eye(data.dim,
-                                                                                                  dtype=eigenvalues.dtype)))
+        scaled_identity = eigenvalues[:, :1, None] * torch.eye(data.dim, dtype=eigenvalues.dtype)
+        self.isotropic = bool(torch.allclose(structure.covariances, scaled_identity))
 
     @property
     def conservative(self) -> bool:
