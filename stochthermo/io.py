@@ -19,11 +19,18 @@ def write_dataset(dataset: xr.Dataset, path: str | Path) -> Path:
     os.close(fd)
     try:
         dataset.to_netcdf(tmp, engine=ENGINE)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a result file gets the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read_dataset(path: str | Path) -> xr.Dataset:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -54,6 +55,9 @@ def test_netcdf_round_trip_is_lossless(dataset, tmp_path):
     xr.testing.assert_identical(again, dataset)
     assert again.holds_geodesic.dtype == np.int8 and again.chi_square_method.dtype.kind in "UO"
     assert [p.name for p in path.parent.iterdir()] == ["run.nc"]  # no temporary file left
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
 
 
 def test_failed_write_leaves_nothing(dataset, tmp_path):
