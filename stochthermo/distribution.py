@@ -21,10 +21,9 @@ from typing import ClassVar
 import torch
 
 from .component import Component
+from .roots import bisect
 
 LOG_HALF = math.log(0.5)
-#: bisection steps of the default quantile function (bracket width / 2⁶⁴)
-BISECTION_STEPS = 64
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ class Distribution(Component):
         """x = F⁻¹(Φ(z)) for z of shape (n,); returns (n, 1).
 
         Default: bisection on ``log_cdf`` (z ≤ 0) and ``log_sf`` (z > 0), inside a bracket of ±60 standard
-        deviations around the mean, to a width of 2⁻⁶⁴ of the bracket (below float64 resolution).
+        deviations around the mean, to below float64 resolution (:func:`stochthermo.roots.bisect`).
         """
         self._require_1d()
         lower = z <= 0
@@ -106,14 +105,13 @@ class Distribution(Component):
     def _bisect(self, log_function, target: torch.Tensor, *, increasing: bool) -> torch.Tensor:
         mean = float(self.mean()[0])
         half_width = 60 * math.sqrt(float(self.covariance()[0, 0]))
-        low = torch.full_like(target, mean - half_width)
-        high = torch.full_like(target, mean + half_width)
-        for _ in range(BISECTION_STEPS):
-            mid = 0.5 * (low + high)
+
+        def root_is_above(mid):
             value = log_function(mid[:, None])
-            below = value < target if increasing else value > target
-            low, high = torch.where(below, mid, low), torch.where(below, high, mid)
-        return 0.5 * (low + high)
+            return value < target if increasing else value > target
+
+        return bisect(root_is_above, torch.full_like(target, mean - half_width),
+                      torch.full_like(target, mean + half_width))
 
     def _require_1d(self) -> None:
         if self.dim != 1:

@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-import yaml
 
 from conftest import scenario_dict
 from stochthermo import ForwardProcess, Schedule, hookimpl
@@ -166,6 +165,3 @@ def test_validate_reports_valid(write_scenario, capsys):
     assert main(["validate", str(write_scenario(scenario_dict()))]) == 0
     assert "valid (1 protocols, 1 perturbations" in capsys.readouterr().out
 
-
-def test_yaml_round_trip_of_base_is_valid():
-    assert yaml.safe_load(yaml.safe_dump(scenario_dict()))["tau"] == 1.0

@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from stochthermo import Observer, Variable, hookimpl
-from stochthermo.divergence import chi_square
+from stochthermo.divergence import ChiSquare, chi_square
 from stochthermo.integrate import time_integral
 from stochthermo.wasserstein import w1_and_rate
 
@@ -34,6 +34,10 @@ class Response(Observer):
     """W_1 between true and perturbed reverse flows, its rate, v_loss², D_0, ΔW_1, η and c_1."""
 
     name = "response"
+
+    def __init__(self):
+        #: D_0 depends on the protocol (through P_τ) and the perturbation, not on the seed
+        self._chi_square: dict[tuple[str, str], ChiSquare] = {}
 
     def variables(self):
         return {
@@ -60,7 +64,10 @@ class Response(Observer):
         out = {name: [] for name in self.variables()}
         for name, trajectory in run.perturbed.items():
             w1, rate = (v.cpu().numpy() for v in w1_and_rate(run.true, trajectory))
-            divergence = chi_square(run.perturbations[name], reference)
+            key = (run.protocol, name)
+            if key not in self._chi_square:
+                self._chi_square[key] = chi_square(run.perturbations[name], reference)
+            divergence = self._chi_square[key]
             d0 = divergence.value
             speed2 = rate**2 / d0 if math.isfinite(d0) else np.full_like(rate, np.nan)
             change = w1[0] - w1[-1]  # reverse end (t = 0) minus reverse start (t = τ)

@@ -18,9 +18,7 @@ import torch
 
 from stochthermo import ForwardProcess, ScenarioError, hookimpl
 from stochthermo.gaussian import bures_map
-
-#: bisection steps for the preimage y of x in 1-D (bracket width / 2⁶⁴, below float64 resolution)
-BISECTION_STEPS = 64
+from stochthermo.roots import bisect
 
 
 class OptimalTransport(ForwardProcess):
@@ -71,15 +69,13 @@ class OptimalTransport(ForwardProcess):
         centre = 0.5 * (float(self.data.mean()[0]) + float(self.prior.mean()[0]))
         half_width = 60 * math.sqrt(max(float(self.data.covariance()[0, 0]), float(self.prior.covariance()[0, 0])))
         half_width += float((x - centre).abs().max())
-        low = torch.full_like(x, centre - half_width)
-        high = torch.full_like(x, centre + half_width)
-        for _ in range(BISECTION_STEPS):
-            mid = 0.5 * (low + high)
+
+        def root_is_above(mid):
             # T(mid) may be ±inf far in the tails: the sign still orders the bracket, but 0·inf must not occur
             moved = s * self.transport_map(mid) if s > 0 else 0.0
-            below = (1 - s) * mid + moved < x
-            low, high = torch.where(below, mid, low), torch.where(below, high, mid)
-        return 0.5 * (low + high)
+            return (1 - s) * mid + moved < x
+
+        return bisect(root_is_above, torch.full_like(x, centre - half_width), torch.full_like(x, centre + half_width))
 
     def velocity(self, t, x):
         y = self.preimage(x, t / self.tau)
