@@ -3,9 +3,9 @@
 Installed under the import name ``stochthermo_plugins``.
 """
 
-from . import distributions, estimators, schedules
+from . import distributions, estimators, point_clouds, schedules
 from .observers import bounds, response, snapshots, thermodynamics
-from .processes import optimal_transport, scheduled
+from .processes import optimal_transport, rotational, scheduled
 
-BUILTIN_MODULES = (schedules, distributions, scheduled, optimal_transport, estimators,
+BUILTIN_MODULES = (schedules, distributions, point_clouds, scheduled, rotational, optimal_transport, estimators,
                    thermodynamics, response, bounds, snapshots)

@@ -12,7 +12,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from .distribution import Distribution, MixtureStructure  # noqa: E402
+from .distribution import Distribution, MixtureStructure, PointCloudStructure  # noqa: E402
 from .errors import PluginError, ScenarioError, SimulationError, StochthermoError  # noqa: E402
 from .estimator import Estimator  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
@@ -21,7 +21,8 @@ from .process import ForwardProcess  # noqa: E402
 from .schedule import Schedule  # noqa: E402
 
 __all__ = [
-    "Distribution", "Estimator", "ForwardProcess", "MixtureStructure", "Observer", "PluginError", "Run",
+    "Distribution", "Estimator", "ForwardProcess", "MixtureStructure", "Observer", "PluginError", "PointCloudStructure",
+    "Run",
     "Schedule", "ScenarioError", "SimulationError", "StochthermoError", "Variable", "__version__", "hookimpl",
     "load_scenario", "simulate",
 ]

@@ -9,6 +9,7 @@ scenario keys.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from abc import ABC
 from typing import ClassVar, Self
 
@@ -26,8 +27,8 @@ class Component(ABC):
     CONTEXT: ClassVar[frozenset[str]] = frozenset()
 
     def to(self, device: torch.device, dtype: torch.dtype = torch.float64) -> Self:
-        """A copy whose floating-point tensor attributes (recursively through components) live on
-        ``device`` with ``dtype``."""
+        """A copy whose floating-point tensor attributes (recursively through components, lists, tuples and
+        dataclasses) live on ``device`` with ``dtype``."""
         clone = copy.copy(self)
         for key, value in vars(self).items():
             setattr(clone, key, _moved(value, device, dtype))
@@ -44,4 +45,7 @@ def _moved(value, device, dtype):
         return value.to(device, dtype)
     if isinstance(value, list | tuple):
         return type(value)(_moved(v, device, dtype) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. a MixtureStructure
+        return dataclasses.replace(value, **{f.name: _moved(getattr(value, f.name), device, dtype)
+                                             for f in dataclasses.fields(value) if f.init})
     return value

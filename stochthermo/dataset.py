@@ -111,5 +111,6 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "tau": scenario.tau,
         "time_steps": scenario.time_steps,
         "particles": scenario.particles,
+        "reverse_start": scenario.reverse_start,
         "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
     }

@@ -4,6 +4,9 @@ A distribution samples, evaluates its log-density, and, where it can, exposes
 
 * its Gaussian-mixture structure :math:`q = \sum_k w_k \mathcal N(\mu_k, S_k)` (exact posterior
   velocities, physics.md §1, and closed-form χ²);
+* its point-cloud structure: N_D data points, each smoothed by an isotropic Gaussian kernel
+  :math:`\mathcal N(y_i, s^2 I)` (:math:`s = 0`: the empirical law itself), whose exact velocities are
+  softmax posteriors over the points (physics.md §1);
 * its tail: the precision matrices of the slowest-decaying components (finiteness of χ², physics.md §4),
   or ``None`` for bounded support;
 * in one dimension, the cumulative distribution in log form and the *normal-score* maps
@@ -35,6 +38,15 @@ class MixtureStructure:
     covariances: torch.Tensor
 
 
+@dataclass(frozen=True)
+class PointCloudStructure:
+    """``points`` (N_D, d), each the centre of an isotropic Gaussian kernel of standard deviation ``std``
+    (0: atoms, the empirical law); all points carry the same weight."""
+
+    points: torch.Tensor
+    std: float
+
+
 class Distribution(Component):
     """Abstract distribution on :math:`\\mathbb R^d`. Tensors are (n, d); densities are (n,)."""
 
@@ -64,6 +76,10 @@ class Distribution(Component):
 
     def mixture(self) -> MixtureStructure | None:
         """The Gaussian-mixture structure, or ``None`` when the distribution is not a Gaussian mixture."""
+        return None
+
+    def point_cloud(self) -> PointCloudStructure | None:
+        """The point-cloud structure, or ``None`` when the distribution is not given by data points."""
         return None
 
     def tail_precisions(self) -> torch.Tensor | None:

@@ -1,6 +1,7 @@
 """The one entry point that runs a scenario into an :class:`xarray.Dataset`.
 
-For every protocol and seed: the true reverse process (P_τ carried by the process's exact flow) and the
+For every protocol and seed: the true reverse process (P_τ, or the prior with ``reverse_start: prior``,
+carried by the process's exact flow) and the
 perturbed reverse processes (each start carried by the estimator's flow) are transported over the time
 grid; the observers then measure them in order (diffrax-like layering: the equation is the process, the
 solver its ``flow``, what is saved the :class:`~stochthermo.trajectory.Trajectory`, the result the Dataset).
@@ -42,13 +43,15 @@ def simulate(scenario: Scenario, *, device: str | None = None, progress: bool = 
         for seed in scenario.seeds:
             bar.set_postfix_str(f"{protocol.name}, seed {seed}")
             start = time.perf_counter()
+            process.realise(scenario.particles, seed, device=torch_device, dtype=dtype)
             ensembles = {name: make_ensemble(dist, scenario.particles, seed, device=torch_device, dtype=dtype)
                          for name, dist in perturbations.items()}
-            true_start = make_ensemble(process.end_distribution(), scenario.particles, seed, device=torch_device,
-                                       dtype=dtype)
+            start_law = (process.end_distribution() if scenario.reverse_start == "end_distribution"
+                         else scenario.prior.to(torch_device, dtype))
+            true_start = make_ensemble(start_law, scenario.particles, seed, device=torch_device, dtype=dtype)
             true = run_flow(process.flow, true_start, times)
             perturbed = run_flows(estimator.flow, ensembles, times)
-            run = Run(protocol.name, seed, process, estimator, times, true, perturbed, perturbations)
+            run = Run(protocol.name, seed, process, estimator, times, true, perturbed, perturbations, start_law)
             measured: dict[str, dict] = {}
             for observer in scenario.observers:
                 measured[observer.name] = observer.observe(run, measured)

@@ -52,11 +52,14 @@ class Run:
     process: ForwardProcess
     estimator: Estimator
     times: torch.Tensor
-    #: the true reverse process: P_τ transported by the exact velocity
+    #: the true reverse process: its start law (P_τ, or the prior with ``reverse_start: prior``) transported
+    #: by the exact velocity
     true: Trajectory
     #: the perturbed reverse processes: each start P̃_0† transported by the estimator, by name
     perturbed: dict[str, Trajectory]
     perturbations: dict[str, Distribution]
+    #: the law the true reverse process starts from, P_0†
+    true_start: Distribution
 
 
 class Observer(Component):

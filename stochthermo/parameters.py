@@ -1,8 +1,9 @@
 """Scenario parameters of plugin classes: introspection of ``__init__`` and validation of values.
 
-Supported annotations: ``float``, ``int``, ``bool``, ``str``, ``list[float]``, ``list[list[float]]``,
-unions of these (``float | list[float]``), ``X | None``, and plugin base classes (``Schedule``,
-``Distribution``...), whose values are plugin specifications resolved by the scenario loader.
+Supported annotations: ``float``, ``int``, ``bool``, ``str``, ``pathlib.Path`` (a file name, resolved against
+the scenario file's directory), ``list[float]``, ``list[list[float]]``, unions of these
+(``float | list[float]``), ``X | None``, and plugin base classes (``Schedule``, ``Distribution``...), whose
+values are plugin specifications resolved by the scenario loader.
 """
 
 from __future__ import annotations
@@ -11,10 +12,15 @@ import inspect
 import math
 import types
 import typing
+from contextvars import ContextVar
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError
+
+#: directory against which relative file names in a scenario are resolved (the scenario file's, while loading)
+SCENARIO_DIRECTORY: ContextVar[Path] = ContextVar("scenario_directory", default=Path("."))
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,10 @@ def _coerce_one(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         raise ScenarioError(f"expected a string, got {value!r}", key=key)
+    if annotation is Path:
+        if isinstance(value, str) and value:
+            return SCENARIO_DIRECTORY.get() / Path(value).expanduser()
+        raise ScenarioError(f"expected a file name, got {value!r}", key=key)
     if typing.get_origin(annotation) is list:
         (inner,) = typing.get_args(annotation)
         if not isinstance(value, list) or not value:

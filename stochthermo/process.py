@@ -52,6 +52,16 @@ class ForwardProcess(Component):
         """P_τ, the law the true reverse process starts from."""
         raise NotImplementedError
 
+    def realise(self, n: int, seed: int, *, device: torch.device, dtype: torch.dtype) -> None:
+        """Fix the random realisation of a sample-based process (e.g. the data and prior samples of an
+        optimal-transport plan) for one seed of a run with ``n`` particles; called by the engine before
+        the seed's flows. Nothing to do for processes given in closed form (the default)."""
+
+    def marginal(self, t: float) -> Distribution | None:
+        """P_t as a distribution with a density (for grid methods: the excess/housekeeping split, exact
+        snapshots), or ``None`` where it is not known in closed form (the default)."""
+        return None
+
     def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Transport ``x0`` (at ``times[0]``) along ν through ``times``; returns (positions, velocities),
         each (len(times), n, d). Default: RK4 on :meth:`velocity`; override where the flow map is exact."""

@@ -20,7 +20,7 @@ from .distribution import Distribution
 from .errors import ScenarioError, did_you_mean
 from .estimator import Estimator
 from .observer import Observer
-from .parameters import coerce, parameters_of, plugin_base
+from .parameters import SCENARIO_DIRECTORY, coerce, parameters_of, plugin_base
 from .process import ForwardProcess
 from .registry import Registry, default_registry
 
@@ -49,6 +49,7 @@ class Scenario:
     tau: float
     time_steps: int
     particles: int
+    reverse_start: str
     data: Distribution
     prior: Distribution
     perturbations: dict[str, Distribution]
@@ -80,7 +81,10 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "tau": (float, 1.0),
     "time_steps": (int, 256),
     "particles": (int, 2048),
+    "reverse_start": (str, "end_distribution"),
 }
+#: what the true reverse process starts from: the actual P_τ, or the prior the generator is given
+REVERSE_STARTS = ("end_distribution", "prior")
 SECTIONS = ("data", "prior", "protocols", "perturbations", "estimator", "observers", "reference")
 
 
@@ -91,10 +95,13 @@ def load_scenario(path: str | Path, *, overrides: list[str] = (), registry: Regi
         text = path.read_text()
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario: {exc.strerror}", file=str(path)) from None
+    directory = SCENARIO_DIRECTORY.set(path.parent)
     try:
         return parse_scenario(text, source=str(path), overrides=overrides, registry=registry)
     except ScenarioError as exc:
         raise exc.located(file=str(path)) from None
+    finally:
+        SCENARIO_DIRECTORY.reset(directory)
 
 
 def parse_scenario(text: str, *, source: str | None = None, overrides: list[str] = (),
@@ -159,6 +166,7 @@ def parse_scenario(text: str, *, source: str | None = None, overrides: list[str]
                         device=settings["device"], dtype=settings["dtype"],
                         seeds=[settings["seeds"]] if isinstance(settings["seeds"], int) else settings["seeds"],
                         tau=tau, time_steps=settings["time_steps"], particles=settings["particles"],
+                        reverse_start=settings["reverse_start"],
                         data=data, prior=prior, perturbations=perturbations, protocols=protocols,
                         observers=observers, overrides=list(overrides))
     for i, observer in enumerate(observers):
@@ -246,6 +254,9 @@ def _check_settings(settings: dict) -> None:
     seeds = settings["seeds"] if isinstance(settings["seeds"], list) else [settings["seeds"]]
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ScenarioError(f"seeds must be distinct non-negative integers, got {seeds}", key="seeds")
+    if settings["reverse_start"] not in REVERSE_STARTS:
+        raise ScenarioError(f"must be one of {', '.join(REVERSE_STARTS)}, got '{settings['reverse_start']}'"
+                            f"{did_you_mean(settings['reverse_start'], REVERSE_STARTS)}", key="reverse_start")
     resolve_dtype(settings["dtype"])
     check_device_name(settings["device"])
 

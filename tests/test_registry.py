@@ -24,7 +24,8 @@ class Linear(Cosine):
 def test_builtins_register_through_hooks():
     registry = Registry(entry_points=False)
     assert registry.names("schedule") == ["cond_ot", "cosine", "ve", "vp_linear"]
-    assert registry.names("process") == ["optimal_transport", "scheduled"]
+    assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
+    assert {"swiss_roll", "moons", "eight_gaussians", "empirical"} <= set(registry.names("distribution"))
     assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics"}
     assert registry.provider[("schedule", "cosine")] == "builtin.schedules"
     assert not registry.failures

@@ -60,7 +60,7 @@ class Response(Observer):
     def observe(self, run, measured):
         times = run.times.cpu().numpy()
         tau = times[-1] - times[0]
-        reference = run.process.end_distribution()
+        reference = run.true_start
         out = {name: [] for name in self.variables()}
         for name, trajectory in run.perturbed.items():
             w1, rate = (v.cpu().numpy() for v in w1_and_rate(run.true, trajectory))

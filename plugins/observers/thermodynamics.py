@@ -6,7 +6,10 @@ Along the true process (particles of :math:`P_t` carried by the exact velocity):
 * :math:`\dot S_t^{tot}`, only where :math:`0 < T_t < \infty`;
 * :math:`v_2(t)^2 = \int|\nabla\phi_t|^2P_t\,dx` (Eq. (66)), equal to :math:`T_t\dot S_t` for a conservative
   process and in one dimension (every 1-D field is a gradient), the housekeeping part
-  :math:`T_t\dot S^{hk}_t = T_t\dot S_t - v_2^2` then being zero (Eq. (67));
+  :math:`T_t\dot S^{hk}_t = T_t\dot S_t - v_2^2` then being zero (Eq. (67)). For a non-conservative process in
+  2-D (or always, with ``split: grid``) both come from the Helmholtz projection of ν_t on a grid over the
+  exact marginal :math:`P_t` (:mod:`stochthermo.helmholtz`), with the orthogonality residual and the
+  housekeeping share :math:`\int T\dot S^{hk}dt / \int(v_2^2 + T\dot S^{hk})dt`;
 * the costs :math:`c_2 = \int v_2^2dt`, :math:`w_D = \int T\dot S\,dt`, the path length
   :math:`L_\tau = \int v_2 dt`, and the speed-limit terms :math:`L_\tau^2/\tau \ge W_2(P_0,P_\tau)^2/\tau`
   (Eq. (92)).
@@ -16,17 +19,59 @@ from __future__ import annotations
 
 import numpy as np
 
-from stochthermo import Observer, SimulationError, Variable, hookimpl
+from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.helmholtz import HelmholtzSplit, covering_grid, helmholtz_split
 from stochthermo.integrate import time_integral
 from stochthermo.wasserstein import w2_squared
 
 T = ("time",)
+SPLITS = ("auto", "grid")
+#: the grid must have at least this many cells per standard deviation of the narrowest feature of P_t
+CELLS_PER_WIDTH = 2.0
 
 
 class Thermodynamics(Observer):
-    """Temperature, entropy production, Wasserstein speed and the costs c_2, w_D, L_τ, W_2²/τ."""
+    """Temperature, entropy production, Wasserstein speed, the housekeeping part and the costs c_2, w_D,
+    L_τ, W_2²/τ. ``split``: ``auto`` (exact for conservative processes, grid otherwise) or ``grid``;
+    ``grid_points`` cells along the grid's longer side, covering ``grid_extent`` component widths."""
 
     name = "thermodynamics"
+
+    def __init__(self, split: str = "auto", grid_points: int = 160, grid_extent: float = 6.0):
+        if split not in SPLITS:
+            raise ScenarioError(f"must be one of {', '.join(SPLITS)}, got '{split}'", key="split")
+        if grid_points < 16:
+            raise ScenarioError(f"must be >= 16, got {grid_points}", key="grid_points")
+        if grid_extent <= 0:
+            raise ScenarioError(f"must be > 0, got {grid_extent}", key="grid_extent")
+        self.split, self.grid_points, self.grid_extent = split, grid_points, grid_extent
+        self.grids = {}
+
+    def prepare(self, scenario):
+        """Fix a grid per protocol that needs the split, and check that it resolves every P_t."""
+        times = scenario.times.tolist()
+        for protocol in scenario.protocols.values():
+            process = protocol.process
+            if (process.conservative and self.split == "auto") or scenario.data.dim == 1:
+                continue
+            key = f"protocols.{protocol.name}"
+            if scenario.data.dim != 2:
+                raise ScenarioError(f"the excess/housekeeping split of the non-conservative process '{process.name}'"
+                                    f" is computed on a 2-D grid; the data are {scenario.data.dim}-D", key=key)
+            marginals = [process.marginal(t) for t in times]
+            if any(m is None for m in marginals):
+                raise ScenarioError(f"process '{process.name}' has no closed-form marginal P_t for the grid split",
+                                    key=key)
+            grid, narrowest = covering_grid(marginals, self.grid_points, self.grid_extent)
+            spacing = max(grid.spacing)
+            if spacing * CELLS_PER_WIDTH > narrowest:
+                raise ScenarioError(
+                    f"grid too coarse for the data's extent: {self.grid_points} points give spacing {spacing:.3g} "
+                    f"but the narrowest feature of P_t has width {narrowest:.3g} (protocol '{protocol.name}'); "
+                    f"need spacing <= width/{CELLS_PER_WIDTH:g}: raise grid_points"
+                    + (" or give the data a kernel width (noise/smoothing > 0)" if narrowest == 0 else ""),
+                    key="grid_points")
+            self.grids[protocol.name] = grid
 
     def variables(self):
         return {
@@ -40,6 +85,11 @@ class Thermodynamics(Observer):
             "wasserstein_speed_squared": Variable(T, "squared Wasserstein speed (excess dissipation rate)",
                                                   "1", "v_2(t)^2", "(66)"),
             "housekeeping_rate": Variable(T, "housekeeping dissipation rate", "1", "T_t dS_t^hk/dt", "(67)"),
+            "orthogonality_residual": Variable(T, "relative orthogonality residual of the excess/housekeeping "
+                                               "split (0 where the split is exact)", "1",
+                                               "<grad phi, nu - grad phi>_P / int |nu|^2 P", "(67)"),
+            "housekeeping_share": Variable((), "housekeeping share of the dissipation", "1",
+                                           "int T dS^hk dt / int T dS dt", "(67)"),
             "kinetic_cost": Variable((), "kinetic cost (integrated squared Wasserstein speed)", "1", "c_2",
                                      "(81)-(83)"),
             "dissipation": Variable((), "integrated dissipation", "1", "w_D", "(81)"),
@@ -51,14 +101,19 @@ class Thermodynamics(Observer):
 
     def observe(self, run, measured):
         true = run.true
-        if not run.process.conservative and true.dim > 1:
-            raise SimulationError(f"protocol '{run.protocol}': the excess/housekeeping split of a "
-                                  "non-conservative process needs a Helmholtz projection, not available here")
         times = run.times.cpu().numpy()
         tau = times[-1] - times[0]
         temperature = run.process.temperature(run.times).cpu().numpy()
         dissipation_rate = true.kinetic_energy().cpu().numpy()
-        speed_squared = dissipation_rate.copy()  # gradient field: v_2² = ∫|ν|²P (Eq. (67))
+        if run.protocol in self.grids:
+            splits = [self._split(run, k) for k in range(len(times))]
+            speed_squared = np.array([s.excess for s in splits])
+            housekeeping = np.array([s.housekeeping for s in splits])
+            residual = np.array([s.orthogonality for s in splits])
+            share = time_integral(housekeeping, times) / time_integral(speed_squared + housekeeping, times)
+        else:  # gradient field: v_2² = ∫|ν|²P, no housekeeping part (Eq. (67))
+            speed_squared, housekeeping = dissipation_rate.copy(), np.zeros_like(dissipation_rate)
+            residual, share = np.zeros_like(dissipation_rate), 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
             valid = (temperature > 0) & np.isfinite(temperature)
             entropy_rate = np.where(valid, dissipation_rate / np.where(valid, temperature, 1.0), np.nan)
@@ -68,13 +123,21 @@ class Thermodynamics(Observer):
             "dissipation_rate": dissipation_rate,
             "entropy_production_rate": entropy_rate,
             "wasserstein_speed_squared": speed_squared,
-            "housekeeping_rate": dissipation_rate - speed_squared,
+            "housekeeping_rate": housekeeping,
+            "orthogonality_residual": residual,
+            "housekeeping_share": share,
             "kinetic_cost": time_integral(speed_squared, times),
             "dissipation": time_integral(dissipation_rate, times),
             "path_length": path_length,
             "path_length_cost": path_length**2 / tau,
             "geodesic_cost": w2_squared(true, 0, true, -1) / tau,
         }
+
+    def _split(self, run, k: int) -> HelmholtzSplit:
+        t = float(run.times[k])
+        marginal = run.process.marginal(t)
+        return helmholtz_split(self.grids[run.protocol], marginal.log_prob, lambda x: run.process.velocity(t, x),
+                               device=run.times.device)
 
 
 @hookimpl

@@ -1,0 +1,122 @@
+r"""The excess/housekeeping split of the dissipation on a 2-D grid (physics.md §2, Eqs. (66)-(67)).
+
+The Wasserstein speed is the kinetic energy of the projection :math:`\nabla\phi_t` of :math:`\nu_t` on
+gradient fields in :math:`L^2(P_t)`:
+
+.. math:: \nabla\cdot(P_t\nabla\phi_t) = \nabla\cdot(P_t\nu_t), \qquad v_2^2 = \int|\nabla\phi_t|^2P_t,
+   \qquad T_t\dot S^{hk}_t = \int|\nu_t - \nabla\phi_t|^2P_t, \qquad T_t\dot S_t = v_2^2 + T_t\dot S^{hk}_t.
+
+Discretisation (a weighted least-squares problem on a staggered grid): φ lives at the centres of an
+N×N grid of cells of size :math:`h_1\times h_2`; its gradient components live on the faces between
+neighbouring cells, :math:`(\phi_{i+1,j} - \phi_{ij})/h_1` on x-faces and likewise on y-faces, where
+:math:`\nu_1` and :math:`\nu_2` and the density are evaluated exactly. φ minimises
+:math:`\sum_{faces} P\,h_1h_2\,(\nu - D\phi)^2`, i.e. it solves the normal equations
+:math:`D^\top W D\phi = D^\top W\nu` — the finite-volume form of the weighted Poisson equation with
+no-flux boundaries — by a sparse direct solve (φ pinned at the densest cell; it is defined up to a
+constant). The discrete split is then orthogonal, :math:`\sum W\,D\phi\,(\nu - D\phi) = 0`, up to the
+solver's rounding, which is reported. Accuracy is second order in h when the grid resolves :math:`P_t`
+(a few cells per standard deviation of its narrowest feature) and covers its mass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse
+import scipy.sparse.linalg
+import torch
+
+#: face weights below this fraction of the largest are raised to it (keeps empty regions well posed)
+WEIGHT_FLOOR = 1e-14
+
+
+@dataclass(frozen=True)
+class HelmholtzSplit:
+    """Grid integrals at one time: ``total`` ∫|ν|²P, ``excess`` v_2², ``housekeeping`` T Ṡ^hk, and the
+    ``orthogonality`` residual ∫P ∇φ·(ν − ∇φ) relative to ``total``."""
+
+    total: float
+    excess: float
+    housekeeping: float
+    orthogonality: float
+
+
+@dataclass(frozen=True)
+class Grid2D:
+    """Cell centres ``x1`` (N1,) and ``x2`` (N2,), uniformly spaced."""
+
+    x1: np.ndarray
+    x2: np.ndarray
+
+    @property
+    def spacing(self) -> tuple[float, float]:
+        return float(self.x1[1] - self.x1[0]), float(self.x2[1] - self.x2[0])
+
+    def faces(self) -> tuple[np.ndarray, np.ndarray]:
+        """Points of the x-faces ((N1−1)·N2, 2) and of the y-faces (N1·(N2−1), 2), row-major in (i, j)."""
+        mid1, mid2 = 0.5 * (self.x1[1:] + self.x1[:-1]), 0.5 * (self.x2[1:] + self.x2[:-1])
+        return (np.stack(np.meshgrid(mid1, self.x2, indexing="ij"), -1).reshape(-1, 2),
+                np.stack(np.meshgrid(self.x1, mid2, indexing="ij"), -1).reshape(-1, 2))
+
+    def difference_operator(self) -> scipy.sparse.csr_matrix:
+        """D: cell values -> face gradients (x-faces first, then y-faces)."""
+        n1, n2 = len(self.x1), len(self.x2)
+        h1, h2 = self.spacing
+        d1 = scipy.sparse.diags([-np.ones(n1 - 1), np.ones(n1 - 1)], [0, 1], shape=(n1 - 1, n1)) / h1
+        d2 = scipy.sparse.diags([-np.ones(n2 - 1), np.ones(n2 - 1)], [0, 1], shape=(n2 - 1, n2)) / h2
+        return scipy.sparse.vstack([scipy.sparse.kron(d1, scipy.sparse.identity(n2)),
+                                    scipy.sparse.kron(scipy.sparse.identity(n1), d2)]).tocsr()
+
+
+def helmholtz_split(grid: Grid2D, log_density: Callable[[torch.Tensor], torch.Tensor],
+                    velocity: Callable[[torch.Tensor], torch.Tensor], *, device, dtype=torch.float64) -> HelmholtzSplit:
+    """Split ∫|ν|²P into v_2² and T Ṡ^hk on ``grid``; ``log_density`` and ``velocity`` take (n, 2) tensors."""
+    x_faces, y_faces = grid.faces()
+    h1, h2 = grid.spacing
+    values, weights = [], []
+    for points, component in ((x_faces, 0), (y_faces, 1)):
+        tensor = torch.from_numpy(points).to(device, dtype)
+        weights.append(torch.exp(log_density(tensor)).cpu().numpy() * h1 * h2)
+        values.append(velocity(tensor)[:, component].cpu().numpy())
+    nu, weight = np.concatenate(values), np.concatenate(weights)
+    weight = np.maximum(weight, WEIGHT_FLOOR * weight.max())
+    operator = grid.difference_operator()
+    normal = (operator.T @ scipy.sparse.diags(weight) @ operator).tocsc()
+    rhs = operator.T @ (weight * nu)
+    keep = np.ones(normal.shape[0], dtype=bool)
+    keep[np.argmax(normal.diagonal())] = False  # pin φ where the density is largest
+    potential = np.zeros(normal.shape[0])
+    potential[keep] = scipy.sparse.linalg.spsolve(normal[keep][:, keep], rhs[keep])
+    gradient = operator @ potential
+    rest = nu - gradient
+    total = float(weight @ nu**2)
+    return HelmholtzSplit(total=total, excess=float(weight @ gradient**2), housekeeping=float(weight @ rest**2),
+                          orthogonality=float(weight @ (gradient * rest)) / total if total else 0.0)
+
+
+def covering_grid(laws: list, points: int, extent: float) -> tuple[Grid2D, float]:
+    """A square-celled grid of ``points`` cells along its longer side covering every law's mass (component
+    centres ± ``extent`` widths), and the narrowest component width among the laws (point clouds and
+    Gaussian mixtures)."""
+    lows, highs, widths = [], [], []
+    for law in laws:
+        cloud, mixture = law.point_cloud(), law.mixture()
+        if cloud is not None:
+            centres, width, widest = cloud.points.cpu().numpy(), cloud.std, cloud.std
+        elif mixture is not None:
+            centres = mixture.means.cpu().numpy()
+            eigenvalues = torch.linalg.eigvalsh(mixture.covariances).cpu().numpy()
+            width, widest = float(np.sqrt(eigenvalues.min())), float(np.sqrt(eigenvalues.max()))
+        else:
+            raise ValueError(f"'{law.name}' is neither a point cloud nor a Gaussian mixture")
+        lows.append(centres.min(0) - extent * widest)
+        highs.append(centres.max(0) + extent * widest)
+        widths.append(width)
+    low, high = np.min(lows, 0), np.max(highs, 0)
+    spacing = float((high - low).max()) / (points - 1)
+    counts = np.ceil((high - low) / spacing).astype(int) + 1
+    centre = 0.5 * (low + high)
+    axes = [c + (np.arange(n) - (n - 1) / 2) * spacing for c, n in zip(centre, counts, strict=True)]
+    return Grid2D(*axes), min(widths)

@@ -1,0 +1,73 @@
+r"""Posterior averages over the components of an isotropic Gaussian mixture, chunked so memory stays bounded.
+
+For query points :math:`x_i` and components :math:`\mathcal N(c_k, V_k I)` with weights :math:`w_k`,
+
+.. math:: r_{ik} = \frac{w_k\,\mathcal N(x_i; c_k, V_k I)}{\sum_l w_l\,\mathcal N(x_i; c_l, V_l I)}, \qquad
+   \bar g_i = \sum_k r_{ik}\, g_k, \qquad \log P(x_i) = \log\sum_k w_k\,\mathcal N(x_i; c_k, V_k I).
+
+This is the one hot kernel behind every exact velocity of empirical data (physics.md §1: the softmax
+posterior over data points, :math:`\bar y_t(x) = \sum_i \mathrm{softmax}_i(-|x - m y_i|^2/2\sigma^2)\,y_i`) and
+of the sample-based optimal-transport field (physics.md §3, a normalised Gaussian kernel). The logits are
+one matrix product, :math:`x_i\cdot c_k/V_k - |c_k|^2/2V_k + \dots`; the softmax is accumulated online over
+blocks of components (running maximum, running sum, running weighted sum), and query points are processed
+in blocks, so no block holds more than ``budget`` logits whatever the numbers of points and components.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+#: default largest number of logits held at once (2^24 float64 values: 128 MiB)
+DEFAULT_BUDGET = 1 << 24
+
+
+@dataclass(frozen=True)
+class PosteriorAverage:
+    """``mean`` (n, p): Σ_k r_ik g_k; ``log_density`` (n,): log Σ_k w_k N(x_i; c_k, V_k I)."""
+
+    mean: torch.Tensor
+    log_density: torch.Tensor
+
+
+def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, variances: torch.Tensor | float,
+                      log_weights: torch.Tensor | None = None, *, budget: int = DEFAULT_BUDGET) -> PosteriorAverage:
+    """Posterior average of ``values`` (K, p) at ``x`` (n, d) under components ``centres`` (K, d) with
+    variances ``variances`` (a scalar, or (K,)) and ``log_weights`` (K,) (equal weights when ``None``)."""
+    n, d = x.shape
+    n_components = centres.shape[0]
+    variances = torch.as_tensor(variances, dtype=x.dtype, device=x.device)
+    shared_variance = variances.ndim == 0
+    if log_weights is None:
+        log_weights = torch.full((n_components,), -math.log(n_components), dtype=x.dtype, device=x.device)
+    precisions = 1.0 / variances
+    # logit_ik = x_i·c_k/V_k − |x_i|²/(2V_k) + bias_k; the middle term is common to all k when V is shared
+    bias = log_weights - 0.5 * (centres**2).sum(1) * precisions - 0.5 * d * torch.log(2 * math.pi * variances)
+    scaled_centres = centres * (precisions if shared_variance else precisions[:, None])
+    component_block = min(n_components, budget)
+    row_block = max(1, budget // component_block)
+    means, log_densities = [], []
+    for rows in x.split(row_block):
+        squared_norms = (rows**2).sum(1)
+        running_max = torch.full((len(rows),), -math.inf, dtype=x.dtype, device=x.device)
+        running_sum = torch.zeros(len(rows), dtype=x.dtype, device=x.device)
+        running_mean = torch.zeros(len(rows), values.shape[1], dtype=x.dtype, device=x.device)
+        for start in range(0, n_components, component_block):
+            block = slice(start, start + component_block)
+            logits = torch.addmm(bias[block], rows, scaled_centres[block].T)
+            if not shared_variance:
+                logits.addr_(squared_norms, precisions[block], alpha=-0.5)
+            new_max = torch.maximum(running_max, logits.max(1).values)
+            rescale = torch.exp(running_max - new_max)
+            logits.sub_(new_max[:, None]).exp_()
+            running_sum = running_sum * rescale + logits.sum(1)
+            running_mean = running_mean * rescale[:, None] + logits @ values[block]
+            running_max = new_max
+        means.append(running_mean / running_sum[:, None])
+        log_density = running_max + torch.log(running_sum)
+        if shared_variance:
+            log_density = log_density - 0.5 * squared_norms * precisions
+        log_densities.append(log_density)
+    return PosteriorAverage(torch.cat(means), torch.cat(log_densities))
