@@ -70,16 +70,16 @@ class Grid2D:
                                     scipy.sparse.kron(scipy.sparse.identity(n1), d2)]).tocsr()
 
 
-def helmholtz_split(grid: Grid2D, log_density: Callable[[torch.Tensor], torch.Tensor],
-                    velocity: Callable[[torch.Tensor], torch.Tensor], *, device, dtype=torch.float64) -> HelmholtzSplit:
-    """Split ∫|ν|²P into v_2² and T Ṡ^hk on ``grid``; ``log_density`` and ``velocity`` take (n, 2) tensors."""
+def helmholtz_split(grid: Grid2D, field: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], *, device,
+                    dtype=torch.float64) -> HelmholtzSplit:
+    """Split ∫|ν|²P into v_2² and T Ṡ^hk on ``grid``; ``field`` maps (n, 2) points to (ν (n, 2), log P (n,))."""
     x_faces, y_faces = grid.faces()
     h1, h2 = grid.spacing
     values, weights = [], []
     for points, component in ((x_faces, 0), (y_faces, 1)):
-        tensor = torch.from_numpy(points).to(device, dtype)
-        weights.append(torch.exp(log_density(tensor)).cpu().numpy() * h1 * h2)
-        values.append(velocity(tensor)[:, component].cpu().numpy())
+        velocity, log_density = field(torch.from_numpy(points).to(device, dtype))
+        weights.append(torch.exp(log_density).cpu().numpy() * h1 * h2)
+        values.append(velocity[:, component].cpu().numpy())
     nu, weight = np.concatenate(values), np.concatenate(weights)
     weight = np.maximum(weight, WEIGHT_FLOOR * weight.max())
     operator = grid.difference_operator()
@@ -96,27 +96,22 @@ def helmholtz_split(grid: Grid2D, log_density: Callable[[torch.Tensor], torch.Te
                           orthogonality=float(weight @ (gradient * rest)) / total if total else 0.0)
 
 
-def covering_grid(laws: list, points: int, extent: float) -> tuple[Grid2D, float]:
-    """A square-celled grid of ``points`` cells along its longer side covering every law's mass (component
-    centres ± ``extent`` widths), and the narrowest component width among the laws (point clouds and
-    Gaussian mixtures)."""
-    lows, highs, widths = [], [], []
-    for law in laws:
-        cloud, mixture = law.point_cloud(), law.mixture()
-        if cloud is not None:
-            centres, width, widest = cloud.points.cpu().numpy(), cloud.std, cloud.std
-        elif mixture is not None:
-            centres = mixture.means.cpu().numpy()
-            eigenvalues = torch.linalg.eigvalsh(mixture.covariances).cpu().numpy()
-            width, widest = float(np.sqrt(eigenvalues.min())), float(np.sqrt(eigenvalues.max()))
-        else:
-            raise ValueError(f"'{law.name}' is neither a point cloud nor a Gaussian mixture")
-        lows.append(centres.min(0) - extent * widest)
-        highs.append(centres.max(0) + extent * widest)
-        widths.append(width)
-    low, high = np.min(lows, 0), np.max(highs, 0)
-    spacing = float((high - low).max()) / (points - 1)
+def covering_grid(law, cells_per_width: float, extent: float) -> Grid2D:
+    """A square-celled grid covering ``law`` (component centres ± ``extent`` widths) with spacing its
+    narrowest component width over ``cells_per_width`` (point clouds and Gaussian mixtures)."""
+    cloud, mixture = law.point_cloud(), law.mixture()
+    if cloud is not None:
+        centres, narrowest, widest = cloud.points.cpu().numpy(), cloud.std, cloud.std
+    elif mixture is not None:
+        centres = mixture.means.cpu().numpy()
+        eigenvalues = torch.linalg.eigvalsh(mixture.covariances).cpu().numpy()
+        narrowest, widest = float(np.sqrt(eigenvalues.min())), float(np.sqrt(eigenvalues.max()))
+    else:
+        raise ValueError(f"'{law.name}' is neither a point cloud nor a Gaussian mixture")
+    if narrowest <= 0:
+        raise ValueError(f"'{law.name}' has atoms (width 0): no grid resolves it")
+    low, high = centres.min(0) - extent * widest, centres.max(0) + extent * widest
+    spacing = narrowest / cells_per_width
     counts = np.ceil((high - low) / spacing).astype(int) + 1
     centre = 0.5 * (low + high)
-    axes = [c + (np.arange(n) - (n - 1) / 2) * spacing for c, n in zip(centre, counts, strict=True)]
-    return Grid2D(*axes), min(widths)
+    return Grid2D(*(c + (np.arange(n) - (n - 1) / 2) * spacing for c, n in zip(centre, counts, strict=True)))

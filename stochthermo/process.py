@@ -62,6 +62,10 @@ class ForwardProcess(Component):
         snapshots), or ``None`` where it is not known in closed form (the default)."""
         return None
 
+    def velocity_and_log_density(self, t: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ν_t(x) and log P_t(x) together (grid methods); override where one computation gives both."""
+        return self.velocity(t, x), self.marginal(t).log_prob(x)
+
     def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Transport ``x0`` (at ``times[0]``) along ν through ``times``; returns (positions, velocities),
         each (len(times), n, d). Default: RK4 on :meth:`velocity`; override where the flow map is exact."""

@@ -10,6 +10,11 @@ and both laws indexed by forward time t:
 * :math:`\Delta W_1 = W_1(q, p) - W_1(P_0^\dagger, \tilde P_0^\dagger)` and the response
   :math:`\eta = (\Delta W_1)^2/(\tau D_0)`.
 
+``wasserstein: exact`` computes W_1 with the exact plan (monotone in 1-D, POT's network simplex in d ≥ 2);
+``sliced`` uses the sliced distance over ``projections`` directions (:mod:`stochthermo.wasserstein`), much
+cheaper for large ensembles. In d ≥ 2 the finite-sample bias of W_1 at the ensemble size — W_1 between two
+independent samples of the true start law and of the data law — is recorded beside ΔW_1.
+
 When :math:`D_0 = \infty` the relations say nothing: :math:`v_{loss}`, :math:`c_1` and η are NaN and the reason is
 recorded in the variable ``chi_square_method``.
 """
@@ -20,10 +25,10 @@ import math
 
 import numpy as np
 
-from stochthermo import Observer, Variable, hookimpl
+from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.divergence import ChiSquare, chi_square
 from stochthermo.integrate import time_integral
-from stochthermo.wasserstein import w1_and_rate
+from stochthermo.wasserstein import sampling_bias, sliced_w1_and_rate, w1_and_rate
 
 PT = ("perturbation", "time")
 P = ("perturbation",)
@@ -35,9 +40,19 @@ class Response(Observer):
 
     name = "response"
 
-    def __init__(self):
+    def __init__(self, wasserstein: str = "exact", projections: int = 128):
+        if wasserstein not in ("exact", "sliced"):
+            raise ScenarioError(f"must be 'exact' or 'sliced', got '{wasserstein}'", key="wasserstein")
+        if projections < 1:
+            raise ScenarioError(f"must be >= 1, got {projections}", key="projections")
+        self.wasserstein, self.projections = wasserstein, projections
         #: D_0 depends on the protocol (through P_τ) and the perturbation, not on the seed
         self._chi_square: dict[tuple[str, str], ChiSquare] = {}
+
+    def _w1_and_rate(self, a, b):
+        if self.wasserstein == "sliced":
+            return sliced_w1_and_rate(a, b, self.projections)
+        return w1_and_rate(a, b)
 
     def variables(self):
         return {
@@ -55,6 +70,13 @@ class Response(Observer):
                                  "(81)", nonfinite=INFINITE_CHI_SQUARE),
             "loss_cost": Variable(P, "integrated squared loss speed", "1", "c_1", "(81)",
                                   nonfinite=INFINITE_CHI_SQUARE),
+            "wasserstein_1_bias_start": Variable((), "W_1 between two independent samples of the true start "
+                                                 "law at the ensemble size (finite-sample bias)", "1",
+                                                 "W_1(P_0^dagger_n, P_0^dagger_n')", "(79)",
+                                                 attrs={"estimator": self.wasserstein}),
+            "wasserstein_1_bias_data": Variable((), "W_1 between two independent samples of the data law at the "
+                                                "ensemble size (finite-sample bias)", "1", "W_1(q_n, q_n')",
+                                                "(79)", attrs={"estimator": self.wasserstein}),
         }
 
     def observe(self, run, measured):
@@ -63,7 +85,7 @@ class Response(Observer):
         reference = run.true_start
         out = {name: [] for name in self.variables()}
         for name, trajectory in run.perturbed.items():
-            w1, rate = (v.cpu().numpy() for v in w1_and_rate(run.true, trajectory))
+            w1, rate = (v.cpu().numpy() for v in self._w1_and_rate(run.true, trajectory))
             key = (run.protocol, name)
             if key not in self._chi_square:
                 self._chi_square[key] = chi_square(run.perturbations[name], reference)
@@ -79,7 +101,13 @@ class Response(Observer):
             out["wasserstein_1_change"].append(change)
             out["response"].append(change**2 / (tau * d0) if math.isfinite(d0) else np.nan)
             out["loss_cost"].append(time_integral(speed2, times))
-        return {key: np.array(values) for key, values in out.items()}
+        result = {key: np.array(values) for key, values in out.items() if not key.startswith("wasserstein_1_bias")}
+        n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
+        for key, law in (("wasserstein_1_bias_start", run.true_start), ("wasserstein_1_bias_data", run.process.data)):
+            projections = self.projections if self.wasserstein == "sliced" else None
+            result[key] = np.array(sampling_bias(law, n, run.seed, projections=projections, device=device,
+                                                 dtype=dtype))
+        return result
 
 
 @hookimpl

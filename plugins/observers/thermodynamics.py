@@ -20,35 +20,43 @@ from __future__ import annotations
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.ensemble import make_ensemble
 from stochthermo.helmholtz import HelmholtzSplit, covering_grid, helmholtz_split
 from stochthermo.integrate import time_integral
+from stochthermo.trajectory import Trajectory
 from stochthermo.wasserstein import w2_squared
 
 T = ("time",)
 SPLITS = ("auto", "grid")
-#: the grid must have at least this many cells per standard deviation of the narrowest feature of P_t
-CELLS_PER_WIDTH = 2.0
+#: below 2 cells per standard deviation of P_t's narrowest feature the split is off by more than 1 %
+MIN_CELLS_PER_WIDTH = 2.0
 
 
 class Thermodynamics(Observer):
     """Temperature, entropy production, Wasserstein speed, the housekeeping part and the costs c_2, w_D,
-    L_τ, W_2²/τ. ``split``: ``auto`` (exact for conservative processes, grid otherwise) or ``grid``;
-    ``grid_points`` cells along the grid's longer side, covering ``grid_extent`` component widths."""
+    L_τ, W_2²/τ. ``split``: ``auto`` (exact for conservative processes, grid otherwise) or ``grid``. The
+    grid at time t covers P_t to ``grid_extent`` component widths with ``cells_per_width`` cells per width
+    of its narrowest component, and at most ``max_grid_points`` cells per axis."""
 
     name = "thermodynamics"
 
-    def __init__(self, split: str = "auto", grid_points: int = 160, grid_extent: float = 6.0):
+    def __init__(self, split: str = "auto", cells_per_width: float = 2.5, grid_extent: float = 6.0,
+                 max_grid_points: int = 400):
         if split not in SPLITS:
             raise ScenarioError(f"must be one of {', '.join(SPLITS)}, got '{split}'", key="split")
-        if grid_points < 16:
-            raise ScenarioError(f"must be >= 16, got {grid_points}", key="grid_points")
+        if cells_per_width < MIN_CELLS_PER_WIDTH:
+            raise ScenarioError(f"grid too coarse: must be >= {MIN_CELLS_PER_WIDTH:g} cells per width of P_t's "
+                                f"narrowest feature (the split is off by 10 % at 1), got {cells_per_width}",
+                                key="cells_per_width")
         if grid_extent <= 0:
             raise ScenarioError(f"must be > 0, got {grid_extent}", key="grid_extent")
-        self.split, self.grid_points, self.grid_extent = split, grid_points, grid_extent
+        self.split, self.cells_per_width, self.grid_extent = split, cells_per_width, grid_extent
+        self.max_grid_points = max_grid_points
         self.grids = {}
 
     def prepare(self, scenario):
-        """Fix a grid per protocol that needs the split, and check that it resolves every P_t."""
+        """Fix the grids of every protocol that needs the split, one per time, and check that each covers
+        and resolves P_t within ``max_grid_points`` cells per axis."""
         times = scenario.times.tolist()
         for protocol in scenario.protocols.values():
             process = protocol.process
@@ -58,20 +66,26 @@ class Thermodynamics(Observer):
             if scenario.data.dim != 2:
                 raise ScenarioError(f"the excess/housekeeping split of the non-conservative process '{process.name}'"
                                     f" is computed on a 2-D grid; the data are {scenario.data.dim}-D", key=key)
-            marginals = [process.marginal(t) for t in times]
-            if any(m is None for m in marginals):
-                raise ScenarioError(f"process '{process.name}' has no closed-form marginal P_t for the grid split",
-                                    key=key)
-            grid, narrowest = covering_grid(marginals, self.grid_points, self.grid_extent)
-            spacing = max(grid.spacing)
-            if spacing * CELLS_PER_WIDTH > narrowest:
-                raise ScenarioError(
-                    f"grid too coarse for the data's extent: {self.grid_points} points give spacing {spacing:.3g} "
-                    f"but the narrowest feature of P_t has width {narrowest:.3g} (protocol '{protocol.name}'); "
-                    f"need spacing <= width/{CELLS_PER_WIDTH:g}: raise grid_points"
-                    + (" or give the data a kernel width (noise/smoothing > 0)" if narrowest == 0 else ""),
-                    key="grid_points")
-            self.grids[protocol.name] = grid
+            grids = []
+            for t in times:
+                marginal = process.marginal(t)
+                if marginal is None:
+                    raise ScenarioError(f"process '{process.name}' has no closed-form marginal P_t for the grid "
+                                        "split", key=key)
+                try:
+                    grid = covering_grid(marginal, self.cells_per_width, self.grid_extent)
+                except ValueError as exc:
+                    raise ScenarioError(f"grid too coarse for the data's extent at t = {t:.4g} (protocol "
+                                        f"'{protocol.name}'): {exc}; give the data a kernel width (noise or "
+                                        "smoothing > 0)", key=key) from None
+                if max(len(grid.x1), len(grid.x2)) > self.max_grid_points:
+                    raise ScenarioError(
+                        f"grid too coarse for the data's extent: at t = {t:.4g} (protocol '{protocol.name}') "
+                        f"resolving P_t needs {max(len(grid.x1), len(grid.x2))} cells per axis "
+                        f"(spacing {max(grid.spacing):.3g}), more than max_grid_points = {self.max_grid_points}: "
+                        "raise max_grid_points or widen the data's kernel", key="max_grid_points")
+                grids.append(grid)
+            self.grids[protocol.name] = grids
 
     def variables(self):
         return {
@@ -130,13 +144,25 @@ class Thermodynamics(Observer):
             "dissipation": time_integral(dissipation_rate, times),
             "path_length": path_length,
             "path_length_cost": path_length**2 / tau,
-            "geodesic_cost": w2_squared(true, 0, true, -1) / tau,
+            "geodesic_cost": self._geodesic_cost(run) / tau,
         }
+
+    def _geodesic_cost(self, run) -> float:
+        """W_2(P_0, P_τ)² between the ends of the path whose length L_τ is measured: the true trajectory's
+        ends, or, with the grid split (whose v_2 is the forward process's), samples of q and P_τ."""
+        if run.protocol not in self.grids:
+            return w2_squared(run.true, 0, run.true, -1)
+        n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
+        ends = [make_ensemble(law, n, run.seed, device=device, dtype=dtype)
+                for law in (run.process.data, run.process.end_distribution())]
+        return w2_squared(Trajectory(run.times, ends[0].positions[None], ends[0].positions[None], ends[0].weights,
+                                     None), 0,
+                          Trajectory(run.times, ends[1].positions[None], ends[1].positions[None], ends[1].weights,
+                                     None), 0)
 
     def _split(self, run, k: int) -> HelmholtzSplit:
         t = float(run.times[k])
-        marginal = run.process.marginal(t)
-        return helmholtz_split(self.grids[run.protocol], marginal.log_prob, lambda x: run.process.velocity(t, x),
+        return helmholtz_split(self.grids[run.protocol][k], lambda x: run.process.velocity_and_log_density(t, x),
                                device=run.times.device)
 
 

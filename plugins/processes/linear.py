@@ -143,15 +143,21 @@ class LinearProcess(ForwardProcess):
             return self._isotropic_velocity(mom, matrix, dmatrix, skew, x)
         return self._general_velocity(mom, matrix, dmatrix, skew, x)
 
-    def _cloud_velocity(self, mom, matrix, dmatrix, skew, x):
+    def velocity_and_log_density(self, t, x):
+        if self.cloud is None:
+            return super().velocity_and_log_density(t, x)
+        return self._cloud_velocity(*self._matrices(t), x, with_density=True)
+
+    def _cloud_velocity(self, mom, matrix, dmatrix, skew, x, *, with_density=False):
         points, std = self.cloud.points, self.cloud.std
         variance = mom.scale**2 * std**2 + mom.variance
         if float(variance) == 0:
             raise ValueError("the velocity of empirical data is 0/0 at t = 0; the flow handles that endpoint")
         rate = (2 * mom.scale * mom.dscale * std**2 + mom.dvariance) / (2 * variance)  # V̇/2V
-        posterior = posterior_average(x, points @ matrix.T, points, variance).mean  # ȳ
-        residual = x - posterior @ matrix.T
-        return posterior @ dmatrix.T + rate * residual + residual @ skew.T
+        posterior = posterior_average(x, points @ matrix.T, points, variance)  # ȳ and log P_t
+        residual = x - posterior.mean @ matrix.T
+        velocity = posterior.mean @ dmatrix.T + rate * residual + residual @ skew.T
+        return (velocity, posterior.log_density) if with_density else velocity
 
     def _isotropic_velocity(self, mom, matrix, dmatrix, skew, x):
         s = self.structure
@@ -196,7 +202,7 @@ class LinearProcess(ForwardProcess):
         """Position and velocity at t = 0 reached from x at time t with the posterior frozen."""
         noise_speed = self.initial_noise_speed()
         mom, matrix, _, _ = self._matrices(t)
-        initial, _, initial_dmatrix, _ = self._matrices(0.0)
+        _, initial, initial_dmatrix, _ = self._matrices(0.0)
         points = self.cloud.points
         posterior = posterior_average(x, points @ matrix.T, points, mom.variance).mean
         noise = (x - posterior @ matrix.T) @ rotation(-mom.angle, x.shape[1]).T / torch.sqrt(mom.variance)
