@@ -33,7 +33,7 @@ def summary_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per protocol and perturbation, D_0, η, c_1, c_2, w_D, W_2²/τ (seed means) and the
     status of each relation (FAIL if it fails for any seed)."""
     numbers = [("D_0", "chi_square"), ("eta", "response"), ("c_1", "loss_cost"), ("c_2", "kinetic_cost"),
-               ("w_D", "dissipation"), ("W2^2/tau", "geodesic_cost")]
+               ("w_D", "dissipation"), ("hk share", "housekeeping_share"), ("W2^2/tau", "geodesic_cost")]
     numbers = [(h, v) for h, v in numbers if v in ds]
     relations = [(n, h) for n, h in RELATION_COLUMNS if f"holds_{n}" in ds]
     header = ["protocol", "perturbation", *(h for h, _ in numbers), *(h for _, h in relations)]

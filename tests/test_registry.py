@@ -75,7 +75,7 @@ def test_broken_builtin_is_a_bug(monkeypatch):
 def test_blocking_by_environment(monkeypatch):
     monkeypatch.setenv("STOCHTHERMO_DISABLE_PLUGINS", "builtin.optimal_transport, other")
     registry = Registry(entry_points=False)
-    assert registry.names("process") == ["scheduled"]
+    assert registry.names("process") == ["rotational", "scheduled"]
     with pytest.raises(ScenarioError, match="unknown process 'optimal_transport'"):
         registry.get("process", "optimal_transport")
 

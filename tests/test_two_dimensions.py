@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from test_properties import gaussian_perturbations, mixtures
 
 from conftest import run_dict, scenario_dict
 from stochthermo.helmholtz import covering_grid, helmholtz_split
@@ -19,7 +20,6 @@ from stochthermo_plugins.point_clouds import PointCloud, SwissRoll
 from stochthermo_plugins.processes.optimal_transport import OptimalTransport
 from stochthermo_plugins.processes.rotational import Rotational
 from stochthermo_plugins.processes.scheduled import Scheduled
-from test_properties import gaussian_perturbations, mixtures
 
 CPU = torch.device("cpu")
 PRIOR = Gaussian([0.0, 0.0], 1.0)
