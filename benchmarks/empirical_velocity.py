@@ -47,9 +47,9 @@ def main() -> None:
         points = torch.randn(m, d, generator=generator, dtype=torch.float64)
         variance = 0.5 * d
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        chunked = best_time(lambda: posterior_average(x, points, points, variance), args.repeat)
+        chunked = best_time(lambda x=x, p=points, v=variance: posterior_average(x, p, p, v), args.repeat)
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        reference = best_time(lambda: bare(x, points, points, variance), args.repeat)
+        reference = best_time(lambda x=x, p=points, v=variance: bare(x, p, p, v), args.repeat)
         agree = torch.allclose(posterior_average(x, points, points, variance).mean, bare(x, points, points, variance),
                                atol=1e-10)
         print(f"N={n} M={m} d={d}: chunked {chunked:.3f} s, bare {reference:.3f} s, ratio {chunked / reference:.2f} "
