@@ -29,9 +29,8 @@ def main() -> None:
         for constant in (0.2, 0.5, 1.0, 1.5, 2.0, 3.0):
             sample = OptimalTransport(data=data_law, prior=prior, tau=1.0)
             sample.realise(n, 0, device=torch.device("cpu"), dtype=torch.float64)
-            dim = 2
             spread = float(torch.diagonal(data.covariance()).mean()) ** 0.5
-            sample.kernel_width = constant * n ** (-1 / (dim + 4)) * spread
+            sample.kernel_width = constant * n ** (-1 / (data.dim + 4)) * spread
             midpoint = 0.5 * (sample.plan_start + sample.plan_end)
             error = sample.velocity(0.5, midpoint) - exact.velocity(0.5, midpoint)
             reference = exact.velocity(0.5, midpoint)

@@ -122,9 +122,14 @@ def _coupled_w1_and_rate(diff: torch.Tensor, relative_velocity: torch.Tensor, ma
 
 
 def w2_squared(a: Trajectory, index_a: int, b: Trajectory, index_b: int) -> float:
-    """W_2² between two ensembles (monotone in 1-D, exact plan otherwise)."""
-    x, y = a.positions[index_a], b.positions[index_b]
-    coupling = optimal_coupling(x, a.weights, y, b.weights, monotone=_paired(a, b), metric="sqeuclidean")
+    """W_2² between two ensembles of trajectories at given time indices (monotone in 1-D quantile ensembles)."""
+    return sample_w2_squared(a.positions[index_a], a.weights, b.positions[index_b], b.weights, monotone=_paired(a, b))
+
+
+def sample_w2_squared(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: torch.Tensor, *,
+                      monotone: bool = False) -> float:
+    """W_2² between two weighted ensembles (exact plan, or index-by-index for paired quantile ensembles)."""
+    coupling = optimal_coupling(x, wx, y, wy, monotone=monotone, metric="sqeuclidean")
     return float(coupling.mass @ ((x[coupling.rows] - y[coupling.cols]) ** 2).sum(1))
 
 

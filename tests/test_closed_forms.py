@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from conftest import run_dict, scenario_dict
+from conftest import continuity_residual, run_dict, scenario_dict
 from stochthermo.registry import default_registry
 from stochthermo_plugins.distributions import Gaussian, GaussianMixture
 from stochthermo_plugins.processes.optimal_transport import OptimalTransport
@@ -72,14 +72,7 @@ def test_continuity_equation(schedule, dim):
                         schedule=default_registry().get("schedule", schedule)())
     x = torch.randn(64, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     for t in (0.1, 0.5, 0.9):
-        h = 1e-5
-        dlogp_dt = (process.marginal(t + h).log_prob(x) - process.marginal(t - h).log_prob(x)) / (2 * h)
-        xr = x.clone().requires_grad_(True)
-        grad_logp = torch.autograd.grad(process.marginal(t).log_prob(xr).sum(), xr)[0]
-        nu = process.velocity(t, xr)
-        divergence = sum(torch.autograd.grad(nu[:, i].sum(), xr, retain_graph=True)[0][:, i] for i in range(dim))
-        residual = (dlogp_dt + (nu * grad_logp).sum(1) + divergence).detach()
-        scale = float(dlogp_dt.abs().max()) + 1
+        residual, scale, _ = continuity_residual(process, t, x)
         assert float(residual.abs().max()) < 1e-5 * scale, (schedule, dim, t)
 
 

@@ -23,8 +23,7 @@ from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.ensemble import make_ensemble
 from stochthermo.helmholtz import HelmholtzSplit, covering_grid, helmholtz_split
 from stochthermo.integrate import time_integral
-from stochthermo.trajectory import Trajectory
-from stochthermo.wasserstein import w2_squared
+from stochthermo.wasserstein import sample_w2_squared, w2_squared
 
 T = ("time",)
 SPLITS = ("auto", "grid")
@@ -153,12 +152,9 @@ class Thermodynamics(Observer):
         if run.protocol not in self.grids:
             return w2_squared(run.true, 0, run.true, -1)
         n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
-        ends = [make_ensemble(law, n, run.seed, device=device, dtype=dtype)
-                for law in (run.process.data, run.process.end_distribution())]
-        return w2_squared(Trajectory(run.times, ends[0].positions[None], ends[0].positions[None], ends[0].weights,
-                                     None), 0,
-                          Trajectory(run.times, ends[1].positions[None], ends[1].positions[None], ends[1].weights,
-                                     None), 0)
+        start, end = (make_ensemble(law, n, run.seed, device=device, dtype=dtype)
+                      for law in (run.process.data, run.process.end_distribution()))
+        return sample_w2_squared(start.positions, start.weights, end.positions, end.weights)
 
     def _split(self, run, k: int) -> HelmholtzSplit:
         t = float(run.times[k])
