@@ -60,9 +60,12 @@ def test_relations_hold_1d(data, perturbation, schedule):
 @given(data=mixtures(2), perturbation=gaussian_perturbations(2), schedule=st.sampled_from(SCHEDULES))
 def test_relations_hold_2d(data, perturbation, schedule):
     """In 2-D W_1 comes from exact plans between particle clouds (its finite-sample bias is common to both
-    sides of ΔW_1 and of the rate); the bounds hold with room to spare for these laws."""
+    sides of ΔW_1 and of the rate); the bounds hold with room to spare for these laws. A single isotropic
+    Gaussian under a schedule is scaled along a W_2 geodesic, so (92) holds with equality and only the
+    time quadrature separates its sides: 32 steps keep that error (4th order; 1.2e-6 relative at 16 steps,
+    7e-8 at 32) below the relations' 1e-6 tolerance."""
     ds = run_dict(scenario_dict(data=data, prior={"name": "gaussian", "mean": [0.0, 0.0]},
-                                time_steps=64 if schedule == "ve" else 16,
+                                time_steps=64 if schedule == "ve" else 32,
                                 particles=300,
                                 protocols={schedule: {"process": {"name": "scheduled", "schedule": schedule}}},
                                 perturbations={"p": perturbation}))
