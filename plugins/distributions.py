@@ -7,7 +7,7 @@ import math
 import torch
 
 from stochthermo import Distribution, MixtureStructure, ScenarioError, hookimpl
-from stochthermo.gaussian import component_log_densities
+from stochthermo.gaussian import cholesky_factor, component_log_densities
 
 WEIGHT_TOLERANCE = 1e-9
 
@@ -88,8 +88,12 @@ class GaussianMixture(Distribution):
         device = generator.device
         labels = torch.multinomial(self.weights.to(device), n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, generator=generator, device=device, dtype=self.means.dtype)
-        chol = torch.linalg.cholesky(self.covariances.to(device))
-        return self.means.to(device)[labels] + (chol[labels] @ noise[:, :, None])[:, :, 0]
+        chol = cholesky_factor(self.covariances.to(device))
+        draws = self.means.to(device)[labels]
+        for k in torch.unique(labels).tolist():  # one product per component: no (n, d, d) gather
+            chosen = labels == k
+            draws[chosen] += noise[chosen] @ chol[k].mT
+        return draws
 
     def log_prob(self, x):
         log_components = component_log_densities(x, self.means, self.covariances)
@@ -122,13 +126,20 @@ class GaussianMixture(Distribution):
 
 class Gaussian(GaussianMixture):
     """:math:`\\mathcal N(\\mu, \\sigma^2 I)` (``std``) or :math:`\\mathcal N(\\mu, \\Sigma)` (``covariance``);
-    a number for ``mean`` means one dimension."""
+    a number for ``mean`` means one dimension, or ``dim`` dimensions with that mean in each (an isotropic prior
+    for image data: ``{name: gaussian, dim: 64}``)."""
 
     name = "gaussian"
 
     def __init__(self, mean: float | list[float] = 0.0, std: float | None = None,
-                 covariance: list[list[float]] | None = None):
+                 covariance: list[list[float]] | None = None, dim: int | None = None):
         mu = _as_vector(mean)
+        if dim is not None:
+            if dim < 1:
+                raise ScenarioError(f"must be >= 1, got {dim}", key="dim")
+            if len(mu) != 1:
+                raise ScenarioError(f"give 'mean' as one number with 'dim' (got {len(mu)} values)", key="mean")
+            mu = mu.expand(dim).clone()
         if std is not None and covariance is not None:
             raise ScenarioError("give at most one of 'std' and 'covariance'", key="std")
         if covariance is None:

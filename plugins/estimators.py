@@ -13,6 +13,9 @@ class Exact(Estimator):
     def velocity(self, t, x):
         return self.process.velocity(t, x)
 
+    def velocity_divergence(self, t, x, *, probes=16, generator=None):
+        return self.process.velocity_divergence(t, x, probes=probes, generator=generator)
+
     def flow(self, x0, times):
         return self.process.flow(x0, times)
 

@@ -67,6 +67,10 @@ class PointCloud(Distribution):
         return centred.T @ centred / len(self.points) + self.std**2 * torch.eye(self.dim, dtype=self.points.dtype,
                                                                                  device=self.points.device)
 
+    def second_moment(self):
+        """E|y|² = mean_i |y_i|² + n_d s² (without forming the n_d × n_d covariance)."""
+        return float((self.points**2).sum(1).mean()) + self.dim * self.std**2
+
     def tail_precisions(self):
         if self.std == 0:
             return None  # bounded support

@@ -9,6 +9,7 @@ the device, dtype and seeds. No timestamps: the same scenario and seeds give the
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import json
 
 import numpy as np
@@ -19,7 +20,7 @@ from . import __version__
 from .errors import SimulationError
 from .observer import SWEEP_DIMS, Variable
 from .registry import default_registry
-from .scenario import Scenario
+from .scenario import Scenario, sweep_label
 
 DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "h5netcdf", "h5py")
 
@@ -73,6 +74,30 @@ def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device,
     dataset["seed"].attrs.update(long_name="random seed of the particle ensembles", units="1")
     dataset.attrs.update(_provenance(scenario, device, dtype))
     return dataset
+
+
+def combine_sweep(scenario: Scenario, datasets: list[xr.Dataset]) -> xr.Dataset:
+    """Stack the Datasets of a sweep's variants (row-major over ``scenario.sweep``) along one dimension per
+    swept key, named after it with '_' for '.' (``data.size`` -> ``data_size``); the sweep is recorded in the
+    attributes. A swept key that changes another coordinate (e.g. an image size that changes the pixel
+    axis of image snapshots) is refused: stacking would pad with NaN."""
+    dims = [key.replace(".", "_") for key in scenario.sweep]
+    labelled = []
+    for variant, combination in zip(datasets, itertools.product(*scenario.sweep.values()), strict=True):
+        coords = {dim: [sweep_label(value)] for dim, value in zip(dims, combination, strict=True)}
+        labelled.append(variant.expand_dims(coords))
+    nested: list = labelled
+    for size in reversed([len(values) for values in scenario.sweep.values()][1:]):
+        nested = [nested[i:i + size] for i in range(0, len(nested), size)]
+    try:
+        combined = xr.combine_nested(nested, concat_dim=dims, join="exact", combine_attrs="drop_conflicts")
+    except ValueError as exc:
+        raise SimulationError(f"the sweep over {', '.join(scenario.sweep)} changes the coordinates of the runs "
+                              f"({str(exc).splitlines()[0]}): drop the observer that depends on it") from None
+    for dim, key in zip(dims, scenario.sweep, strict=True):
+        combined[dim].attrs.update(long_name=f"swept scenario key {key}", units="1")
+    combined.attrs["sweep"] = json.dumps(scenario.sweep)
+    return combined
 
 
 def _attributes(var: Variable) -> dict:

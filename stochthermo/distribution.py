@@ -74,6 +74,10 @@ class Distribution(Component):
     def covariance(self) -> torch.Tensor:
         raise NotImplementedError
 
+    def second_moment(self) -> float:
+        """E|x|² = tr Σ + |μ|²."""
+        return float(torch.trace(self.covariance()) + self.mean() @ self.mean())
+
     def mixture(self) -> MixtureStructure | None:
         """The Gaussian-mixture structure, or ``None`` when the distribution is not a Gaussian mixture."""
         return None

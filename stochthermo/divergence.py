@@ -11,7 +11,10 @@ directions spread on the sphere otherwise). An infinite D_0 is reported as such,
 
 Values: the closed form for two Gaussians; otherwise, in 1-D, tanh-sinh quadrature of
 :math:`P\,(\tilde P/P - 1)^2` in log space, which avoids the cancellation of :math:`\int\tilde P^2/P - 1`;
-in 2-D, for Gaussian mixtures, the trapezoidal rule on a grid.
+in 2-D, for Gaussian mixtures, the trapezoidal rule on a grid. Anything else (high dimension, point clouds)
+gets the paper's proxy (G21), :math:`D_0 \approx 2\,\mathrm{KL}` between isotropic Gaussian fits of the
+two laws (:math:`\chi^2 \approx 2\,\mathrm{KL}` to second order in a small perturbation), labelled as an
+approximation in ``method``; the tail check still runs first, so an infinite D_0 is never replaced by it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import torch
 from .distribution import Distribution
 from .gaussian import chi_square_gaussians
 
+#: how D_0 is labelled where it is not computed exactly (paper (G21))
+KL_PROXY = ("approximation: 2 KL between isotropic Gaussian fits (paper G21), used where no exact method applies "
+            "(d >= 3, not two Gaussians)")
 QUADRATURE_TOLERANCE = 1e-12
 #: absolute tolerance per piece: pieces between nearly coincident break points carry almost no mass
 ABSOLUTE_TOLERANCE = 1e-16
@@ -54,8 +60,20 @@ def chi_square(perturbed: Distribution, reference: Distribution) -> ChiSquare:
         return ChiSquare(_quadrature_1d(perturbed, reference), "tanh-sinh quadrature")
     if perturbed.dim == 2 and p_mix is not None and r_mix is not None:
         return ChiSquare(_grid_quadrature_2d(perturbed, reference), "trapezoidal rule on a 2-D grid")
-    raise NotImplementedError(f"chi-square of '{perturbed.name}' against '{reference.name}' in {perturbed.dim} "
-                              "dimensions: only Gaussian pairs, 1-D laws and 2-D Gaussian mixtures are supported")
+    return ChiSquare(2 * isotropic_kl(perturbed, reference), KL_PROXY)
+
+
+def isotropic_kl(perturbed: Distribution, reference: Distribution) -> float:
+    r"""KL(N(μ_p, s_p² I) ‖ N(μ_r, s_r² I)) between isotropic Gaussian fits (s² = tr Σ / d = (E|x|² − |μ|²)/d):
+    :math:`	frac d2\,(s_p^2/s_r^2 - 1 - \ln(s_p^2/s_r^2)) + |μ_p - μ_r|^2/2s_r^2`."""
+    d = perturbed.dim
+    fits = []
+    for law in (perturbed, reference):
+        mean = law.mean()
+        fits.append((mean, (law.second_moment() - float(mean @ mean)) / d))
+    (mean_p, var_p), (mean_r, var_r) = fits
+    ratio = var_p / var_r
+    return 0.5 * d * (ratio - 1 - math.log(ratio)) + 0.5 * float(((mean_p - mean_r) ** 2).sum()) / var_r
 
 
 def _tail_decay(perturbed: Distribution, reference: Distribution) -> tuple[float, str | None]:

@@ -13,6 +13,7 @@ import torch
 
 from .component import Component
 from .integrate import rk4
+from .log_density import autograd_divergence
 from .process import ForwardProcess
 
 
@@ -28,6 +29,11 @@ class Estimator(Component):
     @abstractmethod
     def velocity(self, t: float, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def velocity_divergence(self, t: float, x: torch.Tensor, *, probes: int = 16,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+        """∇·ν̂_t(x) (log-density ODE): autograd, exact for d ≤ 3, Hutchinson with ``probes`` above."""
+        return autograd_divergence(self.velocity, t, x, probes=probes, generator=generator)
 
     def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`ForwardProcess.flow`, along the estimated velocity."""

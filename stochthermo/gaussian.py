@@ -4,7 +4,8 @@ r"""Closed forms for Gaussian laws used across the engine (linear algebra only, 
   :math:`1 + D = \int \mathcal N(x; a, A)^2 / \mathcal N(x; b, B)\,dx`, finite iff :math:`2A^{-1} - B^{-1} \succ 0`.
 * :func:`bures_map`: the optimal-transport (Brenier) map between Gaussians,
   :math:`T(y) = b + M (y - a)`, :math:`M = A^{-1/2}(A^{1/2} B A^{1/2})^{1/2} A^{-1/2}` (physics.md §3).
-* :func:`component_log_densities`: :math:`\log \mathcal N(x; \mu_k, \Sigma_k)` for all components at once.
+* :func:`component_log_densities`: :math:`\log \mathcal N(x; \mu_k, \Sigma_k)` for all components at once;
+  :func:`cholesky_factor`, shared with sampling.
 """
 
 from __future__ import annotations
@@ -44,9 +45,18 @@ def bures_map(a: torch.Tensor, A: torch.Tensor, b: torch.Tensor, B: torch.Tensor
     return inv_root @ sqrtm_psd(root @ B @ root) @ inv_root
 
 
+def cholesky_factor(covariances: torch.Tensor) -> torch.Tensor:
+    """Lower Cholesky factors L Lᵀ = Σ of (..., d, d) matrices; for diagonal ones (isotropic priors in
+    thousands of dimensions) the square root of the diagonal, without the O(d³) factorisation."""
+    diagonal = torch.diagonal(covariances, dim1=-2, dim2=-1)
+    if torch.equal(covariances, torch.diag_embed(diagonal)):
+        return torch.diag_embed(diagonal.sqrt())
+    return torch.linalg.cholesky(covariances)
+
+
 def component_log_densities(x: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor) -> torch.Tensor:
     """log N(x_i; μ_k, Σ_k) for x (n, d), means (K, d), covariances (K, d, d); returns (n, K)."""
-    chol = torch.linalg.cholesky(covariances)  # (K, d, d)
+    chol = cholesky_factor(covariances)  # (K, d, d)
     diff = (x[None, :, :] - means[:, None, :]).mT  # (K, d, n)
     white = torch.linalg.solve_triangular(chol, diff, upper=False)  # (K, d, n)
     log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)  # (K,)

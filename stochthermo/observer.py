@@ -9,7 +9,9 @@ observers they ``require`` measured earlier in the same run.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -45,21 +47,34 @@ class Variable:
 
 @dataclass(frozen=True)
 class Run:
-    """Everything one (protocol, seed) produced, in forward time."""
+    """Everything one (protocol, seed) produced, in forward time. The reverse flows are computed when an
+    observer first reads them (an observer that needs no flow, such as the Monte Carlo cost, costs none)."""
 
     protocol: str
     seed: int
     process: ForwardProcess
     estimator: Estimator
     times: torch.Tensor
-    #: the true reverse process: its start law (P_τ, or the prior with ``reverse_start: prior``) transported
-    #: by the exact velocity
-    true: Trajectory
-    #: the perturbed reverse processes: each start P̃_0† transported by the estimator, by name
-    perturbed: dict[str, Trajectory]
     perturbations: dict[str, Distribution]
     #: the law the true reverse process starts from, P_0†
     true_start: Distribution
+    #: computes (true, perturbed) on first use
+    transport: Callable[[], tuple[Trajectory, dict[str, Trajectory]]] = field(repr=False)
+
+    @cached_property
+    def _trajectories(self) -> tuple[Trajectory, dict[str, Trajectory]]:
+        return self.transport()
+
+    @property
+    def true(self) -> Trajectory:
+        """The true reverse process: its start law (P_τ, or the prior with ``reverse_start: prior``)
+        transported by the exact velocity."""
+        return self._trajectories[0]
+
+    @property
+    def perturbed(self) -> dict[str, Trajectory]:
+        """The perturbed reverse processes: each start P̃_0† transported by the estimator, by name."""
+        return self._trajectories[1]
 
 
 class Observer(Component):

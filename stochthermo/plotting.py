@@ -3,7 +3,10 @@
 * ``densities``: forward and perturbed-reverse densities at the snapshot times (1-D curves; 2-D heat maps);
 * ``costs``: bars of η, c_1 and c_2 (or w_D for non-conservative runs) per protocol and perturbation, on a log
   scale when the values spread over more than a decade;
-* ``speeds``: v_loss(t)² against v_2(t)² and T_tṠ_t over t/τ, one panel per protocol.
+* ``speeds``: v_loss(t)² against v_2(t)² and T_tṠ_t over t/τ, one panel per protocol;
+* ``images``: image grids of the true and perturbed reverse processes at the snapshot times (image data);
+* ``cost_ratio``: the Monte Carlo c_2 over its schedule bound against N_D/sqrt(n_d), one line per n_d and
+  protocol, with the Monte Carlo error bars (physics.md §2, (93)-(95); a sweep over data sizes).
 
 Labels and units come from the variables' attributes. Uses the non-interactive Agg backend.
 """
@@ -20,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-FIGURE_KINDS = ("densities", "costs", "speeds")
+FIGURE_KINDS = ("densities", "costs", "speeds", "images", "cost_ratio")
 
 
 def _label(var: xr.DataArray) -> str:
@@ -110,14 +113,89 @@ def speeds_figure(ds: xr.Dataset) -> plt.Figure:
     return fig
 
 
-FIGURES = {"densities": densities_figure, "costs": costs_figure, "speeds": speeds_figure}
+def _mosaic(images: np.ndarray, shape: tuple[int, ...], low: float, high: float) -> np.ndarray:
+    """(rows, cols, n_d) flat images -> one (rows·(H+1), cols·(W+1), C) picture in [0, 1], 1-pixel gaps."""
+    rows, cols = images.shape[:2]
+    h, w, c = shape
+    tiles = np.clip((images.reshape(rows, cols, h, w, c) - low) / (high - low), 0, 1)
+    padded = np.ones((rows, cols, h + 1, w + 1, c))
+    padded[:, :, :h, :w] = tiles
+    return padded.transpose(0, 2, 1, 3, 4).reshape(rows * (h + 1), cols * (w + 1), c)
+
+
+def images_figure(ds: xr.Dataset) -> plt.Figure:
+    """Per protocol: the true reverse process (left) and each perturbed one, rows = samples, columns = t/τ
+    from data (t = 0) to noise, in pixel units (the data's normalisation undone); grey levels span the
+    0.5-99.5 % range of the t = 0 images."""
+    shape = tuple(int(v) for v in ds.forward_images.attrs["image_shape"])
+    tau = float(ds.time[-1] - ds.time[0])
+    seed = ds.seed.values[0]
+    attrs = ds.forward_images.attrs
+    offset, scale = np.asarray(attrs.get("pixel_offset", 0.0)), float(attrs.get("pixel_scale", 1.0))
+    low, high = np.percentile(offset + scale * ds.forward_images.isel(image_time=0).values, [0.5, 99.5])
+    columns = [("true", None)] + [(f"from {q}", q) for q in ds.perturbation.values]
+    fig, axes = plt.subplots(len(ds.protocol), len(columns),
+                             figsize=(3.0 * len(columns), 0.45 * len(ds.image) * len(ds.protocol) + 0.8), squeeze=False)
+    for row, protocol in enumerate(ds.protocol.values):
+        for col, (title, perturbation) in enumerate(columns):
+            var = ds.forward_images if perturbation is None else ds.reverse_images.sel(perturbation=perturbation)
+            images = var.sel(protocol=protocol, seed=seed).transpose("image", "image_time", "pixel").values
+            picture = _mosaic(offset + scale * images, shape, low, high)
+            ax = axes[row, col]
+            ax.imshow(picture[..., 0] if shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_title(f"{protocol}, {title}", fontsize=9)
+            ax.set_xticks([(j + 0.5) * (shape[1] + 1) for j in range(len(ds.image_time))],
+                          [f"{t / tau:.2g}" for t in ds.image_time.values], fontsize=7)
+            ax.set_yticks([])
+            ax.set_xlabel("t/τ", fontsize=8)
+    fig.suptitle("Reverse processes as images (each row one particle, noise at t/τ = 1, data at 0)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def cost_ratio_figure(ds: xr.Dataset) -> plt.Figure:
+    """c_2^MC / B against N_D / sqrt(n_d) (log x), one line per protocol and n_d; error bars: ±2 se / B."""
+    ratio = ds.kinetic_cost_ratio.mean("seed")
+    error = (ds.kinetic_cost_standard_error / ds.schedule_cost_bound).mean("seed")
+    abscissa = (ds.data_points / np.sqrt(ds.data_dimension)).mean("seed")
+    dimension = ds.data_dimension.mean("seed")
+    fig, axes = plt.subplots(1, len(ds.protocol), figsize=(5.0 * len(ds.protocol), 3.8), squeeze=False, sharey=True)
+    sweep = [d for d in ratio.dims if d != "protocol"]
+    for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
+        r, e, x, n = (v.sel(protocol=protocol) for v in (ratio, error, abscissa, dimension))
+        if not np.isfinite(r.values).any():
+            ax.set_title(f"{protocol}: no schedule bound")
+            continue
+        for value in np.unique(n.values):
+            mask = (n == value).values
+            order = np.argsort(x.values[mask])
+            ax.errorbar(x.values[mask][order], r.values[mask][order], yerr=2 * e.values[mask][order], marker="o",
+                        ms=3, capsize=2, label=f"n_d = {int(value)}")
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("N_D / sqrt(n_d)")
+        ax.set_title(str(protocol))
+    axes[0, 0].set_ylabel("c_2 / ∫(ṁ² E|y|² + σ̇² n_d) dt")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(f"Approach of c_2 to the high-dimensional limit (93)-(95); swept: {', '.join(sweep) or '-'}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"densities": densities_figure, "costs": costs_figure, "speeds": speeds_figure, "images": images_figure,
+           "cost_ratio": cost_ratio_figure}
 REQUIRES = {"densities": ("forward_density", "reverse_density"), "costs": ("response", "loss_cost"),
-            "speeds": ("wasserstein_speed_squared", "loss_speed_squared")}
+            "speeds": ("wasserstein_speed_squared", "loss_speed_squared"),
+            "images": ("forward_images", "reverse_images"),
+            "cost_ratio": ("kinetic_cost_ratio", "data_points", "data_dimension")}
 
 
 def available_figures(ds: xr.Dataset) -> list[str]:
-    """The figure kinds whose variables the run recorded."""
-    return [kind for kind in FIGURE_KINDS if all(v in ds for v in REQUIRES[kind])]
+    """The figure kinds whose variables the run recorded (``cost_ratio`` only for a sweep)."""
+    return [kind for kind in FIGURE_KINDS if all(v in ds for v in REQUIRES[kind])
+            and (kind != "cost_ratio" or "sweep" in ds.attrs)]
 
 
 def save_figures(ds: xr.Dataset, directory: str | Path, formats: tuple[str, ...] = ("png", "pdf"),

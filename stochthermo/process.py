@@ -18,6 +18,7 @@ import torch
 from .component import Component
 from .distribution import Distribution
 from .integrate import rk4
+from .log_density import autograd_divergence
 
 
 class ForwardProcess(Component):
@@ -61,6 +62,19 @@ class ForwardProcess(Component):
         """P_t as a distribution with a density (for grid methods: the excess/housekeeping split, exact
         snapshots), or ``None`` where it is not known in closed form (the default)."""
         return None
+
+    def sample_marginal(self, t: float, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` independent draws from P_t, (n, d) (Monte Carlo estimators). Default: from :meth:`marginal`."""
+        marginal = self.marginal(t)
+        if marginal is None:
+            raise NotImplementedError(f"process '{self.name}' can neither give P_t nor sample it")
+        return marginal.sample(n, generator)
+
+    def velocity_divergence(self, t: float, x: torch.Tensor, *, probes: int = 16,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+        """∇·ν_t(x), (n,): by autograd (exact for d ≤ 3, Hutchinson with ``probes`` above,
+        :mod:`stochthermo.log_density`); override where the velocity is not differentiable by autograd."""
+        return autograd_divergence(self.velocity, t, x, probes=probes, generator=generator)
 
     def velocity_and_log_density(self, t: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ν_t(x) and log P_t(x) together (grid methods); override where one computation gives both."""

@@ -7,11 +7,14 @@ the problem; unknown keys and plugin names get a "did you mean" suggestion.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 
@@ -58,6 +61,10 @@ class Scenario:
     reference: dict = field(default_factory=dict)
     #: ``--set key=value`` overrides applied on top of ``text``
     overrides: list[str] = field(default_factory=list)
+    #: ``sweep``: dotted key -> the values it takes; the run is the Cartesian product of them
+    sweep: dict[str, list] = field(default_factory=dict)
+    #: one scenario per combination of sweep values, in row-major order (empty without a sweep)
+    variants: list[Scenario] = field(default_factory=list)
 
     @property
     def sha256(self) -> str:
@@ -85,7 +92,12 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
 }
 #: what the true reverse process starts from: the actual P_τ, or the prior the generator is given
 REVERSE_STARTS = ("end_distribution", "prior")
-SECTIONS = ("data", "prior", "protocols", "perturbations", "estimator", "observers", "reference")
+SECTIONS = ("data", "prior", "protocols", "perturbations", "estimator", "observers", "reference", "sweep")
+#: top-level keys a sweep may not vary: they fix the Dataset's coordinates or the run's identity (inside
+#: ``protocols`` and ``perturbations`` the entries' parameters may vary, not the set of names)
+UNSWEPT = ("name", "description", "output", "device", "dtype", "seeds", "tau", "time_steps", "observers",
+           "reference", "sweep")
+NAMED_ENTRIES = ("protocols", "perturbations")
 
 
 def load_scenario(path: str | Path, *, overrides: list[str] = (), registry: Registry | None = None) -> Scenario:
@@ -119,6 +131,90 @@ def parse_scenario(text: str, *, source: str | None = None, overrides: list[str]
         raise ScenarioError("a scenario must be a mapping of keys to values", file=source)
     for override in overrides:
         _apply_override(raw, override)
+    sweep = _check_sweep(raw.pop("sweep", {}))
+    if not sweep:
+        return _build_scenario(raw, text, source, overrides, registry)
+    variants = []
+    for combination in itertools.product(*sweep.values()):
+        variant = copy.deepcopy(raw)
+        for key, value in zip(sweep, combination, strict=True):
+            for dotted, setting in (value.items() if isinstance(value, dict) else [(key, value)]):
+                if dotted != "label":
+                    _set_key(variant, dotted, setting)
+        try:
+            variants.append(_build_scenario(variant, text, source, overrides, registry))
+        except ScenarioError as exc:
+            where = ", ".join(f"{k} = {v}" for k, v in zip(sweep, combination, strict=True))
+            raise ScenarioError(f"{exc.problem} (sweep: {where})", key=exc.key) from None
+    _check_same_coordinates(variants, sweep)
+    first = copy.copy(variants[0])
+    first.sweep, first.variants = sweep, variants
+    return first
+
+
+def _check_same_coordinates(variants: list[Scenario], sweep: dict[str, list]) -> None:
+    """The variants' Datasets must stack: every observer's own coordinates equal in every variant."""
+    for variant in variants[1:]:
+        for i, (observer, reference) in enumerate(zip(variant.observers, variants[0].observers, strict=True)):
+            mine, theirs = observer.coordinates(), reference.coordinates()
+            for name, values in theirs.items():
+                if not np.array_equal(np.asarray(mine[name]), np.asarray(values)):
+                    raise ScenarioError(f"the sweep over {', '.join(sweep)} changes the coordinate '{name}' of "
+                                        f"observer '{observer.name}': the runs cannot be stacked; drop that observer",
+                                        key=f"observers[{i}]")
+
+
+def _check_sweep(sweep: Any) -> dict[str, list]:
+    """``{axis: [values...]}``: an axis is a dotted key taking each value, or a name whose values are mappings
+    ``{label: ..., dotted.key: value, ...}`` that set several keys together. Lists non-empty, labels distinct,
+    no key that fixes the Dataset's coordinates."""
+    if not isinstance(sweep, dict):
+        raise ScenarioError("expected a mapping of dotted keys to lists of values", key="sweep")
+    for axis, values in sweep.items():
+        if not isinstance(axis, str) or not axis:
+            raise ScenarioError(f"expected a dotted key or an axis name, got {axis!r}", key="sweep")
+        if not isinstance(values, list) or not values:
+            raise ScenarioError(f"expected a non-empty list of values, got {values!r}", key=f"sweep.{axis}")
+        linked = [v for v in values if isinstance(v, dict)]
+        if linked and len(linked) != len(values):
+            raise ScenarioError("give every value as a mapping of keys, or none", key=f"sweep.{axis}")
+        keys = {k for v in linked for k in v if k != "label"} if linked else {axis}
+        for key in keys:
+            _check_swept_key(str(key), f"sweep.{axis}")
+        for value in linked:
+            if "label" not in value:
+                raise ScenarioError(f"each value sets several keys: give it a 'label' (got {value})",
+                                    key=f"sweep.{axis}")
+        labels = [sweep_label(v) for v in values]
+        if len(set(labels)) != len(labels):
+            raise ScenarioError(f"labels must be distinct, got {labels}", key=f"sweep.{axis}")
+    return {str(k): v for k, v in sweep.items()}
+
+
+def _check_swept_key(key: str, where: str) -> None:
+    parts = key.split(".")
+    top = parts[0]
+    if top in UNSWEPT or (top in NAMED_ENTRIES and len(parts) < 3):
+        raise ScenarioError(f"'{top}' cannot be swept (it fixes the Dataset's coordinates or the run's identity)",
+                            key=where)
+    if top not in SETTINGS and top not in SECTIONS:
+        raise ScenarioError(f"unknown key '{key}'{did_you_mean(top, [*SETTINGS, *SECTIONS])}", key=where)
+
+
+def sweep_label(value: Any) -> Any:
+    """The coordinate label of a sweep value: numbers and strings as they are, lists joined by 'x', a mapping's
+    ``label``."""
+    if isinstance(value, dict):
+        value = value.get("label")
+    if isinstance(value, list):
+        return "x".join(str(v) for v in value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    raise ScenarioError(f"sweep values must be numbers, strings or lists, got {value!r}", key="sweep")
+
+
+def _build_scenario(raw: dict, text: str, source: str | None, overrides, registry: Registry) -> Scenario:
+    """Validate a raw mapping (overrides applied, no sweep) into a :class:`Scenario`."""
     for key in raw:
         if key not in SETTINGS and key not in SECTIONS:
             raise ScenarioError(f"unknown key{did_you_mean(str(key), [*SETTINGS, *SECTIONS])}", key=str(key))
@@ -187,14 +283,19 @@ def _apply_override(raw: dict, override: str) -> None:
         parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         raise ScenarioError(f"--set {key}: value {value!r} is not valid YAML") from None
-    *parents, last = key.strip().split(".")
+    _set_key(raw, key.strip(), parsed)
+
+
+def _set_key(raw: dict, key: str, parsed: Any) -> None:
+    """Set the dotted ``key`` to ``parsed`` in the raw mapping, creating mappings on the way."""
+    *parents, last = key.split(".")
     target = raw
     for i, part in enumerate(parents):
         nxt = target.setdefault(part, {})
         if isinstance(nxt, str):  # a plugin named by a string becomes a mapping with its name
             nxt = target[part] = {"name": nxt}
         if not isinstance(nxt, dict):
-            raise ScenarioError(f"--set: '{'.'.join(parents[:i + 1])}' is not a mapping", key=key)
+            raise ScenarioError(f"'{'.'.join(parents[:i + 1])}' is not a mapping", key=key)
         target = nxt
     target[last] = parsed
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
@@ -10,7 +12,7 @@ import xarray as xr
 #: (variable suffix, column header) of the relations shown, in physics.md §4 order
 RELATION_COLUMNS = (("dissipation_rate", "(80)"), ("wasserstein_speed", "(82)"), ("response", "(81)eta<=c1"),
                     ("dissipation", "(81)c1<=wD"), ("kinetic_cost", "(83)"), ("path_length", "(92)L"),
-                    ("geodesic", "(92)W2"))
+                    ("geodesic", "(92)W2"), ("imperfect_estimation", "(100)"))
 STATUS_TEXT = {1: "ok", 0: "FAIL", -1: "n/a"}
 
 
@@ -29,20 +31,40 @@ def _value(ds: xr.Dataset, name: str, **where) -> float:
     return float(var.sel(**{k: v for k, v in where.items() if k in var.dims}).mean("seed"))
 
 
+def _sweep_dims(ds: xr.Dataset) -> list[str]:
+    return [key.replace(".", "_") for key in json.loads(ds.attrs.get("sweep", "{}"))]
+
+
+def _columns(ds: xr.Dataset) -> list[tuple[str, Callable[[dict], float]]]:
+    """(header, value at a coordinate selection) of the numbers shown, those the run recorded."""
+    plain = [("D_0", "chi_square"), ("eta", "response"), ("c_1", "loss_cost"), ("c_2", "kinetic_cost"),
+             ("c_2 MC", "kinetic_cost_monte_carlo"), ("+-", "kinetic_cost_standard_error"),
+             ("bound", "schedule_cost_bound"), ("c_2 MC/bound", "kinetic_cost_ratio"), ("w_D", "dissipation"),
+             ("hk share", "housekeeping_share"), ("W2^2/tau", "geodesic_cost")]
+    columns = [(h, lambda where, v=v: _value(ds, v, **where)) for h, v in plain if v in ds]
+    if "data_dimension" in ds:  # high dimension: the paper reports eta and c_2 in units of n_d (E3)
+        per_dimension = [(f"{h}/n_d", v) for h, v in (("eta", "response"), ("c_2", "kinetic_cost"),
+                                                        ("c_2 MC", "kinetic_cost_monte_carlo")) if v in ds]
+        columns += [(h, lambda where, v=v: _value(ds, v, **where) / _value(ds, "data_dimension", **where))
+                    for h, v in per_dimension]
+    return columns
+
+
 def summary_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: per protocol and perturbation, D_0, η, c_1, c_2, w_D, W_2²/τ (seed means) and the
-    status of each relation (FAIL if it fails for any seed)."""
-    numbers = [("D_0", "chi_square"), ("eta", "response"), ("c_1", "loss_cost"), ("c_2", "kinetic_cost"),
-               ("w_D", "dissipation"), ("hk share", "housekeeping_share"), ("W2^2/tau", "geodesic_cost")]
-    numbers = [(h, v) for h, v in numbers if v in ds]
+    """Header and rows: per sweep value, protocol and perturbation, D_0, η, c_1, c_2, w_D, W_2²/τ, the Monte
+    Carlo c_2 where recorded (seed means) and the status of each relation (FAIL if it fails for any seed)."""
+    columns = _columns(ds)
     relations = [(n, h) for n, h in RELATION_COLUMNS if f"holds_{n}" in ds]
-    header = ["protocol", "perturbation", *(h for h, _ in numbers), *(h for _, h in relations)]
+    sweep = _sweep_dims(ds)
+    header = [*sweep, "protocol", "perturbation", *(h for h, _ in columns), *(h for _, h in relations)]
     rows = []
-    for protocol in ds.protocol.values:
-        for perturbation in ds.perturbation.values:
-            where = {"protocol": protocol, "perturbation": perturbation}
-            rows.append([str(protocol), str(perturbation), *(f"{_value(ds, v, **where):.5g}" for _, v in numbers),
-                         *(_status(ds, n, **where) for n, _ in relations)])
+    for labels in itertools.product(*(ds[d].values for d in sweep)):
+        for protocol in ds.protocol.values:
+            for perturbation in ds.perturbation.values:
+                where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
+                rows.append([*(str(v) for v in labels), str(protocol), str(perturbation),
+                             *(f"{value(where):.5g}" for _, value in columns),
+                             *(_status(ds, n, **where) for n, _ in relations)])
     return header, rows
 
 

@@ -26,7 +26,10 @@ def test_builtins_register_through_hooks():
     assert registry.names("schedule") == ["cond_ot", "cosine", "ve", "vp_linear"]
     assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
     assert {"swiss_roll", "moons", "eight_gaussians", "empirical"} <= set(registry.names("distribution"))
-    assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics"}
+    assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics", "monte_carlo_cost",
+                                               "image_snapshots", "estimation"}
+    assert registry.names("estimator") == ["exact", "neural"]
+    assert "images" in registry.names("distribution")
     assert registry.provider[("schedule", "cosine")] == "builtin.schedules"
     assert not registry.failures
 

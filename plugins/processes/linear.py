@@ -57,19 +57,40 @@ class ConditionalMoments:
     dvariance: torch.Tensor
 
 
-def rotation(angle: torch.Tensor, dim: int) -> torch.Tensor:
+@dataclass(frozen=True)
+class LinearMap:
+    """The map x ↦ L x on rows, x Lᵀ, for L = ``value`` when it is a (d, d) matrix (2-D, with rotation) or
+    L = ``value`` · I when it is a scalar tensor (every other dimension: no d × d matrix is ever formed, which
+    matters at n_d = 3072)."""
+
+    value: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.value.mT if self.value.ndim == 2 else self.value * x
+
+    def dense(self, dim: int) -> torch.Tensor:
+        """L as a (d, d) matrix."""
+        if self.value.ndim == 2:
+            return self.value
+        return self.value * torch.eye(dim, dtype=self.value.dtype, device=self.value.device)
+
+
+def rotation(angle: torch.Tensor, dim: int) -> LinearMap:
     """R(θ) = exp(θJ) in 2-D; the identity in other dimensions (where θ must be 0)."""
     if dim != 2:
-        return torch.eye(dim, dtype=angle.dtype, device=angle.device)
+        return LinearMap(torch.ones_like(angle))
     c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+    return LinearMap(torch.stack([torch.stack([c, -s]), torch.stack([s, c])]))
 
 
-def rotation_generator(dim: int, *, dtype, device) -> torch.Tensor:
-    """J = [[0, −1], [1, 0]] in 2-D; zero otherwise."""
+def linear_maps(mom: ConditionalMoments, dim: int) -> tuple[LinearMap, LinearMap, LinearMap]:
+    """M_t = a R(θ), Ṁ_t = ȧ R + a θ̇ J R and the skew part B = G J = θ̇ J of the force (J only in 2-D)."""
     if dim != 2:
-        return torch.zeros(dim, dim, dtype=dtype, device=device)
-    return torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=dtype, device=device)
+        return LinearMap(mom.scale), LinearMap(mom.dscale), LinearMap(torch.zeros_like(mom.scale))
+    rot = rotation(mom.angle, dim).value
+    generator = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=rot.dtype, device=rot.device)
+    return (LinearMap(mom.scale * rot), LinearMap(mom.dscale * rot + mom.scale * mom.dangle * generator @ rot),
+            LinearMap(mom.dangle * generator))
 
 
 class LinearProcess(ForwardProcess):
@@ -105,34 +126,44 @@ class LinearProcess(ForwardProcess):
         raise NotImplementedError
 
     # ---- marginals ---------------------------------------------------------------------------------
-    def _matrices(self, t: float):
+    def _matrices(self, t: float) -> tuple[ConditionalMoments, LinearMap, LinearMap, LinearMap]:
         mom = self.moments(t)
-        dim = self.data.dim
-        rot = rotation(mom.angle, dim)
-        generator = rotation_generator(dim, dtype=rot.dtype, device=rot.device)
-        matrix = mom.scale * rot  # M_t
-        dmatrix = mom.dscale * rot + mom.scale * mom.dangle * generator @ rot  # Ṁ_t
-        return mom, matrix, dmatrix, mom.dangle * generator
+        return (mom, *linear_maps(mom, self.data.dim))
 
     def marginal(self, t: float):
         """P_t: a point cloud N(M y_i, (a²s² + v) I), or a Gaussian mixture N(M μ_k, M S_k Mᵀ + v I); a single
         Gaussian N(0, v I) where M_t = 0."""
         mom, matrix, _, _ = self._matrices(t)
         dim = self.data.dim
-        eye = torch.eye(dim, dtype=matrix.dtype, device=matrix.device)
-        if float(mom.scale) == 0:
-            one = torch.ones(1, dtype=matrix.dtype, device=matrix.device)
-            return GaussianMixture.from_structure(MixtureStructure(one, torch.zeros(1, dim).to(matrix),
-                                                                   (mom.variance * eye)[None]))
-        if self.cloud is not None:
+        like = mom.scale
+        if self.cloud is not None and float(mom.scale) != 0:
             width = torch.sqrt(mom.scale**2 * self.cloud.std**2 + mom.variance)
-            return PointCloud.from_points(self.cloud.points @ matrix.T, float(width))
+            return PointCloud.from_points(matrix(self.cloud.points), float(width))
+        eye = torch.eye(dim, dtype=like.dtype, device=like.device)
+        if float(mom.scale) == 0:
+            one = torch.ones(1, dtype=like.dtype, device=like.device)
+            return GaussianMixture.from_structure(MixtureStructure(one, torch.zeros(1, dim).to(like),
+                                                                   (mom.variance * eye)[None]))
         s = self.structure
-        return GaussianMixture.from_structure(MixtureStructure(s.weights, s.means @ matrix.T,
-                                                               matrix @ s.covariances @ matrix.T + mom.variance * eye))
+        dense = matrix.dense(dim)
+        return GaussianMixture.from_structure(MixtureStructure(s.weights, matrix(s.means),
+                                                               dense @ s.covariances @ dense.T + mom.variance * eye))
 
     def end_distribution(self):
         return self.marginal(self.tau)
+
+    def sample_marginal(self, t, n, generator):
+        """x = M_t y + sqrt(a²s² + v_t) ε for point clouds (only the drawn points are mapped); from the
+        marginal mixture otherwise."""
+        if self.cloud is None:
+            return super().sample_marginal(t, n, generator)
+        mom, matrix, _, _ = self._matrices(t)
+        device = generator.device
+        points = self.cloud.points.to(device)
+        chosen = points[torch.randint(len(points), (n,), generator=generator, device=device)]
+        width = torch.sqrt(mom.scale**2 * self.cloud.std**2 + mom.variance)
+        return matrix(chosen) + width * torch.randn(chosen.shape, generator=generator, device=device,
+                                                    dtype=chosen.dtype)
 
     # ---- velocity ----------------------------------------------------------------------------------
     def velocity(self, t, x):
@@ -154,9 +185,9 @@ class LinearProcess(ForwardProcess):
         if float(variance) == 0:
             raise ValueError("the velocity of empirical data is 0/0 at t = 0; the flow handles that endpoint")
         rate = (2 * mom.scale * mom.dscale * std**2 + mom.dvariance) / (2 * variance)  # V̇/2V
-        posterior = posterior_average(x, points @ matrix.T, points, variance)  # ȳ and log P_t
-        residual = x - posterior.mean @ matrix.T
-        velocity = posterior.mean @ dmatrix.T + rate * residual + residual @ skew.T
+        posterior = posterior_average(x, matrix(points), points, variance)  # ȳ and log P_t
+        residual = x - matrix(posterior.mean)
+        velocity = dmatrix(posterior.mean) + rate * residual + skew(residual)
         return (velocity, posterior.log_density) if with_density else velocity
 
     def _isotropic_velocity(self, mom, matrix, dmatrix, skew, x):
@@ -165,14 +196,16 @@ class LinearProcess(ForwardProcess):
         variances = mom.scale**2 * component_variance + mom.variance  # V_k
         rates = (2 * mom.scale * mom.dscale * component_variance + mom.dvariance) / (2 * variances)
         values = torch.cat([s.means, rates[:, None], rates[:, None] * s.means], dim=1)
-        averages = posterior_average(x, s.means @ matrix.T, values, variances, torch.log(s.weights)).mean
+        averages = posterior_average(x, matrix(s.means), values, variances, torch.log(s.weights)).mean
         dim = x.shape[1]
         mean, rate, rate_mean = averages[:, :dim], averages[:, dim:dim + 1], averages[:, dim + 1:]
-        return mean @ dmatrix.T + rate * x - rate_mean @ matrix.T + (x - mean @ matrix.T) @ skew.T
+        return dmatrix(mean) + rate * x - matrix(rate_mean) + skew(x - matrix(mean))
 
     def _general_velocity(self, mom, matrix, dmatrix, skew, x):
         s = self.structure
-        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        dim = x.shape[1]
+        matrix, dmatrix, skew = matrix.dense(dim), dmatrix.dense(dim), skew.dense(dim)
+        eye = torch.eye(dim, dtype=x.dtype, device=x.device)
         centres = s.means @ matrix.T  # (K, d)
         covariances = matrix @ s.covariances @ matrix.T + mom.variance * eye  # V_k
         dcovariances = dmatrix @ s.covariances @ matrix.T
@@ -204,9 +237,9 @@ class LinearProcess(ForwardProcess):
         mom, matrix, _, _ = self._matrices(t)
         _, initial, initial_dmatrix, _ = self._matrices(0.0)
         points = self.cloud.points
-        posterior = posterior_average(x, points @ matrix.T, points, mom.variance).mean
-        noise = (x - posterior @ matrix.T) @ rotation(-mom.angle, x.shape[1]).T / torch.sqrt(mom.variance)
+        posterior = posterior_average(x, matrix(points), points, mom.variance).mean
+        noise = rotation(-mom.angle, x.shape[1])(x - matrix(posterior)) / torch.sqrt(mom.variance)
         if math.isinf(noise_speed):
             raise ValueError("empirical data: the noise speed d sqrt(v)/dt diverges at t = 0 (T_0 > 0); the "
                              "velocity has no limit there: give the data a kernel width (smoothing/noise)")
-        return posterior @ initial.T, posterior @ initial_dmatrix.T + noise_speed * noise
+        return initial(posterior), initial_dmatrix(posterior) + noise_speed * noise

@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from stochthermo import ForwardProcess, ScenarioError, hookimpl
+from stochthermo import Distribution, ForwardProcess, ScenarioError, hookimpl
 from stochthermo.ensemble import make_ensemble
 from stochthermo.gaussian import bures_map
 from stochthermo.posterior import posterior_average
@@ -115,6 +115,16 @@ class OptimalTransport(ForwardProcess):
     def end_distribution(self):
         return self.prior
 
+    def sample_marginal(self, t, n, generator):
+        """Draws of the displacement interpolation at s = t/τ: of the seed's plan (sample-based: a plan
+        point pair drawn by its mass), or of q pushed by x = (1 − s) y + s T(y) (exact maps)."""
+        s = t / self.tau
+        if self.sample_based:
+            index = torch.multinomial(self.plan_log_mass.exp(), n, replacement=True, generator=generator)
+            return (1 - s) * self.plan_start[index] + s * self.plan_end[index]
+        y = self.data.sample(n, generator)
+        return (1 - s) * y + s * self.transport_map(y)
+
     def transport_map(self, y: torch.Tensor) -> torch.Tensor:
         """T(y): the Brenier map from the data law to the prior, y (n, d)."""
         if self.linear_map is None:
@@ -139,6 +149,27 @@ class OptimalTransport(ForwardProcess):
 
         return bisect(root_is_above, torch.full_like(x, centre - half_width), torch.full_like(x, centre + half_width))
 
+    def map_derivative(self, y: torch.Tensor) -> torch.Tensor:
+        """T'(y) = q(y) / p(T(y)) in 1-D (monotone rearrangement), (n,)."""
+        return torch.exp(self.data.log_prob(y) - self.prior.log_prob(self.transport_map(y)))
+
+    def velocity_divergence(self, t, x, *, probes=16, generator=None):
+        """Closed form for the exact maps: with J = ∂T/∂y, ν = (T(y) − y)/τ and x = ((1 − s)I + sJ) y + ...,
+        ∇·ν = tr((J − I)((1 − s)I + sJ)⁻¹)/τ (J = T'(y) in 1-D, the Bures matrix for Gaussians)."""
+        if self.sample_based:
+            return super().velocity_divergence(t, x, probes=probes, generator=generator)
+        s = t / self.tau
+        if self.linear_map is None:
+            slope = self.map_derivative(self.preimage(x, s))
+            return (slope - 1) / ((1 - s) + s * slope) / self.tau
+        eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        value = torch.trace(torch.linalg.solve((1 - s) * eye + s * self.linear_map, self.linear_map - eye))
+        return torch.full((len(x),), float(value) / self.tau, dtype=x.dtype, device=x.device)
+
+    def marginal(self, t):
+        """P_t of the exact maps (a :class:`DisplacementInterpolation`); ``None`` when sample-based."""
+        return None if self.sample_based else DisplacementInterpolation(self, t / self.tau)
+
     def velocity(self, t, x):
         if self.sample_based:
             s = t / self.tau
@@ -158,6 +189,56 @@ class OptimalTransport(ForwardProcess):
         positions = (1 - s) * y + s * target
         velocities = ((target - y) / self.tau).expand_as(positions).clone()
         return positions, velocities
+
+
+class DisplacementInterpolation(Distribution):
+    r"""The law of (1 − s) y + s T(y), y ~ q, for an exact map: density
+    :math:`q(y)/|\det((1 - s)I + sJ(y))|` at the preimage y (built by the process, not registered)."""
+
+    name = "displacement_interpolation"
+
+    def __init__(self, process: OptimalTransport, s: float):
+        self.process, self.s = process, s
+
+    @property
+    def dim(self):
+        return self.process.data.dim
+
+    def _push(self, y):
+        return (1 - self.s) * y + self.s * self.process.transport_map(y)
+
+    def sample(self, n, generator):
+        return self._push(self.process.data.sample(n, generator))
+
+    def log_prob(self, x):
+        process, s = self.process, self.s
+        y = process.preimage(x, s)
+        if process.linear_map is None:
+            jacobian = torch.log((1 - s) + s * process.map_derivative(y))
+        else:
+            eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+            jacobian = torch.logdet((1 - s) * eye + s * process.linear_map).expand(len(x))
+        return process.data.log_prob(y) - jacobian
+
+    def _quadrature(self):
+        """Nodes and weights of the data law's normal-score (1-D) grid, pushed by the interpolation."""
+        ensemble = make_ensemble(self.process.data, 4097, 0, device=torch.device("cpu"))
+        return self._push(ensemble.positions), ensemble.weights
+
+    def mean(self):
+        if self.process.linear_map is None:
+            x, w = self._quadrature()
+            return w @ x
+        return self._push(self.process.data_mean[None])[0]
+
+    def covariance(self):
+        if self.process.linear_map is None:
+            x, w = self._quadrature()
+            centred = x - w @ x
+            return (centred * w[:, None]).T @ centred
+        eye = torch.eye(self.dim, dtype=self.process.linear_map.dtype)
+        interpolation = (1 - self.s) * eye + self.s * self.process.linear_map
+        return interpolation @ self.process.data.covariance() @ interpolation.T
 
 
 @hookimpl

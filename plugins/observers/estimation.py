@@ -1,0 +1,163 @@
+r"""Imperfect estimation (physics.md §4, Eq. (100)): the residual L, D_t along the estimated flow, the slack
+of (100), the likelihood of held-out data, and the training loss curve.
+
+* :math:`L(t) = E_{P_t}|\nu_t - \hat\nu_t|^2` over the TRUE marginal P_t — the particles of the true reverse
+  process when it starts from :math:`P_\tau` (``reverse_start: end_distribution``; quantile nodes in 1-D),
+  seeded draws of P_t otherwise — and :math:`L = \frac1\tau\int_0^\tau L(t)\,dt`;
+* :math:`D_t = \int(\tilde P_t - P_t)^2/P_t`, the Pearson χ² of the estimated reverse process started from
+  the perturbed law against the true P_t, as :math:`E_{\tilde P_t}[\tilde P_t/P_t] - 1` over the perturbed
+  particles, whose log densities follow the log-density ODE along ν̂ (:mod:`stochthermo.log_density`:
+  exact divergence for d ≤ 3, ``probes`` Hutchinson probes above) and :math:`\log P_t` from the process's
+  closed-form marginal; :math:`D_{max} = \max_t D_t`. For the exact estimator :math:`\tilde P_t/P_t` is
+  constant along particles, so :math:`D_t = D_0` (E1);
+* Eq. (100): :math:`|\Delta W_1|/\sqrt{\tau D_{max}} \le \sqrt{w_D} + \sqrt{1 + 1/D_{max}}\sqrt{\tau L}`,
+  its slack (right minus left) and status, with the tolerance rule of ``bounds``;
+* :math:`E_q\log\hat p_0(y)` over ``heldout`` fresh data draws, by integrating the log-density ODE from y at
+  t = 0 to τ and evaluating the reverse start law there;
+* the training loss curve of a ``neural`` estimator (NaN for others).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.integrate import time_integral
+from stochthermo.log_density import log_density_flow
+
+from .bounds import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED
+
+PT = ("perturbation", "time")
+#: offset of the held-out data's random stream from the seed
+HELDOUT_STREAM = 2_000_003
+NO_DENSITY = "NaN where P_t has no closed-form density (sample-based OT) or D_0 is infinite"
+
+
+class Estimation(Observer):
+    """L(t), L, D_t, D_max, the slack of Eq. (100), the held-out log-likelihood and the training loss."""
+
+    name = "estimation"
+    requires = ("thermodynamics", "response")
+
+    def __init__(self, probes: int = 16, heldout: int = 1024, rtol: float = 1e-6):
+        if probes < 1:
+            raise ScenarioError(f"must be >= 1, got {probes}", key="probes")
+        if heldout < 2:
+            raise ScenarioError(f"must be >= 2, got {heldout}", key="heldout")
+        if not 0 <= rtol < 1:
+            raise ScenarioError(f"must be in [0, 1), got {rtol}", key="rtol")
+        self.probes, self.heldout, self.rtol = probes, heldout, rtol
+        self.records = 0
+
+    def prepare(self, scenario):
+        cloud = scenario.data.point_cloud()
+        if cloud is not None and cloud.std == 0:
+            raise ScenarioError("the residual at t = 0 and the likelihood need a data law with a density: give the "
+                                "data a kernel width (noise or smoothing > 0)")
+        self.on_true_particles = scenario.reverse_start == "end_distribution"
+        lengths = [p.estimator.settings.steps // p.estimator.settings.record_every
+                   for p in scenario.protocols.values() if hasattr(p.estimator, "settings")]
+        self.records = max(lengths, default=0)
+        self.record_every = next((p.estimator.settings.record_every for p in scenario.protocols.values()
+                                  if hasattr(p.estimator, "settings")), 1)
+
+    def coordinates(self):
+        return {"training_step": self.record_every * np.arange(1, self.records + 1)} if self.records else {}
+
+    def variables(self):
+        out = {
+            "estimation_residual_rate": Variable(("time",), "squared estimation error of the velocity over P_t", "1",
+                                                 "E_P_t |nu_t - nu^_t|^2", "(100)"),
+            "estimation_residual": Variable((), "time-averaged squared estimation error", "1", "L", "(100)"),
+            "estimated_divergence": Variable(PT, "chi-square of the estimated perturbed reverse process against "
+                                             "P_t", "1", "D_t", "(100)", nonfinite=NO_DENSITY),
+            "estimated_divergence_max": Variable(("perturbation",), "largest chi-square along the estimated flow",
+                                                 "1", "D_max", "(100)", nonfinite=NO_DENSITY),
+            "slack_imperfect_estimation": Variable(("perturbation",), "slack of the imperfect-estimation bound",
+                                                   "1", "slack[(100)]", "(100)", nonfinite=NO_DENSITY),
+            "holds_imperfect_estimation": Variable(("perturbation",), "status of the imperfect-estimation bound",
+                                                   "1", "[(100)]", "(100)", attrs={**STATUS_ATTRS, "rtol": self.rtol}),
+            "heldout_log_likelihood": Variable((), "mean log-likelihood of held-out data under the estimated flow",
+                                               "1", "E_q log p^_0", "(100)"),
+        }
+        if self.records:
+            out["training_loss"] = Variable(("training_step",), "flow-matching training loss (mean over the "
+                                            "recording interval)", "1", "loss", "(100)",
+                                            nonfinite="NaN for estimators that are not trained")
+        return out
+
+    def observe(self, run, measured):
+        times = run.times
+        grid = times.cpu().numpy()
+        tau = float(grid[-1] - grid[0])
+        generator = torch.Generator(device=times.device).manual_seed(run.seed)
+        rate = np.array([self._residual(run, k, generator) for k in range(len(grid))])
+        residual = time_integral(rate, grid) / tau
+        divergence = np.stack([self._divergence(run, name) for name in run.perturbed])
+        d_max = divergence.max(-1)
+        change = np.asarray(measured["response"]["wasserstein_1_change"])
+        w_d = float(measured["thermodynamics"]["dissipation"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            smaller = np.abs(change) / np.sqrt(tau * d_max)
+            larger = math.sqrt(w_d) + np.sqrt(1 + 1 / d_max) * math.sqrt(tau * residual)
+            slack = larger - smaller
+            status = np.where(slack >= -self.rtol * np.maximum(larger, smaller), HOLDS, VIOLATED)
+        status = np.where(np.isfinite(slack), status, NOT_APPLICABLE).astype(np.int8)
+        out = {"estimation_residual_rate": rate, "estimation_residual": residual,
+               "estimated_divergence": divergence, "estimated_divergence_max": d_max,
+               "slack_imperfect_estimation": slack, "holds_imperfect_estimation": status,
+               "heldout_log_likelihood": self._heldout(run)}
+        if self.records:
+            losses = np.full(self.records, np.nan)
+            result = getattr(run.estimator, "result", None)
+            if result is not None:
+                losses[: len(result.losses)] = result.losses
+            out["training_loss"] = losses
+        return out
+
+    def _residual(self, run, k: int, generator) -> float:
+        t = float(run.times[k])
+        if self.on_true_particles:
+            x, exact, weights = run.true.positions[k], run.true.velocities[k], run.true.weights
+        else:
+            x = run.process.sample_marginal(t, len(run.true.weights), generator).to(run.times.dtype)
+            exact, weights = run.process.velocity(t, x), None
+        error = ((run.estimator.velocity(t, x) - exact) ** 2).sum(1)
+        return float(error @ weights if weights is not None else error.mean())
+
+    def _divergence(self, run, name: str) -> np.ndarray:
+        """D_t on the grid (forward time) for the perturbation ``name``."""
+        if run.process.marginal(float(run.times[0])) is None:
+            return np.full(len(run.times), np.nan)
+        trajectory = run.perturbed[name]
+        start = trajectory.positions[-1]
+        log_start = run.perturbations[name].log_prob(start)
+        positions, log_densities = self._log_density_flow(run, start, log_start, run.times.flip(0))
+        positions, log_densities = positions.flip(0), log_densities.flip(0)
+        values = []
+        for k, t in enumerate(run.times.tolist()):
+            log_true = run.process.marginal(t).log_prob(positions[k])
+            values.append(float(trajectory.weights @ torch.exp(log_densities[k] - log_true)) - 1)
+        return np.array(values)
+
+    def _heldout(self, run) -> float:
+        generator = torch.Generator(device=run.times.device).manual_seed(run.seed + HELDOUT_STREAM)
+        data = run.process.data.sample(self.heldout, generator).to(run.times.dtype)
+        positions, log_change = self._log_density_flow(run, data, torch.zeros(len(data)).to(data), run.times)
+        return float((run.true_start.log_prob(positions[-1]) - log_change[-1]).mean())
+
+    def _log_density_flow(self, run, x0, log_p0, times):
+        generator = torch.Generator(device=x0.device).manual_seed(run.seed)
+
+        def divergence(t, x):
+            return run.estimator.velocity_divergence(t, x, probes=self.probes, generator=generator)
+
+        return log_density_flow(run.estimator.velocity, divergence, x0, log_p0, times)
+
+
+@hookimpl
+def stochthermo_register_observers():
+    return [Estimation]
