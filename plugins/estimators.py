@@ -9,12 +9,13 @@ class Exact(Estimator):
     """The process's own exact velocity ν_t (and its exact flow where the process has one)."""
 
     name = "exact"
+    exact = True
 
     def velocity(self, t, x):
         return self.process.velocity(t, x)
 
-    def velocity_divergence(self, t, x, *, probes=16, generator=None):
-        return self.process.velocity_divergence(t, x, probes=probes, generator=generator)
+    def velocity_and_divergence(self, t, x, *, probes=16, generator=None):
+        return self.process.velocity_and_divergence(t, x, probes=probes, generator=generator)
 
     def flow(self, x0, times):
         return self.process.flow(x0, times)

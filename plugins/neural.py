@@ -9,7 +9,8 @@ Training targets (what the loss regresses on; its minimiser is the exact ν_t):
   average is ν_t (:mod:`.processes.linear`). The moments come from a table of 4097 times, linearly
   interpolated (relative error below 1e-7 in the targets);
 * ``optimal_transport`` — *minibatch OT couplings*: a batch of data and prior samples paired by the exact
-  OT plan of the batch (POT), :math:`x = (1 - s)y + sz`, target (z − y)/τ.
+  OT plan of the batch (POT's network simplex; in 1-D the monotone pairing, which is that plan),
+  :math:`x = (1 - s)y + sz`, target (z − y)/τ.
 
 The conditional loss exceeds :math:`E|\hat\nu - \nu|^2` by an irreducible variance, so the residual L of
 Eq. (100) is measured separately against the exact ν (observer ``estimation``).
@@ -66,8 +67,8 @@ class Neural(Estimator):
 
     name = "neural"
 
-    def __init__(self, *, process, width: int = 128, depth: int = 3, frequencies: int = 6, steps: int = 3000,
-                 batch: int = 512, learning_rate: float = 2e-3, weight_decay: float = 0.0, warmup: int = 100,
+    def __init__(self, *, process, width: int = 128, depth: int = 3, frequencies: int = 6, steps: int = 4000,
+                 batch: int = 2048, learning_rate: float = 2e-3, weight_decay: float = 0.0, warmup: int = 100,
                  ema: float | None = 0.999, seed: int = 0, record_every: int = 25, checkpoint_every: int = 500,
                  cache: Path = Path("checkpoints"), checkpoint: Path | None = None):
         super().__init__(process=process)
@@ -157,9 +158,12 @@ class Neural(Estimator):
         def sample(generator):
             n = self.settings.batch
             y, z = data.sample(n, generator), prior.sample(n, generator)
-            plan = ot.emd(torch.full((n,), 1.0 / n, device=device, dtype=dtype),
-                          torch.full((n,), 1.0 / n, device=device, dtype=dtype), ot.dist(y, z))
-            z = z[plan.argmax(1)]  # the plan of two uniform n-point sets is a permutation
+            if y.shape[1] == 1:  # in 1-D the monotone pairing is the exact plan for the squared cost
+                y, z = y.sort(0).values, z.sort(0).values
+            else:
+                plan = ot.emd(torch.full((n,), 1.0 / n, device=device, dtype=dtype),
+                              torch.full((n,), 1.0 / n, device=device, dtype=dtype), ot.dist(y, z))
+                z = z[plan.argmax(1)]  # the plan of two uniform n-point sets is a permutation
             t = process.tau * torch.rand(n, generator=generator, device=device, dtype=dtype)
             s = (t / process.tau)[:, None]
             return t, (1 - s) * y + s * z, (z - y) / process.tau

@@ -13,7 +13,7 @@ import torch
 
 from .component import Component
 from .integrate import rk4
-from .log_density import autograd_divergence
+from .log_density import autograd_velocity_and_divergence
 from .process import ForwardProcess
 
 
@@ -22,6 +22,8 @@ class Estimator(Component):
 
     kind: ClassVar[str] = "estimator"
     CONTEXT: ClassVar[frozenset[str]] = frozenset({"process"})
+    #: True when ν̂ = ν exactly: the speed-accuracy relations (80)-(83) assume it; otherwise (100) applies
+    exact: ClassVar[bool] = False
 
     def __init__(self, *, process: ForwardProcess):
         self.process = process
@@ -30,10 +32,11 @@ class Estimator(Component):
     def velocity(self, t: float, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def velocity_divergence(self, t: float, x: torch.Tensor, *, probes: int = 16,
-                            generator: torch.Generator | None = None) -> torch.Tensor:
-        """∇·ν̂_t(x) (log-density ODE): autograd, exact for d ≤ 3, Hutchinson with ``probes`` above."""
-        return autograd_divergence(self.velocity, t, x, probes=probes, generator=generator)
+    def velocity_and_divergence(self, t: float, x: torch.Tensor, *, probes: int = 16,
+                                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ν_t(x) and ∇·ν_t(x) (the log-density ODE, :mod:`stochthermo.log_density`): by autograd, exact for
+        d ≤ 3, Hutchinson with ``probes`` above; override where ν is not differentiable by autograd."""
+        return autograd_velocity_and_divergence(self.velocity, t, x, probes=probes, generator=generator)
 
     def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As :meth:`ForwardProcess.flow`, along the estimated velocity."""

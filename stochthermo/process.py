@@ -18,7 +18,7 @@ import torch
 from .component import Component
 from .distribution import Distribution
 from .integrate import rk4
-from .log_density import autograd_divergence
+from .log_density import autograd_velocity_and_divergence
 
 
 class ForwardProcess(Component):
@@ -70,11 +70,11 @@ class ForwardProcess(Component):
             raise NotImplementedError(f"process '{self.name}' can neither give P_t nor sample it")
         return marginal.sample(n, generator)
 
-    def velocity_divergence(self, t: float, x: torch.Tensor, *, probes: int = 16,
-                            generator: torch.Generator | None = None) -> torch.Tensor:
-        """∇·ν_t(x), (n,): by autograd (exact for d ≤ 3, Hutchinson with ``probes`` above,
-        :mod:`stochthermo.log_density`); override where the velocity is not differentiable by autograd."""
-        return autograd_divergence(self.velocity, t, x, probes=probes, generator=generator)
+    def velocity_and_divergence(self, t: float, x: torch.Tensor, *, probes: int = 16,
+                                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """ν_t(x) and ∇·ν_t(x) (the log-density ODE, :mod:`stochthermo.log_density`): by autograd, exact for
+        d ≤ 3, Hutchinson with ``probes`` above; override where ν is not differentiable by autograd."""
+        return autograd_velocity_and_divergence(self.velocity, t, x, probes=probes, generator=generator)
 
     def velocity_and_log_density(self, t: float, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ν_t(x) and log P_t(x) together (grid methods); override where one computation gives both."""

@@ -123,9 +123,11 @@ class TrainingResult:
 def train(model: torch.nn.Module, sample_batch: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor,
                                                                                     torch.Tensor]],
           settings: TrainingSettings, *, key: TrainingKey, path: Path, device: torch.device,
-          progress: bool = True, description: str = "training") -> TrainingResult:
+          progress: bool | None = None, description: str = "training") -> TrainingResult:
     """Train ``model(t, x)`` on batches ``(t, x, target)`` from ``sample_batch`` and return the model to use
-    (the EMA weights when ``settings.ema``), saving to and resuming from ``path``."""
+    (the EMA weights when ``settings.ema``), saving to and resuming from ``path``. The progress bar shows on a
+    terminal (``progress=None``), always (True) or never (False)."""
+    progress = sys.stderr.isatty() if progress is None else progress
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, settings.learning_rate_factor)
@@ -157,7 +159,7 @@ def train(model: torch.nn.Module, sample_batch: Callable[[torch.Generator], tupl
         scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        running, count = running + float(loss), count + 1
+        running, count = running + float(loss.detach()), count + 1
         if (step + 1) % settings.record_every == 0:
             losses.append(running / count)
             bar.set_postfix_str(f"loss {losses[-1]:.4g}")

@@ -3,11 +3,11 @@ r"""The speed-accuracy relations of physics.md §4 as slacks (larger minus small
 =========================  ==============================================  =========  ==================
 relation                   inequality                                      equation   applies to
 =========================  ==============================================  =========  ==================
-``dissipation_rate``       :math:`v_{loss}(t)^2 \le T_t\dot S_t` at every t  (80)       all processes
-``wasserstein_speed``      :math:`v_{loss}(t)^2 \le v_2(t)^2` at every t    (82)       conservative
+``dissipation_rate``       :math:`v_{loss}(t)^2 \le T_t\dot S_t` at every t  (80)       exact estimation
+``wasserstein_speed``      :math:`v_{loss}(t)^2 \le v_2(t)^2` at every t    (82)       conservative, exact
 ``response``               :math:`\eta \le c_1`                             (81)       all processes
-``dissipation``            :math:`c_1 \le w_D`                              (81)       all processes
-``kinetic_cost``           :math:`c_1 \le c_2`                              (83)       conservative
+``dissipation``            :math:`c_1 \le w_D`                              (81)       exact estimation
+``kinetic_cost``           :math:`c_1 \le c_2`                              (83)       conservative, exact
 ``path_length``            :math:`L_\tau^2/\tau \le c_2`                    (92)       all processes
 ``geodesic``               :math:`W_2(P_0,P_\tau)^2/\tau \le L_\tau^2/\tau` (92)       all processes
 =========================  ==============================================  =========  ==================
@@ -18,7 +18,9 @@ magnitudes of its two sides, of the dissipation that bounds them (:math:`w_D` fo
 that two sides that both vanish (a static process, a flow that is a pure translation) compare at rounding
 level. ``rtol`` is the numerical tolerance of the
 quadratures, recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
-and where D_0 is infinite.
+where D_0 is infinite, and, for (80), (82), c_1 ≤ w_D and (83), when the reverse process follows a trained
+estimator rather than the exact velocity (those relations assume ν̂ = ν; Eq. (100) of the ``estimation``
+observer covers that case; η ≤ c_1 is Cauchy–Schwarz and holds for any flow).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ class Relation:
     smaller: Callable[[dict], np.ndarray]
     larger: Callable[[dict], np.ndarray]
     conservative_only: bool
+    #: derived for a reverse process that follows the exact velocity (not applicable to trained estimators)
+    exact_only: bool
 
 
 def _thermo(key):
@@ -56,18 +60,19 @@ def _resp(key):
 
 RELATIONS = (
     Relation("dissipation_rate", "v_loss^2 <= T dS/dt", "(80)", ("perturbation", "time"),
-             _resp("loss_speed_squared"), _thermo("dissipation_rate"), False),
+             _resp("loss_speed_squared"), _thermo("dissipation_rate"), False, True),
     Relation("wasserstein_speed", "v_loss^2 <= v_2^2", "(82)", ("perturbation", "time"),
-             _resp("loss_speed_squared"), _thermo("wasserstein_speed_squared"), True),
-    Relation("response", "eta <= c_1", "(81)", ("perturbation",), _resp("response"), _resp("loss_cost"), False),
-    Relation("dissipation", "c_1 <= w_D", "(81)", ("perturbation",), _resp("loss_cost"), _thermo("dissipation"),
+             _resp("loss_speed_squared"), _thermo("wasserstein_speed_squared"), True, True),
+    Relation("response", "eta <= c_1", "(81)", ("perturbation",), _resp("response"), _resp("loss_cost"), False,
              False),
+    Relation("dissipation", "c_1 <= w_D", "(81)", ("perturbation",), _resp("loss_cost"), _thermo("dissipation"),
+             False, True),
     Relation("kinetic_cost", "c_1 <= c_2", "(83)", ("perturbation",), _resp("loss_cost"),
-             _thermo("kinetic_cost"), True),
+             _thermo("kinetic_cost"), True, True),
     Relation("path_length", "L^2/tau <= c_2", "(92)", (), _thermo("path_length_cost"),
-             _thermo("kinetic_cost"), False),
+             _thermo("kinetic_cost"), False, False),
     Relation("geodesic", "W_2^2/tau <= L^2/tau", "(92)", (), _thermo("geodesic_cost"),
-             _thermo("path_length_cost"), False),
+             _thermo("path_length_cost"), False, False),
 )
 
 
@@ -111,7 +116,8 @@ class Bounds(Observer):
         for rel in RELATIONS:
             smaller, larger = np.asarray(rel.smaller(measured)), np.asarray(rel.larger(measured))
             smaller, larger = np.broadcast_arrays(smaller, larger)
-            applicable = run.process.conservative or not rel.conservative_only
+            applicable = ((run.process.conservative or not rel.conservative_only)
+                          and (run.estimator.exact or not rel.exact_only))
             slack = larger - smaller if applicable else np.full(smaller.shape, np.nan)
             time_axes = tuple(i for i, d in enumerate(rel.dims) if d == "time")
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -58,11 +58,13 @@ class Estimation(Observer):
             raise ScenarioError("the residual at t = 0 and the likelihood need a data law with a density: give the "
                                 "data a kernel width (noise or smoothing > 0)")
         self.on_true_particles = scenario.reverse_start == "end_distribution"
-        lengths = [p.estimator.settings.steps // p.estimator.settings.record_every
-                   for p in scenario.protocols.values() if hasattr(p.estimator, "settings")]
-        self.records = max(lengths, default=0)
-        self.record_every = next((p.estimator.settings.record_every for p in scenario.protocols.values()
-                                  if hasattr(p.estimator, "settings")), 1)
+        trained = [p.estimator.settings for p in scenario.protocols.values() if hasattr(p.estimator, "settings")]
+        intervals = {settings.record_every for settings in trained}
+        if len(intervals) > 1:
+            raise ScenarioError(f"the trained estimators record their loss every {sorted(intervals)} steps: use one "
+                                "record_every, so that the loss curves share the training_step axis")
+        self.record_every = intervals.pop() if intervals else 1
+        self.records = max((settings.steps // self.record_every for settings in trained), default=0)
 
     def coordinates(self):
         return {"training_step": self.record_every * np.arange(1, self.records + 1)} if self.records else {}
@@ -96,7 +98,7 @@ class Estimation(Observer):
         generator = torch.Generator(device=times.device).manual_seed(run.seed)
         rate = np.array([self._residual(run, k, generator) for k in range(len(grid))])
         residual = time_integral(rate, grid) / tau
-        divergence = np.stack([self._divergence(run, name) for name in run.perturbed])
+        divergence = self._divergences(run)
         d_max = divergence.max(-1)
         change = np.asarray(measured["response"]["wasserstein_1_change"])
         w_d = float(measured["thermodynamics"]["dissipation"])
@@ -128,20 +130,22 @@ class Estimation(Observer):
         error = ((run.estimator.velocity(t, x) - exact) ** 2).sum(1)
         return float(error @ weights if weights is not None else error.mean())
 
-    def _divergence(self, run, name: str) -> np.ndarray:
-        """D_t on the grid (forward time) for the perturbation ``name``."""
+    def _divergences(self, run) -> np.ndarray:
+        """D_t on the grid (forward time), (perturbation, time): one log-density flow over all the perturbed
+        particles together."""
+        names = list(run.perturbed)
         if run.process.marginal(float(run.times[0])) is None:
-            return np.full(len(run.times), np.nan)
-        trajectory = run.perturbed[name]
-        start = trajectory.positions[-1]
-        log_start = run.perturbations[name].log_prob(start)
-        positions, log_densities = self._log_density_flow(run, start, log_start, run.times.flip(0))
+            return np.full((len(names), len(run.times)), np.nan)
+        starts = [run.perturbed[name].positions[-1] for name in names]
+        log_starts = [run.perturbations[name].log_prob(x) for name, x in zip(names, starts, strict=True)]
+        positions, log_densities = self._log_density_flow(run, torch.cat(starts), torch.cat(log_starts),
+                                                          run.times.flip(0))
         positions, log_densities = positions.flip(0), log_densities.flip(0)
-        values = []
-        for k, t in enumerate(run.times.tolist()):
-            log_true = run.process.marginal(t).log_prob(positions[k])
-            values.append(float(trajectory.weights @ torch.exp(log_densities[k] - log_true)) - 1)
-        return np.array(values)
+        log_true = torch.stack([run.process.marginal(t).log_prob(positions[k])
+                                for k, t in enumerate(run.times.tolist())])
+        ratios = torch.exp(log_densities - log_true).split([len(x) for x in starts], dim=1)
+        return np.stack([(ratio @ run.perturbed[name].weights).cpu().numpy() - 1
+                         for name, ratio in zip(names, ratios, strict=True)])
 
     def _heldout(self, run) -> float:
         generator = torch.Generator(device=run.times.device).manual_seed(run.seed + HELDOUT_STREAM)
@@ -152,10 +156,10 @@ class Estimation(Observer):
     def _log_density_flow(self, run, x0, log_p0, times):
         generator = torch.Generator(device=x0.device).manual_seed(run.seed)
 
-        def divergence(t, x):
-            return run.estimator.velocity_divergence(t, x, probes=self.probes, generator=generator)
+        def field(t, x):
+            return run.estimator.velocity_and_divergence(t, x, probes=self.probes, generator=generator)
 
-        return log_density_flow(run.estimator.velocity, divergence, x0, log_p0, times)
+        return log_density_flow(field, x0, log_p0, times)
 
 
 @hookimpl
