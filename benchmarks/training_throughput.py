@@ -4,7 +4,7 @@ minibatch-OT coupling.
 Both loops train the same MLP (the ``neural`` estimator's) on the same conditional-flow-matching batches
 of the 1-D Gaussian mixture (cond-OT schedule) with AdamW and the same batch size; stochthermo's loop
 adds what makes it trustworthy (learning-rate schedule, EMA weights, loss recording, a checkpoint at the
-end). Steps per second are measured side by side in one run, best of ``--repeat``. Then the exact OT plan
+end). Steps per second are measured side by side in one run, after a warm-up, best of ``--repeat``. Then the exact OT plan
 of one minibatch (POT network simplex, 2-D Swiss roll against N(0, I)) is timed per batch size.
 
     python benchmarks/training_throughput.py [--steps 300] [--batch 2048] [--repeat 3]
@@ -63,6 +63,7 @@ def main() -> None:
     settings = estimator.settings
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; MLP 128 x 3, batch {args.batch}, "
           f"{args.steps} steps, float64")
+    bare_loop(sampler, 20, settings.learning_rate)  # warm-up: first-call allocations are not the loop's cost
     ours, bare = [], []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory() as directory:
