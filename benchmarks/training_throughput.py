@@ -4,8 +4,9 @@ minibatch-OT coupling.
 Both loops train the same MLP (the ``neural`` estimator's) on the same conditional-flow-matching batches
 of the 1-D Gaussian mixture (cond-OT schedule) with AdamW and the same batch size; stochthermo's loop
 adds what makes it trustworthy (learning-rate schedule, EMA weights, loss recording, a checkpoint at the
-end). Steps per second are measured side by side in one run, after a warm-up, best of ``--repeat``. Then the exact OT plan
-of one minibatch (POT network simplex, 2-D Swiss roll against N(0, I)) is timed per batch size.
+end). Steps per second are measured side by side in one run, after a warm-up, best of ``--repeat``. Then
+the exact OT plan of one minibatch (POT network simplex, 2-D Swiss roll against N(0, I)) is timed per
+batch size.
 
     python benchmarks/training_throughput.py [--steps 300] [--batch 2048] [--repeat 3]
 """

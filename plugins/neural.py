@@ -10,7 +10,8 @@ Training targets (what the loss regresses on; its minimiser is the exact ν_t):
   interpolated (relative error below 1e-7 in the targets);
 * ``optimal_transport`` — *minibatch OT couplings*: a batch of data and prior samples paired by the exact
   OT plan of the batch (POT's network simplex; in 1-D the monotone pairing, which is that plan),
-  :math:`x = (1 - s)y + sz`, target (z − y)/τ.
+  :math:`x = (1 - s)y + sz`, target (z − y)/τ. The exact plan costs O(batch³) in d ≥ 2 (6 ms at 256, 0.2 s
+  at 1024 in 2-D): give OT protocols a smaller ``batch`` there.
 
 The conditional loss exceeds :math:`E|\hat\nu - \nu|^2` by an irreducible variance, so the residual L of
 Eq. (100) is measured separately against the exact ν (observer ``estimation``).

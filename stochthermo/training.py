@@ -104,6 +104,7 @@ def process_fingerprint(process) -> tuple[str, str]:
     """Digests of the data law (seeded samples) and of the process (its class, τ and its velocity on
     fixed probe points around the data at several times), on the CPU in float64."""
     process = process.to(torch.device("cpu"), torch.float64)
+    process.realise(FINGERPRINT_SAMPLES, 0, device=torch.device("cpu"), dtype=torch.float64)  # sample-based ones
     generator = torch.Generator().manual_seed(12345)
     data = process.data.sample(FINGERPRINT_SAMPLES, generator)
     probes = process.prior.sample(FINGERPRINT_POINTS, generator)

@@ -204,3 +204,17 @@ def test_imperfect_estimation_bound_over_known_errors(data, perturbation, offset
     if np.isfinite(ds.chi_square).all():
         assert (ds.holds_imperfect_estimation == 1).all(), float(ds.slack_imperfect_estimation.min())
     assert (ds.holds_dissipation_rate == -1).all()  # (80) assumes exact estimation
+
+
+def test_sample_based_transport_is_keyed_and_trains(tmp_path):
+    """The process fingerprint realises a sample-based process's plan first, so its key is defined and stable."""
+    spec = scenario_dict(data={"name": "moons", "size": 200, "noise": 0.1},
+                         prior={"name": "gaussian", "mean": [0.0, 0.0]},
+                         perturbations={"p": {"name": "gaussian", "mean": [0.0, 0.0], "std": 0.9}},
+                         protocols={"p": {"process": "optimal_transport",
+                                          "estimator": {"name": "neural", "steps": 20, "batch": 64, "warmup": 2,
+                                                        "record_every": 5, "cache": str(tmp_path)}}})
+    estimator = parse_scenario(yaml.safe_dump(spec)).protocols["p"].estimator
+    assert estimator._key() == estimator._key()
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    assert estimator.velocity(0.5, x).shape == (3, 2) and len(estimator.result.losses) == 4

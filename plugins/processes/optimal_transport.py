@@ -234,7 +234,7 @@ class DisplacementInterpolation(Distribution):
 
     def _quadrature(self):
         """Nodes and weights of the data law's normal-score (1-D) grid, pushed by the interpolation."""
-        ensemble = make_ensemble(self.process.data, 4097, 0, device=torch.device("cpu"))
+        ensemble = make_ensemble(self.process.data, 4097, 0, device=self.process.data.mean().device)
         return self._push(ensemble.positions), ensemble.weights
 
     def mean(self):
