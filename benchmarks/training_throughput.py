@@ -34,7 +34,7 @@ SCENARIO = {"data": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means":
 
 def make_model():
     torch.manual_seed(0)
-    return VelocityMLP(1, 128, 3, 6, 1.0, 0.6).double()
+    return VelocityMLP(1, 128, 3, 6, 1.0, 0.6, 0.6).double()
 
 
 def bare_loop(sampler, steps, learning_rate):

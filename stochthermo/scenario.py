@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,17 @@ from .observer import Observer
 from .parameters import SCENARIO_DIRECTORY, coerce, parameters_of, plugin_base
 from .process import ForwardProcess
 from .registry import Registry, default_registry
+
+
+class ScenarioLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``5e-3`` and ``1E6`` are numbers (YAML 1.1, PyYAML's
+    default, reads a float without a dot as a string)."""
+
+
+ScenarioLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."))
 
 DEFAULT_OBSERVERS = ["thermodynamics", "response", "bounds", "snapshots"]
 
@@ -121,7 +133,7 @@ def parse_scenario(text: str, *, source: str | None = None, overrides: list[str]
     """Validate scenario text (``source`` names it in errors), with ``overrides`` applied first."""
     registry = registry or default_registry()
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=ScenarioLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -280,7 +292,7 @@ def _apply_override(raw: dict, override: str) -> None:
     if not sep or not key.strip():
         raise ScenarioError(f"--set expects KEY=VALUE, got {override!r}")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = yaml.load(value, Loader=ScenarioLoader)
     except yaml.YAMLError:
         raise ScenarioError(f"--set {key}: value {value!r} is not valid YAML") from None
     _set_key(raw, key.strip(), parsed)

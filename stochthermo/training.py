@@ -33,6 +33,7 @@ from .errors import ScenarioError
 
 log = logging.getLogger("stochthermo")
 
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 #: probes of the process fingerprint: points per time, times, data samples
 FINGERPRINT_POINTS, FINGERPRINT_TIMES, FINGERPRINT_SAMPLES = 64, 5, 256
 
@@ -48,6 +49,8 @@ class TrainingSettings:
     seed: int
     record_every: int
     checkpoint_every: int
+    #: the network's floating-point type in training (the trained model is evaluated in the scenario's dtype)
+    precision: str = "float32"
 
     def check(self) -> None:
         for key in ("steps", "batch", "record_every", "checkpoint_every"):
@@ -61,6 +64,12 @@ class TrainingSettings:
             raise ScenarioError(f"must be in [0, steps), got {self.warmup}", key="warmup")
         if self.ema is not None and not 0 < self.ema < 1:
             raise ScenarioError(f"must be in (0, 1), got {self.ema}", key="ema")
+        if self.precision not in PRECISIONS:
+            raise ScenarioError(f"must be one of {', '.join(PRECISIONS)}, got '{self.precision}'", key="precision")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return PRECISIONS[self.precision]
 
     def learning_rate_factor(self, step: int) -> float:
         """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""

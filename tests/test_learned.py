@@ -41,9 +41,15 @@ def _residual(estimator, process, n=2048):
     return total / 4
 
 
-@pytest.mark.parametrize("process_spec", [{"name": "scheduled", "schedule": "cond_ot"}, "optimal_transport"])
-def test_short_training_lowers_loss_and_residual(tmp_path, process_spec):
-    short = dict(steps=300, batch=256, width=32, depth=2, warmup=20, record_every=20, ema=None)
+@pytest.mark.parametrize("process_spec, objective", [
+    ({"name": "scheduled", "schedule": "cond_ot"}, {}),
+    ("optimal_transport", {}),
+    ({"name": "scheduled", "schedule": "vp_linear"}, {"objective": "score_matching"}),
+    ({"name": "scheduled", "schedule": {"name": "ve", "sigma_max": 3.0}},
+     {"objective": "score_matching", "weighting": "velocity"}),
+])
+def test_short_training_lowers_loss_and_residual(tmp_path, process_spec, objective):
+    short = dict(steps=300, batch=256, width=32, depth=2, warmup=20, record_every=20, ema=None, **objective)
     untrained = _neural(process_spec, tmp_path / "a", **{**short, "steps": 1, "warmup": 0, "record_every": 1})
     trained = _neural(process_spec, tmp_path / "b", **short)
     process = trained.process
@@ -122,6 +128,67 @@ def test_bad_training_settings_are_refused(tmp_path):
     spec["perturbations"] = {"p": {"name": "gaussian", "mean": [0.0, 0.0], "std": 0.9}}
     with pytest.raises(ScenarioError, match="isotropic mixture components or a point cloud"):
         parse_scenario(yaml.safe_dump(spec))
+    spec["protocols"]["p"]["estimator"] = {"name": "neural", "objective": "score_matching"}
+    parse_scenario(yaml.safe_dump(spec))  # a score model needs no conditional velocity per component
+    with pytest.raises(ScenarioError, match=r"objective: score matching needs a finite force .* t = 1 "):
+        _neural({"name": "scheduled", "schedule": "cosine"}, tmp_path, objective="score_matching")
+    with pytest.raises(ScenarioError, match="score matching needs a linear-force process"):
+        _neural("optimal_transport", tmp_path, objective="score_matching")
+    with pytest.raises(ScenarioError, match="weighting: must be one of noise, velocity"):
+        _neural({"name": "scheduled", "schedule": "ve"}, tmp_path, objective="score_matching", weighting="snr")
+    with pytest.raises(ScenarioError, match="precision: must be one of float32, float64"):
+        _neural("optimal_transport", tmp_path, precision="float16")
+    with pytest.raises(ScenarioError, match="coupling_batch: only minibatch-OT"):
+        _neural({"name": "scheduled", "schedule": "ve"}, tmp_path, coupling_batch=4096)
+
+
+class OracleNoise(torch.nn.Module):
+    """ε̄_t(x) = −√v_t ∇ln P_t(x) for data N(0, c I) under a linear process: P_t = N(0, (a_t²c + v_t) I)."""
+
+    def __init__(self, process, c):
+        super().__init__()
+        self.process, self.c = process, c
+
+    def forward(self, t, x):
+        mom = [self.process.moments(float(ti)) for ti in t]
+        variance = torch.stack([m.variance for m in mom])[:, None]
+        total = torch.stack([m.scale**2 for m in mom])[:, None] * self.c + variance
+        return variance.sqrt() * x / total
+
+
+@pytest.mark.parametrize("process_spec, dim", [({"name": "scheduled", "schedule": "vp_linear"}, 1),
+                                               ({"name": "scheduled", "schedule": "ve"}, 1),
+                                               ({"name": "rotational", "g": 3.0}, 2)])
+def test_score_parameterisation_with_the_exact_score_gives_the_exact_velocity(process_spec, dim):
+    """ν̂ = (H + GJ)x + (T/√v) ε̄ with the true noise ε̄ is ν (tabulated coefficients: interpolation error only),
+    and for a scheduled process the velocity-weighted target f + Tε/σ is the flow-matching target ṁy + σ̇ε."""
+    from stochthermo_plugins.neural import TABLE_INTERVALS
+    from stochthermo_plugins.score_model import ScoreVelocity, score_coefficients, score_row
+
+    c = 0.49
+    spec = scenario_dict(data={"name": "gaussian", "mean": [0.0] * dim, "std": 0.7},
+                         prior={"name": "gaussian", "mean": [0.0] * dim},
+                         perturbations={"p": {"name": "gaussian", "mean": [0.0] * dim, "std": 0.9}},
+                         protocols={"p": {"process": process_spec}})
+    process = parse_scenario(yaml.safe_dump(spec)).protocols["p"].process
+    model = ScoreVelocity(OracleNoise(process, c), score_coefficients(process, TABLE_INTERVALS), tau=process.tau,
+                          weighting="velocity")
+    x = torch.randn(64, dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 1.3
+    for t in (0.013, 0.3, 0.77, 1.0):
+        exact, times = process.velocity(t, x), torch.full((64,), t, dtype=torch.float64)
+        row = score_row(process, t, first=process.tau / TABLE_INTERVALS).expand(64, -1)
+        torch.testing.assert_close(model.velocity(times, x, row), exact, rtol=1e-12, atol=1e-12)
+        # the training table, linearly interpolated: O((Δt/t)²) where T/√v ~ t^(-1/2) (VP near t = 0)
+        torch.testing.assert_close(model.velocity(times, x), exact, rtol=2e-5, atol=1e-8)
+    if process_spec["name"] == "scheduled":
+        schedule = process.schedule
+        for t in (0.25, 0.5):  # table nodes: no interpolation
+            row = model.coefficients(torch.tensor([t], dtype=torch.float64))[0]
+            s = torch.tensor(t, dtype=torch.float64)
+            y, eps = torch.tensor(0.8, dtype=torch.float64), torch.tensor(-1.1, dtype=torch.float64)
+            x_t = schedule.m(s) * y + schedule.sigma(s) * eps
+            torch.testing.assert_close(row[0] * x_t + row[2] * eps, schedule.dm(s) * y + schedule.dsigma(s) * eps,
+                                       rtol=1e-12, atol=0)
 
 
 # ---- the log-density ODE ----------------------------------------------------------------------------------
@@ -218,3 +285,12 @@ def test_sample_based_transport_is_keyed_and_trains(tmp_path):
     assert estimator._key() == estimator._key()
     x = torch.zeros(3, 2, dtype=torch.float64)
     assert estimator.velocity(0.5, x).shape == (3, 2) and len(estimator.result.losses) == 4
+
+
+def test_exponent_floats_are_numbers_in_scenarios_and_overrides(tmp_path):
+    """YAML 1.2 floats: ``learning_rate: 5e-3`` (a string to PyYAML's YAML 1.1 resolver) and ``--set`` alike."""
+    text = yaml.safe_dump(scenario_dict(protocols={"p": {"process": "optimal_transport", "estimator": {
+        "name": "neural", "learning_rate": "LR", "cache": str(tmp_path)}}})).replace("learning_rate: LR", "learning_rate: 5e-3")
+    assert parse_scenario(text).protocols["p"].estimator.settings.learning_rate == 0.005
+    overridden = parse_scenario(text, overrides=["protocols.p.estimator.learning_rate=1E-2"])
+    assert overridden.protocols["p"].estimator.settings.learning_rate == 0.01
