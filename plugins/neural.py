@@ -28,8 +28,9 @@ Default budget (width 128, depth 3, batch 512, 12000 steps, lr 2e-3): chosen on 
 cosine schedule, where η of the learned flow depends on how well the network resolves the stretch of the
 gap between the modes near t = 0 (the end-to-end map's slope there is 2.2). At a fixed time budget the
 error is optimisation-limited, not noise-limited: relative η errors over the four perturbations were
-≤ 2.8 % at batch 2048 × 4000 steps, ≤ 1.0 % at 1024 × 12000 and ≤ 0.34 % at 512 × 16000 (about 80, 105
-and 105 s on 2 cores); a wider net (256) or more time frequencies (10) did not help.
+≤ 2.8 % at batch 2048 × 4000 steps, ≤ 1.0 % at 1024 × 12000 and ≤ 0.34 % at 512 × 16000 (training about
+25, 105 and 105 s on 2 cores; 512 × 12000 takes about 65 s); a wider net (256: ≤ 3.6 %, 160 s) or more time
+frequencies (10: ≤ 4.5 %) did not help.
 """
 
 from __future__ import annotations
