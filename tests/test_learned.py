@@ -289,8 +289,9 @@ def test_sample_based_transport_is_keyed_and_trains(tmp_path):
 
 def test_exponent_floats_are_numbers_in_scenarios_and_overrides(tmp_path):
     """YAML 1.2 floats: ``learning_rate: 5e-3`` (a string to PyYAML's YAML 1.1 resolver) and ``--set`` alike."""
-    text = yaml.safe_dump(scenario_dict(protocols={"p": {"process": "optimal_transport", "estimator": {
-        "name": "neural", "learning_rate": "LR", "cache": str(tmp_path)}}})).replace("learning_rate: LR", "learning_rate: 5e-3")
+    spec = scenario_dict(protocols={"p": {"process": "optimal_transport", "estimator": {
+        "name": "neural", "learning_rate": "LR", "cache": str(tmp_path)}}})
+    text = yaml.safe_dump(spec).replace("learning_rate: LR", "learning_rate: 5e-3")
     assert parse_scenario(text).protocols["p"].estimator.settings.learning_rate == 0.005
     overridden = parse_scenario(text, overrides=["protocols.p.estimator.learning_rate=1E-2"])
     assert overridden.protocols["p"].estimator.settings.learning_rate == 0.01
