@@ -113,6 +113,9 @@ class Neural(Estimator):
         if weighting not in WEIGHTINGS:
             raise ScenarioError(f"must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'", key="weighting")
         if isinstance(process, LinearProcess):
+            if process.matrix_moments:
+                raise ScenarioError(f"'{process.name}' has an anisotropic force (Sigma_t not a multiple of I): "
+                                    "neural training needs isotropic conditional noise", key="objective")
             if objective == "flow_matching" and process.structure is not None and not process.isotropic:
                 raise ScenarioError("conditional flow matching needs isotropic mixture components or a point "
                                     "cloud (score matching does not)", key="objective")

@@ -19,31 +19,34 @@ import torch
 
 from stochthermo import Distribution, PointCloudStructure, ScenarioError, hookimpl
 from stochthermo.errors import did_you_mean
-from stochthermo.posterior import posterior_average
+from stochthermo.posterior import posterior_average, shared_kernel_average
 
 
 class PointCloud(Distribution):
-    """Equally weighted points ``points`` (N_D, d), each smoothed by N(0, std² I) (built by processes for
-    their marginals; the registered point clouds below derive from it)."""
+    """Equally weighted points ``points`` (N_D, d), each smoothed by N(0, std² I), or, with ``kernel``, by one
+    shared N(0, K) (K a (d, d) covariance: the marginals of an anisotropic linear force, whose kernels are
+    sheared). Built by processes for their marginals; the registered point clouds below derive from it."""
 
     name = "point_cloud"
 
     @classmethod
-    def from_points(cls, points: torch.Tensor, std: float) -> PointCloud:
+    def from_points(cls, points: torch.Tensor, std: float = 0.0, *, kernel: torch.Tensor | None = None) -> PointCloud:
         cloud = cls.__new__(cls)
-        cloud._set(points, std)
+        cloud._set(points, std, kernel)
         return cloud
 
-    def _set(self, points: torch.Tensor, std: float) -> None:
+    def _set(self, points: torch.Tensor, std: float, kernel: torch.Tensor | None = None) -> None:
         self.points = points
-        self.std = float(std)
+        #: isotropic kernel width s (None when the kernel is the matrix ``kernel``)
+        self.std = None if kernel is not None else float(std)
+        self.kernel = kernel
 
     @property
     def dim(self) -> int:
         return self.points.shape[1]
 
     def point_cloud(self) -> PointCloudStructure:
-        return PointCloudStructure(self.points, self.std)
+        return PointCloudStructure(self.points, self.std, self.kernel)
 
     def sample(self, n, generator):
         device = generator.device
@@ -51,29 +54,38 @@ class PointCloud(Distribution):
         chosen = self.points.to(device)[index]
         if self.std == 0:
             return chosen
-        return chosen + self.std * torch.randn(chosen.shape, generator=generator, device=device, dtype=chosen.dtype)
+        noise = torch.randn(chosen.shape, generator=generator, device=device, dtype=chosen.dtype)
+        if self.kernel is None:
+            return chosen + self.std * noise
+        return chosen + noise @ torch.linalg.cholesky(self.kernel.to(device)).mT
 
     def log_prob(self, x):
         if self.std == 0:
             raise ValueError(f"{self.name}: the empirical law (kernel width 0) has no density")
         empty = torch.empty((len(self.points), 0), dtype=x.dtype, device=x.device)
-        return posterior_average(x, self.points.to(x), empty, self.std**2).log_density
+        if self.kernel is None:
+            return posterior_average(x, self.points.to(x), empty, self.std**2).log_density
+        return shared_kernel_average(x, self.points.to(x), empty, self.kernel.to(x)).log_density
 
     def mean(self):
         return self.points.mean(0)
 
     def covariance(self):
         centred = self.points - self.mean()
-        return centred.T @ centred / len(self.points) + self.std**2 * torch.eye(self.dim, dtype=self.points.dtype,
-                                                                                 device=self.points.device)
+        kernel = self.kernel if self.kernel is not None else self.std**2 * torch.eye(
+            self.dim, dtype=self.points.dtype, device=self.points.device)
+        return centred.T @ centred / len(self.points) + kernel
 
     def second_moment(self):
-        """E|y|² = mean_i |y_i|² + n_d s² (without forming the n_d × n_d covariance)."""
-        return float((self.points**2).sum(1).mean()) + self.dim * self.std**2
+        """E|y|² = mean_i |y_i|² + tr K (without forming the n_d × n_d covariance when K = s² I)."""
+        spread = float(torch.trace(self.kernel)) if self.kernel is not None else self.dim * self.std**2
+        return float((self.points**2).sum(1).mean()) + spread
 
     def tail_precisions(self):
         if self.std == 0:
             return None  # bounded support
+        if self.kernel is not None:
+            return torch.linalg.inv(self.kernel.cpu())[None]
         return torch.eye(self.dim, dtype=self.points.dtype)[None] / self.std**2
 
 

@@ -41,10 +41,12 @@ class MixtureStructure:
 @dataclass(frozen=True)
 class PointCloudStructure:
     """``points`` (N_D, d), each the centre of an isotropic Gaussian kernel of standard deviation ``std``
-    (0: atoms, the empirical law); all points carry the same weight."""
+    (0: atoms, the empirical law), or, where ``kernel`` is given (and ``std`` is None), of one shared
+    Gaussian kernel N(0, ``kernel``); all points carry the same weight."""
 
     points: torch.Tensor
-    std: float
+    std: float | None
+    kernel: torch.Tensor | None = None
 
 
 class Distribution(Component):

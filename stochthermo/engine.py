@@ -1,8 +1,9 @@
 """The one entry point that runs a scenario into an :class:`xarray.Dataset`.
 
 For every protocol and seed: the true reverse process (P_τ, or the prior with ``reverse_start: prior``,
-carried by the process's exact flow) and the perturbed reverse processes (each start carried by the
-estimator's flow) are transported over the time grid when an observer first reads them; the observers
+carried by the process's exact flow), the perturbed reverse processes (each start carried by the
+estimator's flow) and, where the true one does not start from P_τ, the forward marginals (P_τ carried by
+the exact flow) are transported over the time grid when an observer first reads them; the observers
 measure them in order (diffrax-like layering: the equation is the process, the
 solver its ``flow``, what is saved the :class:`~stochthermo.trajectory.Trajectory`, the result the Dataset).
 """
@@ -61,7 +62,13 @@ def _simulate_variant(scenario: Scenario, device: str | None, bar: tqdm) -> xr.D
                 true_start = make_ensemble(start_law, scenario.particles, seed, device=torch_device, dtype=dtype)
                 return run_flow(process.flow, true_start, times), run_flows(estimator.flow, ensembles, times)
 
-            run = Run(protocol.name, seed, process, estimator, times, perturbations, start_law, transport)
+            def forward_transport(process=process, seed=seed):
+                start = make_ensemble(process.end_distribution(), scenario.particles, seed, device=torch_device,
+                                      dtype=dtype)
+                return run_flow(process.flow, start, times)
+
+            run = Run(protocol.name, seed, process, estimator, times, perturbations, start_law, transport,
+                      None if scenario.reverse_start == "end_distribution" else forward_transport)
             measured: dict[str, dict] = {}
             for observer in scenario.observers:
                 measured[observer.name] = observer.observe(run, measured)

@@ -98,13 +98,14 @@ def helmholtz_split(grid: Grid2D, field: Callable[[torch.Tensor], tuple[torch.Te
 
 def covering_grid(law, cells_per_width: float, extent: float) -> Grid2D:
     """A square-celled grid covering ``law`` (component centres ± ``extent`` widths) with spacing its
-    narrowest component width over ``cells_per_width`` (point clouds and Gaussian mixtures)."""
+    narrowest component width over ``cells_per_width`` (point clouds, with isotropic or shared matrix
+    kernels, and Gaussian mixtures)."""
     cloud, mixture = law.point_cloud(), law.mixture()
-    if cloud is not None:
+    if cloud is not None and cloud.kernel is None:
         centres, narrowest, widest = cloud.points.cpu().numpy(), cloud.std, cloud.std
-    elif mixture is not None:
-        centres = mixture.means.cpu().numpy()
-        eigenvalues = torch.linalg.eigvalsh(mixture.covariances).cpu().numpy()
+    elif cloud is not None or mixture is not None:
+        centres = (cloud.points if cloud is not None else mixture.means).cpu().numpy()
+        eigenvalues = torch.linalg.eigvalsh(cloud.kernel if cloud is not None else mixture.covariances).cpu().numpy()
         narrowest, widest = float(np.sqrt(eigenvalues.min())), float(np.sqrt(eigenvalues.max()))
     else:
         raise ValueError(f"'{law.name}' is neither a point cloud nor a Gaussian mixture")

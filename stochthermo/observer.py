@@ -60,6 +60,9 @@ class Run:
     true_start: Distribution
     #: computes (true, perturbed) on first use
     transport: Callable[[], tuple[Trajectory, dict[str, Trajectory]]] = field(repr=False)
+    #: computes the forward trajectory on first use; ``None`` when the true reverse process starts from P_τ
+    #: (it is then the forward trajectory)
+    forward_transport: Callable[[], Trajectory] | None = field(default=None, repr=False)
 
     @cached_property
     def _trajectories(self) -> tuple[Trajectory, dict[str, Trajectory]]:
@@ -70,6 +73,14 @@ class Run:
         """The true reverse process: its start law (P_τ, or the prior with ``reverse_start: prior``)
         transported by the exact velocity."""
         return self._trajectories[0]
+
+    @cached_property
+    def forward(self) -> Trajectory:
+        """Particles of the forward marginals P_t (physics.md §1-§2: every thermodynamic quantity is an average
+        over P_t): P_τ transported by the exact velocity. The true reverse process itself when it starts from
+        P_τ; with ``reverse_start: prior`` and P_τ ≠ prior the generator's path is not P_t, and this is a
+        separate flow."""
+        return self.true if self.forward_transport is None else self.forward_transport()
 
     @property
     def perturbed(self) -> dict[str, Trajectory]:

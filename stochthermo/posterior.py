@@ -11,6 +11,9 @@ of the sample-based optimal-transport field (physics.md §3, a normalised Gaussi
 one matrix product, :math:`x_i\cdot c_k/V_k - |c_k|^2/2V_k + \dots`; the softmax is accumulated online over
 blocks of components (running maximum, running sum, running weighted sum), and query points are processed
 in blocks, so no block holds more than ``budget`` logits whatever the numbers of points and components.
+Equally weighted components sharing one covariance :math:`V = LL^\top` (a point cloud under an anisotropic
+force) are whitened into that form: :math:`\mathcal N(x; c, V) = \mathcal N(L^{-1}x; L^{-1}c, I)/\det L`
+(:func:`shared_kernel_average`).
 """
 
 from __future__ import annotations
@@ -71,3 +74,13 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
             log_density = log_density - 0.5 * squared_norms * precisions
         log_densities.append(log_density)
     return PosteriorAverage(torch.cat(means), torch.cat(log_densities))
+
+
+def shared_kernel_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: torch.Tensor, *,
+                          budget: int = DEFAULT_BUDGET) -> PosteriorAverage:
+    """:func:`posterior_average` for equally weighted components N(c_k, V) sharing one (d, d) covariance
+    ``kernel`` = V, by whitening with its Cholesky factor."""
+    factor = torch.linalg.cholesky(kernel)
+    white = torch.linalg.solve_triangular(factor, torch.cat([x, centres]).T, upper=False).T
+    average = posterior_average(white[:len(x)], white[len(x):], values, 1.0, budget=budget)
+    return PosteriorAverage(average.mean, average.log_density - torch.log(torch.diagonal(factor)).sum())

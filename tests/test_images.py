@@ -176,7 +176,7 @@ def test_monte_carlo_cost_matches_quadrature_on_the_1d_mixture():
 @pytest.mark.parametrize("schedule", [Cosine(), CondOT()])
 def test_single_data_point_kinetic_cost_closed_form(schedule):
     """N_D = 1: P_t = N(m y, σ² I) and ν = ṁ y + σ̇ ε, so c_2 = ∫(ṁ²|y|² + σ̇² n_d) dt exactly: the schedule
-    bound is reached (Monte Carlo within its error). Along the flow from the start sample ε_j the particles
+    bound is reached (Monte Carlo within its error). Along the forward flow from the sample ε_j of P_τ the particles
     stay at m y + σ ε_j, so the particle quadrature equals ∫(ṁ²|y|² + 2ṁσ̇ y·ε̄ + σ̇² mean|ε_j|²) dt."""
     tau, n = 2.0, 64
     y = Images(size=1, seed=7).points[0]
@@ -192,7 +192,9 @@ def test_single_data_point_kinetic_cost_closed_form(schedule):
     closed = moments[0] * float(y @ y) + moments[2] * 64
     assert math.isclose(float(ds.schedule_cost_bound), closed, rel_tol=1e-4)
     assert abs(float(ds.kinetic_cost_monte_carlo) - closed) < 4 * float(ds.kinetic_cost_standard_error)
-    noise = make_ensemble(Gaussian(0.0, 1.0, dim=64), n, 0, device=torch.device("cpu")).positions
+    end = Scheduled(data=Images(size=1, seed=7), prior=Gaussian(0.0, 1.0, dim=64), tau=tau,
+                    schedule=schedule).end_distribution()  # P_τ = N(0, I): the forward particles' start
+    noise = make_ensemble(end, n, 0, device=torch.device("cpu")).positions
     sample = (moments[0] * float(y @ y) + 2 * moments[1] * float(y @ noise.mean(0))
               + moments[2] * float((noise**2).sum(1).mean()))
     assert math.isclose(float(ds.kinetic_cost), sample, rel_tol=1e-4)

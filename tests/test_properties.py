@@ -88,7 +88,9 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
     change = ds.wasserstein_1_change.values.ravel()
     scale = ds.wasserstein_1.values.max()
     np.testing.assert_allclose(change, change[-1], rtol=0, atol=1e-7 * scale)
-    np.testing.assert_allclose(ds.chi_square.values.ravel(), ds.chi_square.values.ravel()[-1], rtol=1e-10)
+    # D_0 against OT's P_τ = N(0, 1) is closed form; cosine's P_τ is a mixture (cos(π/2) = 6e-17, not 0) whose
+    # χ² comes from tanh-sinh quadrature, whose error estimate is heuristic: 7e-10 was seen for rtol 1e-12
+    np.testing.assert_allclose(ds.chi_square.values.ravel(), ds.chi_square.values.ravel()[-1], rtol=1e-8)
     eta = ds.response.values.ravel()
     if abs(change[-1]) > 1e-2 * scale:
         np.testing.assert_allclose(eta, eta[-1], rtol=1e-5)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.linalg
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -65,31 +66,81 @@ def test_moment_equations_agree_with_closed_form():
             assert float(getattr(a, name)) == pytest.approx(float(getattr(b, name)), rel=1e-10, abs=1e-12)
 
 
-@pytest.mark.parametrize("g", [0.0, 4.0])
-def test_rotational_continuity_equation(g):
-    """∂_t log P + ν·∇log P + ∇·ν = 0 with the closed-form marginal (checks ν, including its GJ term)."""
+#: an anisotropic, non-symmetric confinement (a general A_t) and a symmetric one
+SHEARED = [[1.4, 0.5], [-0.2, 0.7]]
+STRETCHED = [[1.6, 0.4], [0.4, 0.6]]
+
+
+@pytest.mark.parametrize(("h", "g"), [(1.1, 0.0), (1.1, 4.0), (SHEARED, 0.0), (STRETCHED, 3.0)])
+def test_rotational_continuity_equation(h, g):
+    """∂_t log P + ν·∇log P + ∇·ν = 0 with the marginal from the moments (checks ν, including its GJ term, and
+    for a matrix h the integrated (B3)-(B4)), and ν = f − T∇log P."""
     data = GaussianMixture([0.4, 0.6], [[1.0, 0.0], [-0.5, 0.8]],
                            covariances=[[[0.3, 0.1], [0.1, 0.2]], [[0.5, 0.0], [0.0, 0.1]]])
-    process = Rotational(data=data, prior=PRIOR, tau=1.0, g=g)
+    process = Rotational(data=data, prior=PRIOR, tau=1.0, h=h, g=g)
     x = torch.randn(64, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     for t in (0.1, 0.5, 0.9):
         residual, scale, grad_logp = continuity_residual(process, t, x)
         assert float(residual.abs().max()) < 1e-5 * scale
-        nu = process.velocity(t, x)
-        # ν = f − T ∇log P (Eq. (1))
-        force = process.confinement(t) * x + process.rotation_rate(t) * x @ torch.tensor([[0.0, 1.0], [-1.0, 0.0]],
-                                                                                           dtype=x.dtype)
-        assert torch.allclose(nu, force - process.temperature(t) * grad_logp, atol=1e-10)
+        force = x @ torch.from_numpy(process.force(t)).T
+        assert torch.allclose(process.velocity(t, x), force - process.temperature(t) * grad_logp, atol=1e-10)
+
+
+def _gaussian_split(process, t):
+    """Closed forms for P_t = N(0, V), ν = Kx, K = A + T V⁻¹: ∫|ν|²P = tr(KVKᵀ); the gradient part is Wx with
+    W symmetric, WV + VW = V̇ (a Lyapunov equation), v_2² = tr(WVW)."""
+    covariance = process.marginal(t).mixture().covariances[0].numpy()
+    gain = process.force(t) + process.temperature(t) * np.linalg.inv(covariance)
+    rate = gain @ covariance + covariance @ gain.T
+    potential = scipy.linalg.solve_continuous_lyapunov(covariance, rate)
+    return np.trace(gain @ covariance @ gain.T), np.trace(potential @ covariance @ potential)
+
+
+@pytest.mark.parametrize(("h", "g"), [(SHEARED, 0.0), (SHEARED, 3.0), (STRETCHED, 0.0)])
+def test_grid_split_of_gaussian_under_general_force(h, g):
+    """A centred anisotropic Gaussian under A_t = −(1 − s)C − T I + GJ: the grid split against the closed form
+    within 1 %; no housekeeping when A_t is symmetric (C symmetric, g = 0)."""
+    process = Rotational(data=Gaussian([0.0, 0.0], covariance=[[0.5, 0.1], [0.1, 0.3]]), prior=PRIOR, tau=1.0,
+                         h=h, g=g)
+    assert process.conservative == (h is STRETCHED and g == 0)
+    for t in (0.0, 0.3, 0.7):
+        total, excess = _gaussian_split(process, t)
+        split = _split(process, t)
+        assert split.total == pytest.approx(total, rel=1e-6)
+        assert split.excess == pytest.approx(excess, rel=0.01)
+        assert split.housekeeping == pytest.approx(total - excess, rel=0.01, abs=1e-9 * total)
+        if process.conservative:
+            assert total - excess < 1e-12 * total
+        else:
+            assert total - excess > 1e-3 * total
+        assert abs(split.orthogonality) < 1e-9
+
+
+def test_matrix_moments_of_commuting_forces_match_the_scalar_closed_form():
+    """Symmetric C, g = 0: every A_t shares C's eigenvectors, and along each the moments are those of the
+    scalar process with h = that eigenvalue (closed form): the integrated (B3)-(B4) must reproduce them."""
+    data = Gaussian([0.0, 0.0], 1.0)
+    process = Rotational(data=data, prior=PRIOR, tau=1.3, h=STRETCHED, temperature_profile="linear")
+    values, vectors = np.linalg.eigh(np.array(STRETCHED))
+    scalar = [Rotational(data=data, prior=PRIOR, tau=1.3, h=float(v), temperature_profile="linear") for v in values]
+    for t in (0.05, 0.6, 1.3):
+        mom = process.moments(t)
+        along = [p.moments(t) for p in scalar]
+        for name, field in (("matrix", "scale"), ("covariance", "variance"), ("dmatrix", "dscale"),
+                            ("dcovariance", "dvariance")):
+            expected = vectors @ np.diag([float(getattr(m, field)) for m in along]) @ vectors.T
+            np.testing.assert_allclose(getattr(mom, name).numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
 def test_point_cloud_velocity_equals_mixture_velocity():
-    """Kernel-smoothed points through the chunked softmax = the same points as an isotropic mixture."""
+    """Kernel-smoothed points through the chunked softmax (whitened, for the sheared kernels of an anisotropic
+    force) = the same points as a mixture through the general formula."""
     points = SwissRoll(size=50, noise=0.2).points
     cloud = PointCloud.from_points(points, 0.2)
     mixture = GaussianMixture([1 / 50] * 50, points.tolist(), stds=[0.2] * 50)
     x = torch.randn(40, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    for cls, extra in ((Rotational, {"g": 3.0}), (Scheduled, {"schedule": default_registry().get("schedule",
-                                                                                                 "cosine")()})):
+    for cls, extra in ((Rotational, {"g": 3.0}), (Rotational, {"h": SHEARED, "g": 3.0}),
+                       (Scheduled, {"schedule": default_registry().get("schedule", "cosine")()})):
         a = cls(data=cloud, prior=PRIOR, tau=1.0, **extra)
         b = cls(data=mixture, prior=PRIOR, tau=1.0, **extra)
         b.isotropic = False  # the general (matrix) formula
@@ -153,19 +204,22 @@ def test_sample_ot_converges_to_gaussian_map():
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow],
           phases=[Phase.explicit, Phase.generate])  # each example runs a grid split: no slow shrinking
-@given(data=mixtures(2), perturbation=gaussian_perturbations(2, max_std=0.7), g=st.floats(0.0, 5.0))
-def test_relations_hold_under_rotation(data, perturbation, g):
-    """T Ṡ ≥ v_2² (grid split), v_loss² ≤ T Ṡ and η ≤ c_1 ≤ w_D for random mixtures and rotations."""
+@given(data=mixtures(2), perturbation=gaussian_perturbations(2, max_std=0.7), g=st.floats(0.0, 5.0),
+       shear=st.floats(-0.6, 0.6))
+def test_relations_hold_under_rotation(data, perturbation, g, shear):
+    """T Ṡ ≥ v_2² (grid split), v_loss² ≤ T Ṡ and η ≤ c_1 ≤ w_D for random mixtures, rotations and
+    anisotropic confinements (a general A_t; shear 0 is the paper's h = 1.1)."""
+    confinement = [[1.1 + shear, shear], [-0.5 * shear, 1.1]]
     ds = run_dict(scenario_dict(data=data, prior={"name": "gaussian", "mean": [0.0, 0.0]}, time_steps=16,
                                 particles=300,
-                                protocols={"r": {"process": {"name": "rotational", "g": g}}},
+                                protocols={"r": {"process": {"name": "rotational", "g": g, "h": confinement}}},
                                 perturbations={"p": perturbation},
                                 observers=[{"name": "thermodynamics", "split": "grid"}, "response", "bounds"]))
     for name in ("dissipation_rate", "response", "dissipation", "path_length", "geodesic"):
         assert (ds[f"holds_{name}"].values == 1).all(), name
     total = ds.wasserstein_speed_squared + ds.housekeeping_rate
     assert (ds.housekeeping_rate.values >= -1e-9 * total.values.max()).all()
-    if g > 0.5:
+    if g > 0.5 or abs(shear) > 0.1:
         assert (ds.housekeeping_share.values > 0).all()
 
 
@@ -215,6 +269,16 @@ def test_bad_data_files(case, write_scenario, tmp_path, capsys):
      "has atoms (width 0): no grid resolves it; give the data a kernel width"),
     ({"protocols": {"ot": {"process": {"name": "optimal_transport", "bandwidth": 0.0}}}},
      "protocols.ot.process.bandwidth: must be > 0, got 0.0"),
+    ({"protocols": {"r": {"process": {"name": "rotational", "h": [[1.0, 0.2, 0.0], [0.0, 1.0, 0.0]]}}}},
+     "protocols.r.process.h: expected a number or a 2 x 2 matrix, got shape (2, 3)"),
+    ({"protocols": {"r": {"process": {"name": "rotational", "h": SHEARED, "moments": "closed_form"}}}},
+     "protocols.r.process.moments: the closed form needs an isotropic confinement"),
+    ({"data": {"name": "swiss_roll", "size": 100, "noise": 0.0},
+      "protocols": {"r": {"process": {"name": "rotational", "h": SHEARED, "temperature_profile": "linear"}}}},
+     "protocols.r.process.temperature_profile: empirical data (kernel width 0) under an anisotropic force"),
+    ({"protocols": {"r": {"process": {"name": "rotational", "h": SHEARED},
+                          "estimator": {"name": "neural"}}}},
+     "protocols.r.estimator.objective: 'rotational' has an anisotropic force"),
 ])
 def test_bad_grid_and_bandwidth(change, expected, write_scenario, capsys):
     from stochthermo.cli import main

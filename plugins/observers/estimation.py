@@ -40,7 +40,7 @@ class Estimation(Observer):
     """L(t), L, D_t, D_max, the slack of Eq. (100), the held-out log-likelihood and the training loss."""
 
     name = "estimation"
-    requires = ("thermodynamics", "response")
+    requires = ("response",)
 
     def __init__(self, probes: int = 16, heldout: int = 1024, rtol: float = 1e-6):
         if probes < 1:
@@ -101,7 +101,7 @@ class Estimation(Observer):
         divergence = self._divergences(run)
         d_max = divergence.max(-1)
         change = np.asarray(measured["response"]["wasserstein_1_change"])
-        w_d = float(measured["thermodynamics"]["dissipation"])
+        w_d = float(measured["response"]["reference_dissipation"])  # of the path ΔW_1 is measured on
         with np.errstate(divide="ignore", invalid="ignore"):
             smaller = np.abs(change) / np.sqrt(tau * d_max)
             larger = math.sqrt(w_d) + np.sqrt(1 + 1 / d_max) * math.sqrt(tau * residual)

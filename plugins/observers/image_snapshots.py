@@ -60,7 +60,7 @@ class ImageSnapshots(Observer):
         def pick(trajectory):
             return trajectory.positions[self.indices, : self.samples].cpu().numpy()
 
-        return {"forward_images": pick(run.true),
+        return {"forward_images": pick(run.forward),
                 "reverse_images": np.stack([pick(trajectory) for trajectory in run.perturbed.values()])}
 
 

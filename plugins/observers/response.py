@@ -8,7 +8,13 @@ and both laws indexed by forward time t:
 * :math:`D_0`, the Pearson χ² of the perturbed start (Eq. (78)), constant along the flow;
 * :math:`v_{loss}(t)^2 = (\partial_t W_1)^2 / D_0`, :math:`c_1 = \int v_{loss}^2 dt`;
 * :math:`\Delta W_1 = W_1(q, p) - W_1(P_0^\dagger, \tilde P_0^\dagger)` and the response
-  :math:`\eta = (\Delta W_1)^2/(\tau D_0)`.
+  :math:`\eta = (\Delta W_1)^2/(\tau D_0)`;
+* the kinetic energy of the true reverse process over its own law :math:`Q_t`,
+  :math:`E_{Q_t}|\nu_t|^2`, and its integral: the :math:`T_t\dot S_t` and :math:`w_D` that bound
+  :math:`v_{loss}^2` and :math:`c_1` in (80)-(83) (for a gradient field also :math:`v_2^2` and :math:`c_2` of
+  that path). :math:`Q_t = P_t` when the true reverse process starts from :math:`P_\tau`; with
+  ``reverse_start: prior`` and :math:`P_\tau \ne` prior it is the generator's own path, and these differ
+  from the forward process's costs that ``thermodynamics`` reports.
 
 ``wasserstein: exact`` computes W_1 with the exact plan (monotone in 1-D, POT's network simplex in d ≥ 2);
 ``sliced`` uses the sliced distance over ``projections`` directions (:mod:`stochthermo.wasserstein`), much
@@ -70,6 +76,11 @@ class Response(Observer):
                                  "(81)", nonfinite=INFINITE_CHI_SQUARE),
             "loss_cost": Variable(P, "integrated squared loss speed", "1", "c_1", "(81)",
                                   nonfinite=INFINITE_CHI_SQUARE),
+            "reference_dissipation_rate": Variable(("time",), "kinetic energy of the true reverse process over "
+                                                   "its own law (the dissipation rate that bounds v_loss^2)", "1",
+                                                   "E_Q_t |nu_t|^2", "(80)"),
+            "reference_dissipation": Variable((), "integrated kinetic energy of the true reverse process (the w_D "
+                                              "that bounds c_1)", "1", "int E_Q_t |nu_t|^2 dt", "(81)"),
             "wasserstein_1_bias_start": Variable((), "W_1 between two independent samples of the true start "
                                                  "law at the ensemble size (finite-sample bias)", "1",
                                                  "W_1(P_0^dagger_n, P_0^dagger_n')", "(79)",
@@ -101,7 +112,9 @@ class Response(Observer):
             out["wasserstein_1_change"].append(change)
             out["response"].append(change**2 / (tau * d0) if math.isfinite(d0) else np.nan)
             out["loss_cost"].append(time_integral(speed2, times))
-        result = {key: np.array(values) for key, values in out.items() if not key.startswith("wasserstein_1_bias")}
+        result = {key: np.array(values) for key, values in out.items() if values}
+        result["reference_dissipation_rate"] = run.true.kinetic_energy().cpu().numpy()
+        result["reference_dissipation"] = time_integral(result["reference_dissipation_rate"], times)
         n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
         for key, law in (("wasserstein_1_bias_start", run.true_start), ("wasserstein_1_bias_data", run.process.data)):
             projections = self.projections if self.wasserstein == "sliced" else None

@@ -60,7 +60,7 @@ class Snapshots(Observer):
 
     def observe(self, run, measured):
         return {
-            "forward_density": self._densities(run.true),
+            "forward_density": self._densities(run.forward),
             "reverse_density": np.stack([self._densities(tr) for tr in run.perturbed.values()]),
         }
 

@@ -1,6 +1,7 @@
 r"""Thermodynamic cost of the forward process (physics.md §2).
 
-Along the true process (particles of :math:`P_t` carried by the exact velocity):
+Over the forward marginals :math:`P_t` (particles of :math:`P_\tau` carried by the exact velocity,
+:attr:`~stochthermo.observer.Run.forward`, or, with the grid split, quadrature over the exact density):
 
 * :math:`T_t\dot S_t^{tot} = \int|\nu_t|^2 P_t\,dx` (Eq. (36)), the dissipation rate;
 * :math:`\dot S_t^{tot}`, only where :math:`0 < T_t < \infty`;
@@ -20,10 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.ensemble import make_ensemble
 from stochthermo.helmholtz import HelmholtzSplit, covering_grid, helmholtz_split
 from stochthermo.integrate import time_integral
-from stochthermo.wasserstein import sample_w2_squared, w2_squared
+from stochthermo.wasserstein import w2_squared
 
 T = ("time",)
 SPLITS = ("auto", "grid")
@@ -113,18 +113,18 @@ class Thermodynamics(Observer):
         }
 
     def observe(self, run, measured):
-        true = run.true
         times = run.times.cpu().numpy()
         tau = times[-1] - times[0]
         temperature = run.process.temperature(run.times).cpu().numpy()
-        dissipation_rate = true.kinetic_energy().cpu().numpy()
-        if run.protocol in self.grids:
+        if run.protocol in self.grids:  # every term from the one quadrature, so that T Ṡ = v_2² + T Ṡ^hk
             splits = [self._split(run, k) for k in range(len(times))]
+            dissipation_rate = np.array([s.total for s in splits])
             speed_squared = np.array([s.excess for s in splits])
             housekeeping = np.array([s.housekeeping for s in splits])
             residual = np.array([s.orthogonality for s in splits])
             share = time_integral(housekeeping, times) / time_integral(speed_squared + housekeeping, times)
         else:  # gradient field: v_2² = ∫|ν|²P, no housekeeping part (Eq. (67))
+            dissipation_rate = run.forward.kinetic_energy().cpu().numpy()
             speed_squared, housekeeping = dissipation_rate.copy(), np.zeros_like(dissipation_rate)
             residual, share = np.zeros_like(dissipation_rate), 0.0
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -147,14 +147,8 @@ class Thermodynamics(Observer):
         }
 
     def _geodesic_cost(self, run) -> float:
-        """W_2(P_0, P_τ)² between the ends of the path whose length L_τ is measured: the true trajectory's
-        ends, or, with the grid split (whose v_2 is the forward process's), samples of q and P_τ."""
-        if run.protocol not in self.grids:
-            return w2_squared(run.true, 0, run.true, -1)
-        n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
-        start, end = (make_ensemble(law, n, run.seed, device=device, dtype=dtype)
-                      for law in (run.process.data, run.process.end_distribution()))
-        return sample_w2_squared(start.positions, start.weights, end.positions, end.weights)
+        """W_2(P_0, P_τ)² between the ends of the forward trajectory, whose length L_τ is measured."""
+        return w2_squared(run.forward, 0, run.forward, -1)
 
     def _split(self, run, k: int) -> HelmholtzSplit:
         t = float(run.times[k])

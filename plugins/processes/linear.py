@@ -1,31 +1,39 @@
-r"""Linear-force processes with isotropic noise: the shared exact velocity of ``scheduled`` and ``rotational``.
+r"""Linear-force processes: the shared exact velocity of ``scheduled`` and ``rotational``.
 
-For a force :math:`f_t(x) = A_t x` with :math:`A_t = H_t I + G_t J` (:math:`G_t J` only in 2-D; J the
-rotation generator) the conditional law given a data point y is (physics.md §1, (16)-(17), §5)
+For a force :math:`f_t(x) = A_t x` with isotropic noise of temperature :math:`T_t`, the conditional law given a
+data point y is :math:`x_t \mid y \sim \mathcal N(M_t y, \Sigma_t)` with the moment equations (paper (B3)-(B4))
 
-.. math:: x_t \mid y \sim \mathcal N(M_t y,\; v_t I), \qquad M_t = a_t R(\theta_t), \quad
-   \dot a = H a,\ \dot\theta = G,\ \dot v = 2Hv + 2T, \qquad a_0 = 1,\ \theta_0 = 0,\ v_0 = 0,
+.. math:: \dot M = A M, \qquad \dot\Sigma = A\Sigma + \Sigma A^\top + 2T I, \qquad M_0 = I,\ \Sigma_0 = 0 .
 
-which a subclass supplies as :class:`ConditionalMoments`. For data :math:`q = \sum_k w_k\mathcal N(\mu_k, S_k)`
-(a Gaussian mixture, or a point cloud: equal weights, :math:`S_k = s^2 I`) the marginal is the mixture of
-:math:`\mathcal N(M\mu_k, V_k)`, :math:`V_k = M S_k M^\top + vI`, and the mean local velocity
-:math:`\nu = f - T\nabla\ln P_t` is, with responsibilities :math:`r_k(x)`,
+For :math:`A_t = H_t I + G_t J` (:math:`G_t J` only in 2-D; J the rotation generator) Σ stays isotropic:
+:math:`M_t = a_t R(\theta_t)`, :math:`\Sigma_t = v_t I`, :math:`\dot a = H a,\ \dot\theta = G,\
+\dot v = 2Hv + 2T` (physics.md §1, (16)-(17), §5), which a subclass supplies as :class:`ConditionalMoments`;
+for a general :math:`A_t` (an anisotropic confinement) it supplies the matrices as :class:`MatrixMoments`.
+For data :math:`q = \sum_k w_k\mathcal N(\mu_k, S_k)` (a Gaussian mixture, or a point cloud: equal weights,
+:math:`S_k = s^2 I`) the marginal is the mixture of :math:`\mathcal N(M\mu_k, V_k)`,
+:math:`V_k = M S_k M^\top + \Sigma`, and the mean local velocity :math:`\nu = f - T\nabla\ln P_t` is, with
+responsibilities :math:`r_k(x)`,
 
-.. math:: \nu_t(x) = \sum_k r_k(x)\Big[\dot M\mu_k + \big(\tfrac12\dot V_kV_k^{-1}
-   + \tfrac12(B - V_kB^\top V_k^{-1})\big)(x - M\mu_k)\Big], \qquad B = G_t J,
+.. math:: \nu_t(x) = \sum_k r_k(x)\Big[\dot M\mu_k + K_k(x - M\mu_k)\Big], \qquad
+   K_k = \tfrac12\dot V_kV_k^{-1} + \tfrac12(B - V_kB^\top V_k^{-1}),
 
-written without :math:`H_t` and :math:`T_t`, which diverge at the end of the cosine and cond-OT schedules
-while ν stays finite. For isotropic :math:`V_k = V_k I` the bracket is
+(:math:`\dot V_k = AV_k + V_kA^\top + 2TI` gives :math:`K_k = A + TV_k^{-1}`), where B is the force A or any
+part of it that differs from A by a multiple of I, which drops out: :math:`B = G_tJ` for the isotropic
+family, so that ν is written without :math:`H_t` and :math:`T_t`, which diverge at the end of the cosine
+and cond-OT schedules while ν stays finite. For isotropic :math:`V_k = V_k I` the bracket is
 :math:`\dot M\mu_k + (\dot V_k/2V_k)(x - M\mu_k) + G J (x - M\mu_k)`, physics.md §5's form; dropping the
 :math:`GJ` term would leave :math:`P_t` unchanged but change :math:`T\dot S` and the reverse flow. The
-responsibilities and posterior averages of the isotropic case are one chunked softmax
-(:func:`stochthermo.posterior.posterior_average`).
+responsibilities and posterior averages of isotropic kernels are one chunked softmax
+(:func:`stochthermo.posterior.posterior_average`); a point cloud under an anisotropic force has one shared
+kernel :math:`V = s^2MM^\top + \Sigma = LL^\top` and is whitened by :math:`L^{-1}` into that form.
 
 Empirical data (kernel width 0) makes the velocity 0/0 at t = 0 (:math:`v_0 = 0`). The reverse flow then
 takes its last step, from the first grid time :math:`t_1` to 0, with the posterior frozen at :math:`t_1`:
 :math:`x - M\bar y` obeys :math:`\dot r = (\dot v/2v + GJ)r`, so :math:`x_0 = \bar y` and
 :math:`\nu_0 = \dot M_0\bar y + \dot{\sqrt v}_0\,R(-\theta_{t_1}) r_{t_1}/\sqrt{v_{t_1}}`; for the cond-OT
-schedule this gives :math:`v_2^2(0^+) = \dot m_0^2E|y|^2 + \dot\sigma_0^2 n_d` (physics.md §1).
+schedule this gives :math:`v_2^2(0^+) = \dot m_0^2E|y|^2 + \dot\sigma_0^2 n_d` (physics.md §1). (A
+subclass with matrix moments must refuse atoms unless :math:`\dot{\sqrt v}_0 = 0`; the step is then the
+same.)
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import torch
 from stochthermo import ForwardProcess, MixtureStructure, ScenarioError
 from stochthermo.gaussian import component_log_densities
 from stochthermo.integrate import rk4
-from stochthermo.posterior import posterior_average
+from stochthermo.posterior import PosteriorAverage, posterior_average, shared_kernel_average
 
 from ..distributions import GaussianMixture
 from ..point_clouds import PointCloud
@@ -58,19 +66,34 @@ class ConditionalMoments:
 
 
 @dataclass(frozen=True)
+class MatrixMoments:
+    """A general force A_t: M_t, Ṁ_t = A M, Σ_t, Σ̇_t = AΣ + ΣAᵀ + 2T I (Eqs. (B3)-(B4)) and A_t, (d, d) each."""
+
+    matrix: torch.Tensor
+    dmatrix: torch.Tensor
+    covariance: torch.Tensor
+    dcovariance: torch.Tensor
+    force: torch.Tensor
+
+
+@dataclass(frozen=True)
 class LinearMap:
-    """The map x ↦ L x on rows, x Lᵀ, for L = ``value`` when it is a (d, d) matrix (2-D, with rotation) or
-    L = ``value`` · I when it is a scalar tensor (every other dimension: no d × d matrix is ever formed, which
-    matters at n_d = 3072)."""
+    """The map x ↦ L x on rows, x Lᵀ, for L = ``value`` when it is a (..., d, d) matrix or L = ``value`` · I
+    when it is a scalar tensor (or a batch of them, (K,)): no d × d matrix is formed for the isotropic
+    family outside 2-D, which matters at n_d = 3072."""
 
     value: torch.Tensor
 
+    @property
+    def is_matrix(self) -> bool:
+        return self.value.ndim >= 2
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.value.mT if self.value.ndim == 2 else self.value * x
+        return x @ self.value.mT if self.is_matrix else self.value * x
 
     def dense(self, dim: int) -> torch.Tensor:
         """L as a (d, d) matrix."""
-        if self.value.ndim == 2:
+        if self.is_matrix:
             return self.value
         return self.value * torch.eye(dim, dtype=self.value.dtype, device=self.value.device)
 
@@ -83,19 +106,65 @@ def rotation(angle: torch.Tensor, dim: int) -> LinearMap:
     return LinearMap(torch.stack([torch.stack([c, -s]), torch.stack([s, c])]))
 
 
-def linear_maps(mom: ConditionalMoments, dim: int) -> tuple[LinearMap, LinearMap, LinearMap]:
-    """M_t = a R(θ), Ṁ_t = ȧ R + a θ̇ J R and the skew part B = G J = θ̇ J of the force (J only in 2-D)."""
-    if dim != 2:
-        return LinearMap(mom.scale), LinearMap(mom.dscale), LinearMap(torch.zeros_like(mom.scale))
-    rot = rotation(mom.angle, dim).value
-    generator = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=rot.dtype, device=rot.device)
-    return (LinearMap(mom.scale * rot), LinearMap(mom.dscale * rot + mom.scale * mom.dangle * generator @ rot),
-            LinearMap(mom.dangle * generator))
+@dataclass(frozen=True)
+class LinearState:
+    """What the exact velocity needs at one time: M_t, Ṁ_t, Σ_t, Σ̇_t and the part B of the force that enters
+    the gain (module docstring), as :class:`LinearMap`; ``moments`` as the process supplied them."""
+
+    moments: ConditionalMoments | MatrixMoments
+    matrix: LinearMap
+    dmatrix: LinearMap
+    covariance: LinearMap
+    dcovariance: LinearMap
+    skew: LinearMap
+
+    @classmethod
+    def of(cls, mom: ConditionalMoments | MatrixMoments, dim: int) -> LinearState:
+        if isinstance(mom, MatrixMoments):
+            return cls(mom, *(LinearMap(v) for v in (mom.matrix, mom.dmatrix, mom.covariance, mom.dcovariance,
+                                                      mom.force)))
+        covariance, dcovariance = LinearMap(mom.variance), LinearMap(mom.dvariance)
+        if dim != 2:
+            return cls(mom, LinearMap(mom.scale), LinearMap(mom.dscale), covariance, dcovariance,
+                       LinearMap(torch.zeros_like(mom.scale)))
+        rot = rotation(mom.angle, dim).value
+        generator = torch.tensor([[0.0, -1.0], [1.0, 0.0]], dtype=rot.dtype, device=rot.device)
+        return cls(mom, LinearMap(mom.scale * rot),
+                   LinearMap(mom.dscale * rot + mom.scale * mom.dangle * generator @ rot), covariance, dcovariance,
+                   LinearMap(mom.dangle * generator))
+
+    def smoothed(self, width: torch.Tensor | float) -> tuple[LinearMap, LinearMap]:
+        """V = s² M Mᵀ + Σ and V̇ for kernels N(0, s² I) of width² ``width`` (a scalar or (K,)); scalars
+        (a²s² + v) for the isotropic family, matrices otherwise."""
+        mom = self.moments
+        if isinstance(mom, ConditionalMoments):
+            return (LinearMap(mom.scale**2 * width + mom.variance),
+                    LinearMap(2 * mom.scale * mom.dscale * width + mom.dvariance))
+        width = torch.as_tensor(width, dtype=mom.matrix.dtype, device=mom.matrix.device)[..., None, None]
+        spread = mom.dmatrix @ mom.matrix.mT
+        return (LinearMap(width * (mom.matrix @ mom.matrix.mT) + mom.covariance),
+                LinearMap(width * (spread + spread.mT) + mom.dcovariance))
+
+    def gain(self, covariance: LinearMap, dcovariance: LinearMap) -> LinearMap:
+        """K = ½V̇V⁻¹ + ½(B − VBᵀV⁻¹) (module docstring) for V = ``covariance`` (one or (K, ...) batched)."""
+        skew = self.skew
+        if not covariance.is_matrix:
+            rate = dcovariance.value / (2 * covariance.value)
+            if not skew.is_matrix:
+                return LinearMap(rate)
+            eye = torch.eye(skew.value.shape[-1], dtype=rate.dtype, device=rate.device)
+            return LinearMap(rate[..., None, None] * eye + 0.5 * (skew.value - skew.value.mT))
+        v, b = covariance.value, skew.dense(covariance.value.shape[-1])
+        # ½(V̇ − VBᵀ)V⁻¹ through a solve (V symmetric)
+        return LinearMap(0.5 * torch.linalg.solve(v, (dcovariance.value - v @ b.mT).mT).mT + 0.5 * b)
 
 
 class LinearProcess(ForwardProcess):
     """Base of the linear-force processes; a subclass supplies :meth:`moments`, :meth:`temperature`,
     :meth:`initial_noise_speed` and ``conservative``. Data: a Gaussian mixture or a point cloud."""
+
+    #: whether :meth:`moments` returns :class:`MatrixMoments` (a general A_t; Σ_t not a multiple of I)
+    matrix_moments: bool = False
 
     def __init__(self, *, data, prior, tau):
         super().__init__(data=data, prior=prior, tau=tau)
@@ -116,7 +185,7 @@ class LinearProcess(ForwardProcess):
         return torch.tensor(value, dtype=like.dtype, device=like.device)
 
     @abstractmethod
-    def moments(self, t: float) -> ConditionalMoments:
+    def moments(self, t: float) -> ConditionalMoments | MatrixMoments:
         """The conditional moments at forward time t."""
         raise NotImplementedError
 
@@ -126,93 +195,92 @@ class LinearProcess(ForwardProcess):
         raise NotImplementedError
 
     # ---- marginals ---------------------------------------------------------------------------------
-    def _matrices(self, t: float) -> tuple[ConditionalMoments, LinearMap, LinearMap, LinearMap]:
-        mom = self.moments(t)
-        return (mom, *linear_maps(mom, self.data.dim))
+    def state(self, t: float) -> LinearState:
+        """M_t, Ṁ_t, Σ_t, Σ̇_t and the gain's force part at time t."""
+        return LinearState.of(self.moments(t), self.data.dim)
 
     def marginal(self, t: float):
-        """P_t: a point cloud N(M y_i, (a²s² + v) I), or a Gaussian mixture N(M μ_k, M S_k Mᵀ + v I); a single
-        Gaussian N(0, v I) where M_t = 0."""
-        mom, matrix, _, _ = self._matrices(t)
+        """P_t: a point cloud N(M y_i, V) (V = (a²s² + v) I, or s² M Mᵀ + Σ for a general force), or a Gaussian
+        mixture N(M μ_k, M S_k Mᵀ + Σ); a single Gaussian N(0, v I) where M_t = 0."""
+        state = self.state(t)
         dim = self.data.dim
-        like = mom.scale
-        if self.cloud is not None and float(mom.scale) != 0:
-            width = torch.sqrt(mom.scale**2 * self.cloud.std**2 + mom.variance)
-            return PointCloud.from_points(matrix(self.cloud.points), float(width))
-        eye = torch.eye(dim, dtype=like.dtype, device=like.device)
-        if float(mom.scale) == 0:
-            one = torch.ones(1, dtype=like.dtype, device=like.device)
-            return GaussianMixture.from_structure(MixtureStructure(one, torch.zeros(1, dim).to(like),
-                                                                   (mom.variance * eye)[None]))
+        if self.cloud is not None and bool(state.matrix.value.any()):
+            kernel, _ = state.smoothed(self.cloud.std**2)
+            points = state.matrix(self.cloud.points)
+            if kernel.is_matrix:
+                return PointCloud.from_points(points, kernel=kernel.value)
+            return PointCloud.from_points(points, float(torch.sqrt(kernel.value)))
+        covariance = state.covariance.dense(dim)
+        if not state.matrix.value.any():
+            like = covariance
+            return GaussianMixture.from_structure(MixtureStructure(
+                torch.ones(1, dtype=like.dtype, device=like.device), torch.zeros(1, dim).to(like), covariance[None]))
         s = self.structure
-        dense = matrix.dense(dim)
-        return GaussianMixture.from_structure(MixtureStructure(s.weights, matrix(s.means),
-                                                               dense @ s.covariances @ dense.T + mom.variance * eye))
+        dense = state.matrix.dense(dim)
+        return GaussianMixture.from_structure(MixtureStructure(s.weights, state.matrix(s.means),
+                                                               dense @ s.covariances @ dense.T + covariance))
 
     def end_distribution(self):
         return self.marginal(self.tau)
 
     def sample_marginal(self, t, n, generator):
-        """x = M_t y + sqrt(a²s² + v_t) ε for point clouds (only the drawn points are mapped); from the
-        marginal mixture otherwise."""
+        """x = M_t y + V^{1/2} ε for point clouds (only the drawn points are mapped); from the marginal mixture
+        otherwise."""
         if self.cloud is None:
             return super().sample_marginal(t, n, generator)
-        mom, matrix, _, _ = self._matrices(t)
+        state = self.state(t)
         device = generator.device
         points = self.cloud.points.to(device)
         chosen = points[torch.randint(len(points), (n,), generator=generator, device=device)]
-        width = torch.sqrt(mom.scale**2 * self.cloud.std**2 + mom.variance)
-        return matrix(chosen) + width * torch.randn(chosen.shape, generator=generator, device=device,
-                                                    dtype=chosen.dtype)
+        kernel, _ = state.smoothed(self.cloud.std**2)
+        factor = LinearMap(torch.linalg.cholesky(kernel.value) if kernel.is_matrix else torch.sqrt(kernel.value))
+        return state.matrix(chosen) + factor(torch.randn(chosen.shape, generator=generator, device=device,
+                                                         dtype=chosen.dtype))
 
     # ---- velocity ----------------------------------------------------------------------------------
     def velocity(self, t, x):
-        mom, matrix, dmatrix, skew = self._matrices(t)
+        state = self.state(t)
         if self.cloud is not None:
-            return self._cloud_velocity(mom, matrix, dmatrix, skew, x)
-        if self.isotropic:
-            return self._isotropic_velocity(mom, matrix, dmatrix, skew, x)
-        return self._general_velocity(mom, matrix, dmatrix, skew, x)
+            return self._cloud_velocity(state, x)
+        if self.isotropic and not state.covariance.is_matrix:
+            return self._isotropic_velocity(state, x)
+        return self._general_velocity(state, x)
 
     def velocity_and_log_density(self, t, x):
         if self.cloud is None:
             return super().velocity_and_log_density(t, x)
-        return self._cloud_velocity(*self._matrices(t), x, with_density=True)
+        return self._cloud_velocity(self.state(t), x, with_density=True)
 
-    def _cloud_velocity(self, mom, matrix, dmatrix, skew, x, *, with_density=False):
-        points, std = self.cloud.points, self.cloud.std
-        variance = mom.scale**2 * std**2 + mom.variance
-        if float(variance) == 0:
+    def _cloud_velocity(self, state: LinearState, x, *, with_density=False):
+        points = self.cloud.points
+        kernel, dkernel = state.smoothed(self.cloud.std**2)
+        if not kernel.value.any():
             raise ValueError("the velocity of empirical data is 0/0 at t = 0; the flow handles that endpoint")
-        rate = (2 * mom.scale * mom.dscale * std**2 + mom.dvariance) / (2 * variance)  # V̇/2V
-        posterior = posterior_average(x, matrix(points), points, variance)  # ȳ and log P_t
-        residual = x - matrix(posterior.mean)
-        velocity = dmatrix(posterior.mean) + rate * residual + skew(residual)
+        posterior = _posterior(x, state.matrix(points), points, kernel)  # ȳ and log P_t
+        velocity = state.dmatrix(posterior.mean) + state.gain(kernel, dkernel)(x - state.matrix(posterior.mean))
         return (velocity, posterior.log_density) if with_density else velocity
 
-    def _isotropic_velocity(self, mom, matrix, dmatrix, skew, x):
+    def _isotropic_velocity(self, state: LinearState, x):
         s = self.structure
-        component_variance = s.covariances[:, 0, 0]
-        variances = mom.scale**2 * component_variance + mom.variance  # V_k
-        rates = (2 * mom.scale * mom.dscale * component_variance + mom.dvariance) / (2 * variances)
+        variances, dvariances = state.smoothed(s.covariances[:, 0, 0])  # V_k, V̇_k
+        rates = dvariances.value / (2 * variances.value)
         values = torch.cat([s.means, rates[:, None], rates[:, None] * s.means], dim=1)
-        averages = posterior_average(x, matrix(s.means), values, variances, torch.log(s.weights)).mean
+        averages = posterior_average(x, state.matrix(s.means), values, variances.value, torch.log(s.weights)).mean
         dim = x.shape[1]
         mean, rate, rate_mean = averages[:, :dim], averages[:, dim:dim + 1], averages[:, dim + 1:]
-        return dmatrix(mean) + rate * x - matrix(rate_mean) + skew(x - matrix(mean))
+        return (state.dmatrix(mean) + rate * x - state.matrix(rate_mean)
+                + state.skew(x - state.matrix(mean)))
 
-    def _general_velocity(self, mom, matrix, dmatrix, skew, x):
+    def _general_velocity(self, state: LinearState, x):
         s = self.structure
         dim = x.shape[1]
-        matrix, dmatrix, skew = matrix.dense(dim), dmatrix.dense(dim), skew.dense(dim)
-        eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+        matrix, dmatrix = state.matrix.dense(dim), state.dmatrix.dense(dim)
         centres = s.means @ matrix.T  # (K, d)
-        covariances = matrix @ s.covariances @ matrix.T + mom.variance * eye  # V_k
-        dcovariances = dmatrix @ s.covariances @ matrix.T
-        dcovariances = dcovariances + dcovariances.mT + mom.dvariance * eye  # V̇_k
-        # K_k = ½ V̇_k V_k⁻¹ + ½ (B − V_k Bᵀ V_k⁻¹), with V_k⁻¹ applied through a solve
-        gains = 0.5 * torch.linalg.solve(covariances, (dcovariances - covariances @ skew.mT).mT).mT + 0.5 * skew
-        log_resp = component_log_densities(x, centres, covariances) + torch.log(s.weights)
+        spread = dmatrix @ s.covariances @ matrix.T
+        covariances = LinearMap(matrix @ s.covariances @ matrix.T + state.covariance.dense(dim))  # V_k
+        dcovariances = LinearMap(spread + spread.mT + state.dcovariance.dense(dim))  # V̇_k
+        gains = state.gain(covariances, dcovariances).value  # (K, d, d)
+        log_resp = component_log_densities(x, centres, covariances.value) + torch.log(s.weights)
         resp = torch.softmax(log_resp, dim=1)  # (n, K)
         component_velocity = (s.means @ dmatrix.T)[:, None, :] + torch.einsum(
             "kij,knj->kni", gains, x[None, :, :] - centres[:, None, :])
@@ -234,12 +302,26 @@ class LinearProcess(ForwardProcess):
     def _endpoint(self, x, t):
         """Position and velocity at t = 0 reached from x at time t with the posterior frozen."""
         noise_speed = self.initial_noise_speed()
-        mom, matrix, _, _ = self._matrices(t)
-        _, initial, initial_dmatrix, _ = self._matrices(0.0)
-        points = self.cloud.points
-        posterior = posterior_average(x, matrix(points), points, mom.variance).mean
-        noise = rotation(-mom.angle, x.shape[1])(x - matrix(posterior)) / torch.sqrt(mom.variance)
         if math.isinf(noise_speed):
             raise ValueError("empirical data: the noise speed d sqrt(v)/dt diverges at t = 0 (T_0 > 0); the "
                              "velocity has no limit there: give the data a kernel width (smoothing/noise)")
-        return initial(posterior), initial_dmatrix(posterior) + noise_speed * noise
+        state, initial = self.state(t), self.state(0.0)
+        points = self.cloud.points
+        posterior = _posterior(x, state.matrix(points), points, state.covariance).mean
+        velocity = initial.dmatrix(posterior)
+        if noise_speed != 0:
+            if self.matrix_moments:
+                raise ValueError("empirical data under a general force: the endpoint needs d sqrt(v)/dt = 0 at t = 0")
+            mom = state.moments
+            noise = rotation(-mom.angle, x.shape[1])(x - state.matrix(posterior)) / torch.sqrt(mom.variance)
+            velocity = velocity + noise_speed * noise
+        return initial.matrix(posterior), velocity
+
+
+
+def _posterior(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: LinearMap) -> PosteriorAverage:
+    """Posterior average of ``values`` and log density under the equally weighted kernels N(c_i, V), V =
+    ``kernel`` (a scalar: V I, or a matrix)."""
+    if kernel.is_matrix:
+        return shared_kernel_average(x, centres, values, kernel.value)
+    return posterior_average(x, centres, values, kernel.value)
