@@ -1,15 +1,19 @@
 r"""Imperfect estimation (physics.md §4, Eq. (100)): the residual L, D_t along the estimated flow, the slack
 of (100), the likelihood of held-out data, and the training loss curve.
 
-* :math:`L(t) = E_{P_t}|\nu_t - \hat\nu_t|^2` over the TRUE marginal P_t — the particles of the true reverse
-  process when it starts from :math:`P_\tau` (``reverse_start: end_distribution``; quantile nodes in 1-D),
-  seeded draws of P_t otherwise — and :math:`L = \frac1\tau\int_0^\tau L(t)\,dt`;
+Every term refers to the pair that ΔW_1 compares: the true reverse process, whose law is written P_t — the
+forward marginal when it starts from :math:`P_\tau`, the prior carried by the exact flow with
+``reverse_start: prior`` — and the estimated one from the perturbed start.
+
+* :math:`L(t) = E_{P_t}|\nu_t - \hat\nu_t|^2` over the particles of the true reverse process (quantile
+  nodes in 1-D) and :math:`L = \frac1\tau\int_0^\tau L(t)\,dt`;
 * :math:`D_t = \int(\tilde P_t - P_t)^2/P_t`, the Pearson χ² of the estimated reverse process started from
-  the perturbed law against the true P_t, as :math:`E_{\tilde P_t}[\tilde P_t/P_t] - 1` over the perturbed
+  the perturbed law against the true one, as :math:`E_{\tilde P_t}[\tilde P_t/P_t] - 1` over the perturbed
   particles, whose log densities follow the log-density ODE along ν̂ (:mod:`stochthermo.log_density`:
-  exact divergence for d ≤ 3, ``probes`` Hutchinson probes above) and :math:`\log P_t` from the process's
-  closed-form marginal; :math:`D_{max} = \max_t D_t`. For the exact estimator :math:`\tilde P_t/P_t` is
-  constant along particles, so :math:`D_t = D_0` (E1);
+  exact divergence for d ≤ 3, ``probes`` Hutchinson probes above), and :math:`\log P_t` from the process's
+  closed-form marginal, or, from the prior, by the log-density ODE of the exact flow from t to τ;
+  :math:`D_{max} = \max_t D_t`. For the exact estimator :math:`\tilde P_t/P_t` is constant along
+  particles, so :math:`D_t = D_0` (E1);
 * Eq. (100): :math:`|\Delta W_1|/\sqrt{\tau D_{max}} \le \sqrt{w_D} + \sqrt{1 + 1/D_{max}}\sqrt{\tau L}`,
   its slack (right minus left) and status, with the tolerance rule of ``bounds``;
 * :math:`E_q\log\hat p_0(y)` over ``heldout`` fresh data draws, by integrating the log-density ODE from y at
@@ -57,7 +61,6 @@ class Estimation(Observer):
         if cloud is not None and cloud.std == 0:
             raise ScenarioError("the residual at t = 0 and the likelihood need a data law with a density: give the "
                                 "data a kernel width (noise or smoothing > 0)")
-        self.on_true_particles = scenario.reverse_start == "end_distribution"
         trained = [p.estimator.settings for p in scenario.protocols.values() if hasattr(p.estimator, "settings")]
         intervals = {settings.record_every for settings in trained}
         if len(intervals) > 1:
@@ -95,8 +98,7 @@ class Estimation(Observer):
         times = run.times
         grid = times.cpu().numpy()
         tau = float(grid[-1] - grid[0])
-        generator = torch.Generator(device=times.device).manual_seed(run.seed)
-        rate = np.array([self._residual(run, k, generator) for k in range(len(grid))])
+        rate = np.array([self._residual(run, k) for k in range(len(grid))])
         residual = time_integral(rate, grid) / tau
         divergence = self._divergences(run)
         d_max = divergence.max(-1)
@@ -120,15 +122,10 @@ class Estimation(Observer):
             out["training_loss"] = losses
         return out
 
-    def _residual(self, run, k: int, generator) -> float:
-        t = float(run.times[k])
-        if self.on_true_particles:
-            x, exact, weights = run.true.positions[k], run.true.velocities[k], run.true.weights
-        else:
-            x = run.process.sample_marginal(t, len(run.true.weights), generator).to(run.times.dtype)
-            exact, weights = run.process.velocity(t, x), None
-        error = ((run.estimator.velocity(t, x) - exact) ** 2).sum(1)
-        return float(error @ weights if weights is not None else error.mean())
+    def _residual(self, run, k: int) -> float:
+        true = run.true
+        error = ((run.estimator.velocity(float(run.times[k]), true.positions[k]) - true.velocities[k]) ** 2).sum(1)
+        return float(error @ true.weights)
 
     def _divergences(self, run) -> np.ndarray:
         """D_t on the grid (forward time), (perturbation, time): one log-density flow over all the perturbed
@@ -141,11 +138,23 @@ class Estimation(Observer):
         positions, log_densities = self._log_density_flow(run, torch.cat(starts), torch.cat(log_starts),
                                                           run.times.flip(0))
         positions, log_densities = positions.flip(0), log_densities.flip(0)
-        log_true = torch.stack([run.process.marginal(t).log_prob(positions[k])
-                                for k, t in enumerate(run.times.tolist())])
+        log_true = torch.stack([self._log_true_density(run, k, positions[k]) for k in range(len(run.times))])
         ratios = torch.exp(log_densities - log_true).split([len(x) for x in starts], dim=1)
         return np.stack([(ratio @ run.perturbed[name].weights).cpu().numpy() - 1
                          for name, ratio in zip(names, ratios, strict=True)])
+
+    def _log_true_density(self, run, k: int, x: torch.Tensor) -> torch.Tensor:
+        """log of the true reverse process's law at the k-th time: the closed-form P_t when it starts from P_τ;
+        otherwise (``reverse_start: prior``) the law Q_t of the prior carried by the exact flow,
+        log Q_t(x) = log p(X_τ) + ∫_t^τ ∇·ν ds along the exact flow X from x (the log-density ODE)."""
+        if run.forward_transport is None:
+            return run.process.marginal(float(run.times[k])).log_prob(x)
+        if k == len(run.times) - 1:
+            return run.true_start.log_prob(x)
+        positions, log_change = log_density_flow(
+            lambda t, y: run.process.velocity_and_divergence(t, y, probes=self.probes), x, torch.zeros(len(x)).to(x),
+            run.times[k:])
+        return run.true_start.log_prob(positions[-1]) - log_change[-1]
 
     def _heldout(self, run) -> float:
         generator = torch.Generator(device=run.times.device).manual_seed(run.seed + HELDOUT_STREAM)
