@@ -1,4 +1,4 @@
-"""Convergence study behind the default bandwidth of sample-based optimal transport (physics.md §3).
+"""Convergence study behind the default bandwidth of sample-based optimal transport (docs/theory.md §3).
 
 Gaussian data N((1, −0.5), diag(0.5², 1.2²)) carried to N(0, I): the exact OT map is linear (Bures), so the
 exact Eulerian field is known. For each sample size n and bandwidth constant c (h = c n^(−1/(d+4)) s̄) it

@@ -4,7 +4,7 @@ Runs the scenario's response observer at several particle counts and several see
 network simplex) and with the sliced W_1, and prints per protocol the mean and standard error over seeds of
 ΔW_1 and η, the means of c_1 and w_D (the true reverse path's integrated kinetic energy), in how many seeds
 η ≤ c_1 ≤ w_D (Eq. (81)-(83)) holds, and the finite-sample W_1 bias (two independent samples of the data
-law), so that the orderings of experiments.md E2 can be judged against the sampling noise. True and
+law), so that the orderings of docs/theory.md §7, E2 can be judged against the sampling noise. True and
 perturbed reverse starts share their standard-normal draws (common particles), so the seed-to-seed spread of
 ΔW_1, not the bias between independent samples, is the noise on η.
 

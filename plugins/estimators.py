@@ -17,8 +17,11 @@ class Exact(Estimator):
     def velocity_and_divergence(self, t, x, *, probes=16, generator=None):
         return self.process.velocity_and_divergence(t, x, probes=probes, generator=generator)
 
-    def flow(self, x0, times):
-        return self.process.flow(x0, times)
+    def flow_map(self):
+        return self.process.flow_map()
+
+    def singular_endpoint(self):
+        return self.process.singular_endpoint()
 
 
 @hookimpl

@@ -8,12 +8,12 @@ MNIST idx files or CIFAR-10 python batches. Then, in this order:
 2. ``shape`` [H, W]: resize every image (bilinear, antialiased when shrinking) to vary :math:`n_d`;
 3. ``normalise``: ``symmetric`` maps the nominal value range onto [−1, 1]; ``standardise`` subtracts the
    mean image and scales so that :math:`E|y|^2 = n_d`, the assumption of the paper's high-dimensional
-   theorem (physics.md §2, (93)-(95)). Both use the statistics of *all* images read, so a subset is a sample
+   theorem (docs/theory.md §2, (93)-(95)). Both use the statistics of *all* images read, so a subset is a sample
    of one fixed law (a single standardised image has :math:`|y|^2 \approx n_d`, not 0);
 4. ``size``: a seeded subset of :math:`N_D` images;
 
 and the law is :math:`q = \frac1{N_D}\sum_i\mathcal N(y_i, s^2 I)` with ``smoothing`` s (0: the empirical law),
-whose exact velocity is the softmax posterior over the images (physics.md §1).
+whose exact velocity is the softmax posterior over the images (docs/theory.md §1).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from stochthermo import ScenarioError, hookimpl
+from stochthermo.capabilities import ImageLayout
 
 from .image_files import ImageArray, read_images
 from .point_clouds import PointCloud
@@ -67,6 +68,11 @@ class Images(PointCloud):
             chosen = torch.randperm(len(points), generator=torch.Generator().manual_seed(seed))[:size]
             points = points[chosen.sort().values.numpy()]
         self._set(torch.from_numpy(np.ascontiguousarray(points)), smoothing)
+
+    def image_layout(self) -> ImageLayout:
+        """Capability HoldsImages: the (H, W, C) shape and pixels = offset + scale · x."""
+        return ImageLayout(tuple(int(v) for v in self.image_shape), np.asarray(self.pixel_offset, dtype=np.float64),
+                           float(self.pixel_scale))
 
 
 def _digits() -> ImageArray:

@@ -1,4 +1,4 @@
-r"""A trained velocity: an MLP :math:`\hat\nu_\theta(t, x)` fitted by flow matching (physics.md §4, (100)).
+r"""A trained velocity: an MLP :math:`\hat\nu_\theta(t, x)` fitted by flow matching (docs/theory.md §4, (100)).
 
 Training targets (what the loss regresses on; its minimiser is the exact ν_t):
 
@@ -42,13 +42,12 @@ import torch
 from torch import nn
 
 from stochthermo import Estimator, ScenarioError, hookimpl
+from stochthermo.capabilities import ConditionalTarget, GaussianConditional, MinibatchCoupling
 from stochthermo.training import TrainingKey, TrainingSettings, digest, process_fingerprint, train
 
-from .processes.linear import LinearProcess
-from .processes.optimal_transport import OptimalTransport
 from .score_model import WEIGHTINGS, ScoreVelocity, score_coefficients, score_row
 
-#: intervals of the moment table
+#: intervals of the score-coefficient table
 TABLE_INTERVALS = 4096
 #: intervals of the score-matching check at construction (the full table is built when training starts)
 CHECK_INTERVALS = 64
@@ -102,33 +101,32 @@ class Neural(Estimator):
         coupling_batch = batch if coupling_batch is None else coupling_batch
         if coupling_batch < batch:
             raise ScenarioError(f"must be >= batch = {batch}, got {coupling_batch}", key="coupling_batch")
-        if coupling_batch != batch and not isinstance(process, OptimalTransport):
-            raise ScenarioError("only minibatch-OT training (process optimal_transport) couples batches",
-                                key="coupling_batch")
+        if coupling_batch != batch and not isinstance(process, MinibatchCoupling):
+            raise ScenarioError(f"process '{process.name}' does not couple minibatches (only minibatch-OT training, "
+                                "e.g. process optimal_transport, does)", key="coupling_batch")
         if objective not in OBJECTIVES:
             raise ScenarioError(f"must be one of {', '.join(OBJECTIVES)}, got '{objective}'", key="objective")
-        if objective == "score_matching" and not isinstance(process, LinearProcess):
-            raise ScenarioError(f"score matching needs a linear-force process (scheduled, rotational), not "
-                                f"'{process.name}'", key="objective")
         if weighting not in WEIGHTINGS:
             raise ScenarioError(f"must be one of {', '.join(WEIGHTINGS)}, got '{weighting}'", key="weighting")
-        if isinstance(process, LinearProcess):
-            if process.matrix_moments:
-                raise ScenarioError(f"'{process.name}' has an anisotropic force (Sigma_t not a multiple of I): "
-                                    "neural training needs isotropic conditional noise", key="objective")
-            if objective == "flow_matching" and process.structure is not None and not process.isotropic:
-                raise ScenarioError("conditional flow matching needs isotropic mixture components or a point "
-                                    "cloud (score matching does not)", key="objective")
-        elif not isinstance(process, OptimalTransport):
-            raise ScenarioError(f"no conditional velocity is known for process '{process.name}' (neural training "
-                                "supports scheduled, rotational and optimal_transport)", key="name")
+        if objective == "score_matching":
+            if not isinstance(process, GaussianConditional):
+                raise ScenarioError(f"score matching needs Gaussian conditional laws N(M_t y, v_t I) (linear-force "
+                                    f"processes such as scheduled, rotational), not '{process.name}'", key="objective")
+            problem = process.score_matching_problem()
+        elif not isinstance(process, ConditionalTarget):
+            raise ScenarioError(f"process '{process.name}' gives no conditional training target (neural training "
+                                "needs one: scheduled, rotational and optimal_transport give it)", key="name")
+        else:
+            problem = process.conditional_target_problem()
+        if problem:
+            raise ScenarioError(problem, key="objective")
         self.architecture = {"width": width, "depth": depth, "frequencies": frequencies}
         if objective == "score_matching":
             score_coefficients(process, CHECK_INTERVALS)  # refuse a divergent force now, not after loading
         #: what the network is and how it is trained (part of the checkpoint key)
         self.objective = {"objective": objective} | ({"weighting": weighting} if objective == "score_matching"
                                                       else {})
-        if isinstance(process, OptimalTransport):
+        if isinstance(process, MinibatchCoupling):
             self.objective["coupling_batch"] = coupling_batch
         self.cache, self.checkpoint = cache, checkpoint
         self.result = None  # the TrainingResult, once trained
@@ -158,73 +156,28 @@ class Neural(Estimator):
             precision = self.settings.dtype
             model = model.to(device, precision)
             sampler = (model.sampler(process.data.to(device, precision), self.settings.batch) if score
-                       else self._sampler(device, precision))
+                       else self._target_sampler(device, precision))
             self.result = train(model, sampler, self.settings, key=key, path=path, device=device,
                                 description=f"{self.name} estimator for {process.name}")
         return self.result.model.to(device, dtype)
 
-    def _sampler(self, device, dtype):
-        if isinstance(self.process, OptimalTransport):
-            return self._minibatch_ot_sampler(device, dtype)
-        return self._conditional_sampler(device, dtype)
+    def _target_sampler(self, device, dtype):
+        process, batch = self.process, self.settings.batch
+        if isinstance(process, MinibatchCoupling):
+            return process.coupled_target_sampler(batch, self.objective["coupling_batch"], device=device, dtype=dtype)
+        return process.conditional_target_sampler(batch, device=device, dtype=dtype)
 
-    def _conditional_sampler(self, device, dtype):
-        process = self.process
-        grid = torch.linspace(0, process.tau, TABLE_INTERVALS + 1, dtype=torch.float64)
-        table = {field: torch.stack([getattr(process.moments(float(t)), field).detach().cpu().to(torch.float64)
-                                     for t in grid]).to(device, dtype)
-                 for field in ("scale", "angle", "variance", "dscale", "dangle", "dvariance")}
-        if process.cloud is not None:
-            centres = process.cloud.points.to(device, dtype)
-            widths = torch.full((len(centres),), process.cloud.std**2, device=device, dtype=dtype)
-            weights = torch.ones(len(centres), device=device, dtype=dtype)
-        else:
-            s = process.structure
-            centres, widths, weights = (v.to(device, dtype) for v in (s.means, s.covariances[:, 0, 0], s.weights))
-        step = process.tau / TABLE_INTERVALS
+    # ---- the training record (capability Trained) ---------------------------------------------------------
+    @property
+    def record_every(self) -> int:
+        return self.settings.record_every
 
-        def sample(generator):
-            n = self.settings.batch
-            t = process.tau * torch.rand(n, generator=generator, device=device, dtype=dtype)
-            position = t / step
-            index = position.floor().clamp(max=TABLE_INTERVALS - 1).long()
-            fraction = position - index
-            mom = {k: v[index] * (1 - fraction) + v[index + 1] * fraction for k, v in table.items()}
-            k = torch.multinomial(weights, n, replacement=True, generator=generator)
-            mu = centres[k]
-            variance = mom["scale"] ** 2 * widths[k] + mom["variance"]
-            dvariance = 2 * mom["scale"] * mom["dscale"] * widths[k] + mom["dvariance"]
-            mean, dmean, skew = _rotated(mom, mu)
-            x = mean + variance.sqrt()[:, None] * torch.randn(mu.shape, generator=generator, device=device, dtype=dtype)
-            target = dmean + (dvariance / (2 * variance))[:, None] * (x - mean) + skew(x - mean)
-            return t, x, target
+    @property
+    def training_steps(self) -> int:
+        return self.settings.steps
 
-        return sample
-
-    def _minibatch_ot_sampler(self, device, dtype):
-        import ot
-
-        process = self.process
-        data, prior = process.data.to(device, dtype), process.prior.to(device, dtype)
-
-        pool, n = self.objective["coupling_batch"], self.settings.batch
-
-        def sample(generator):
-            y, z = data.sample(pool, generator), prior.sample(pool, generator)
-            if y.shape[1] == 1:  # in 1-D the monotone pairing is the exact plan for the squared cost
-                y, z = y.sort(0).values, z.sort(0).values
-            else:
-                plan = ot.emd(torch.full((pool,), 1.0 / pool, device=device, dtype=dtype),
-                              torch.full((pool,), 1.0 / pool, device=device, dtype=dtype), ot.dist(y, z))
-                z = z[plan.argmax(1)]  # the plan of two uniform point sets of one size is a permutation
-            if pool > n:  # a batch of the coupled pairs
-                chosen = torch.randperm(pool, generator=generator, device=device)[:n]
-                y, z = y[chosen], z[chosen]
-            t = process.tau * torch.rand(n, generator=generator, device=device, dtype=dtype)
-            s = (t / process.tau)[:, None]
-            return t, (1 - s) * y + s * z, (z - y) / process.tau
-
-        return sample
+    def training_losses(self):
+        return None if self.result is None else self.result.losses
 
     # ---- the estimated velocity --------------------------------------------------------------------------
     def velocity(self, t, x):
@@ -235,19 +188,6 @@ class Neural(Estimator):
                 row = score_row(self.process, float(t), first=self.process.tau / TABLE_INTERVALS)
                 return model.velocity(times, x, row.to(x.device, x.dtype).expand(len(x), -1))
             return model.velocity(times, x)
-
-
-def _rotated(mom: dict, mu: torch.Tensor):
-    """Per-sample M_t μ, Ṁ_t μ and the map r ↦ G_t J r for a batch of moments (2-D rotation; scalars else)."""
-    if mu.shape[1] != 2:
-        return mom["scale"][:, None] * mu, mom["dscale"][:, None] * mu, lambda r: torch.zeros_like(r)
-    c, s = torch.cos(mom["angle"])[:, None], torch.sin(mom["angle"])[:, None]
-    rotated = torch.cat([c * mu[:, :1] - s * mu[:, 1:], s * mu[:, :1] + c * mu[:, 1:]], dim=1)
-    turned = torch.cat([-rotated[:, 1:], rotated[:, :1]], dim=1)  # J R μ
-    mean = mom["scale"][:, None] * rotated
-    dmean = mom["dscale"][:, None] * rotated + (mom["scale"] * mom["dangle"])[:, None] * turned
-    rate = mom["dangle"][:, None]
-    return mean, dmean, lambda r: rate * torch.cat([-r[:, 1:], r[:, :1]], dim=1)
 
 
 @hookimpl

@@ -3,7 +3,7 @@ r"""Data given as points: the 2-D toy sets of the generative-modelling literatur
 Every point cloud is the law :math:`q = \frac1{N_D}\sum_i \mathcal N(y_i, s^2 I)`: ``size`` points
 :math:`y_i` drawn (seeded) from the noiseless shape, each smoothed by an isotropic Gaussian kernel of
 standard deviation ``noise`` (``smoothing`` for files). With :math:`s = 0` it is the empirical law itself,
-whose exact velocity is the softmax posterior over the points (physics.md §1) and singular at t = 0;
+whose exact velocity is the softmax posterior over the points (docs/theory.md §1) and singular at t = 0;
 with :math:`s > 0` the velocity is regular everywhere and densities exist, which the excess/housekeeping
 split on a grid needs. Sampling draws a point uniformly and adds the kernel noise.
 """
@@ -105,7 +105,7 @@ def _uniform(size: int, seed: int) -> torch.Tensor:
 class SwissRoll(PointCloud):
     r"""2-D Swiss roll :math:`y = \mathrm{scale}\,(t\cos t, t\sin t)`, :math:`t = \tfrac32\pi(1 + 2u)`,
     u ~ U[0, 1] (the (x, z) plane of scikit-learn's ``make_swiss_roll``); the default scale gives
-    :math:`E|y|^2 \approx 6` (experiments.md E2)."""
+    :math:`E|y|^2 \approx 6` (docs/theory.md §7, E2)."""
 
     name = "swiss_roll"
 

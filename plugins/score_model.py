@@ -2,7 +2,7 @@ r"""Denoising score matching for linear-force processes: a velocity parameterise
 
 The network :math:`\epsilon_\theta(t, x)` predicts the noise of :math:`x = M_t y + \sqrt{v_t}\,\varepsilon`
 (:math:`y \sim q`, :math:`\varepsilon \sim \mathcal N(0, I)`), with the score
-:math:`\hat s_t(x) = -\epsilon_\theta(t, x)/\sqrt{v_t}` (physics.md §4, "for a score model δν = −T δs"), and
+:math:`\hat s_t(x) = -\epsilon_\theta(t, x)/\sqrt{v_t}` (docs/theory.md §4, "for a score model δν = −T δs"), and
 the reverse process follows
 
 .. math:: \hat\nu_t(x) = f_t(x) - T_t\hat s_t(x) = (H_t + G_tJ)\,x + \frac{T_t}{\sqrt{v_t}}\,\epsilon_\theta(t, x),

@@ -1,7 +1,8 @@
-"""Command line: ``stochthermo run | validate | plugins | describe``.
+"""Command line: ``stochthermo run | plot | report | validate | plugins | describe``.
 
 Errors in the user's input print one line naming the file, the key and the problem, and exit with status
-2; a run that produces a non-finite number exits with status 1. Neither writes any output file.
+2; a run that produces a non-finite number exits with status 1. Neither writes any output file. Heavy
+modules (torch, xarray, matplotlib) are imported inside the commands, so ``--help`` stays fast.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ScenarioError, SimulationError, StochthermoError
-from .parameters import parameters_of, type_name
-from .registry import KINDS, default_registry
+
+#: plugin roles (``stochthermo describe KIND NAME``); stochthermo.registry.KINDS is checked against it in the tests
+KIND_NAMES = ("distribution", "estimator", "observer", "process", "schedule", "solver")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     plugins.set_defaults(handler=_plugins)
 
     describe = commands.add_parser("describe", help="documentation and parameters of one plugin class")
-    describe.add_argument("kind", choices=sorted(KINDS))
+    describe.add_argument("kind", choices=KIND_NAMES)
     describe.add_argument("name")
     describe.set_defaults(handler=_describe)
     return parser
@@ -85,20 +87,24 @@ def _run(args) -> int:
     from .summary import format_summary
 
     scenario = load_scenario(args.scenario, overrides=args.overrides)
-    output = args.output or scenario.output
+    first = scenario.variants[0]
+    output = args.output or first.output
     if not output:
         raise ScenarioError("no output file: give -o/--output or an 'output' key", file=args.scenario, key="output")
-    dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+    try:
+        dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+    except ScenarioError as exc:
+        raise exc.located(file=args.scenario) from None
     path = write_dataset(dataset, output)
     figures = []
     if args.plot is not None:
         from .plotting import save_figures
 
-        figures = save_figures(dataset, args.plot or _beside(path), stem=path.stem)
+        figures = save_figures(dataset, args.plot or _beside(path), stem=path.stem, registry=scenario.registry)
     if not args.quiet:
         print(f"scenario {scenario.name} ({args.scenario}) on {dataset.attrs['device']}, "
-              f"{scenario.particles} particles, {scenario.time_steps} time steps, seeds {scenario.seeds}")
-        print(format_summary(dataset))
+              f"{first.particles} particles, {first.time_steps} time steps, seeds {first.seeds}")
+        print(format_summary(dataset, scenario.registry))
         print(f"\nwrote {path}" + "".join(f"\nwrote {f}" for f in figures))
     return 0
 
@@ -107,31 +113,25 @@ def _beside(run_file: Path) -> Path:
     return run_file.parent / f"{run_file.stem}_figures"
 
 
-def _read_run(path: str):
-    from .io import read_dataset
-
-    if not Path(path).is_file():
-        raise ScenarioError("no such file", file=path)
-    try:
-        return read_dataset(path)
-    except (OSError, ValueError) as exc:
-        raise ScenarioError(f"not a netCDF run file ({type(exc).__name__})", file=path) from None
-
-
 def _plot(args) -> int:
+    from .io import read_run
     from .plotting import save_figures
 
     run_file = Path(args.run)
-    for path in save_figures(_read_run(args.run), args.output or _beside(run_file), tuple(args.format),
-                             stem=run_file.stem):
+    dataset = read_run(args.run)
+    written = save_figures(dataset, args.output or _beside(run_file), tuple(args.format), stem=run_file.stem)
+    if not written:
+        raise ScenarioError("no registered observer draws a figure from this run's variables", file=args.run)
+    for path in written:
         print(f"wrote {path}")
     return 0
 
 
 def _report(args) -> int:
+    from .io import read_run
     from .report import write_report
 
-    path = write_report(_read_run(args.run), args.output or Path(args.run).with_suffix(".html"))
+    path = write_report(read_run(args.run), args.output or Path(args.run).with_suffix(".html"))
     print(f"wrote {path}")
     return 0
 
@@ -140,12 +140,16 @@ def _validate(args) -> int:
     from .scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
-    print(f"{args.scenario}: valid ({len(scenario.protocols)} protocols, {len(scenario.perturbations)} "
-          f"perturbations, observers: {', '.join(o.name for o in scenario.observers)})")
+    first = scenario.variants[0]
+    variants = f", {len(scenario.variants)} sweep variants" if len(scenario.variants) > 1 else ""
+    print(f"{args.scenario}: valid ({len(first.protocols)} protocols, {len(first.perturbations)} "
+          f"perturbations{variants}, observers: {', '.join(o.name for o in first.observers)})")
     return 0
 
 
 def _plugins(args) -> int:
+    from .registry import default_registry
+
     registry = default_registry()
     records = [{"name": info.name, "version": info.version, "source": info.source, "provides": info.provides}
                for info in registry.plugins.values()]
@@ -162,6 +166,9 @@ def _plugins(args) -> int:
 
 
 def _describe(args) -> int:
+    from .parameters import parameters_of, type_name
+    from .registry import default_registry
+
     cls = default_registry().get(args.kind, args.name)
     print(f"{args.kind} '{args.name}' ({cls.__module__}.{cls.__qualname__})\n")
     print(inspect.cleandoc(cls.__doc__ or "(no documentation)"))

@@ -9,7 +9,6 @@ the device, dtype and seeds. No timestamps: the same scenario and seeds give the
 from __future__ import annotations
 
 import importlib.metadata
-import itertools
 import json
 
 import numpy as np
@@ -19,8 +18,7 @@ import xarray as xr
 from . import __version__
 from .errors import SimulationError
 from .observer import SWEEP_DIMS, Variable
-from .registry import default_registry
-from .scenario import Scenario, sweep_label
+from .scenario import Scenario, Sweep
 
 DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "h5netcdf", "h5py")
 
@@ -76,27 +74,28 @@ def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device,
     return dataset
 
 
-def combine_sweep(scenario: Scenario, datasets: list[xr.Dataset]) -> xr.Dataset:
-    """Stack the Datasets of a sweep's variants (row-major over ``scenario.sweep``) along one dimension per
+def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
+    """Stack the Datasets of a sweep's variants (row-major over its axes) along one dimension per
     swept key, named after it with '_' for '.' (``data.size`` -> ``data_size``); the sweep is recorded in the
     attributes. A swept key that changes another coordinate (e.g. an image size that changes the pixel
     axis of image snapshots) is refused: stacking would pad with NaN."""
-    dims = [key.replace(".", "_") for key in scenario.sweep]
+    axes = sweep.axes
+    dims = [key.replace(".", "_") for key in axes]
     labelled = []
-    for variant, combination in zip(datasets, itertools.product(*scenario.sweep.values()), strict=True):
-        coords = {dim: [sweep_label(value)] for dim, value in zip(dims, combination, strict=True)}
-        labelled.append(variant.expand_dims(coords))
+    for dataset, variant in zip(datasets, sweep.variants, strict=True):
+        coords = {dim: [label] for dim, (_, label) in zip(dims, variant.spec.labels, strict=True)}
+        labelled.append(dataset.expand_dims(coords))
     nested: list = labelled
-    for size in reversed([len(values) for values in scenario.sweep.values()][1:]):
+    for size in reversed([len(values) for values in axes.values()][1:]):
         nested = [nested[i:i + size] for i in range(0, len(nested), size)]
     try:
         combined = xr.combine_nested(nested, concat_dim=dims, join="exact", combine_attrs="drop_conflicts")
     except ValueError as exc:
-        raise SimulationError(f"the sweep over {', '.join(scenario.sweep)} changes the coordinates of the runs "
+        raise SimulationError(f"the sweep over {', '.join(axes)} changes the coordinates of the runs "
                               f"({str(exc).splitlines()[0]}): drop the observer that depends on it") from None
-    for dim, key in zip(dims, scenario.sweep, strict=True):
+    for dim, key in zip(dims, axes, strict=True):
         combined[dim].attrs.update(long_name=f"swept scenario key {key}", units="1")
-    combined.attrs["sweep"] = json.dumps(scenario.sweep)
+    combined.attrs["sweep"] = json.dumps(axes)
     return combined
 
 
@@ -110,7 +109,7 @@ def _attributes(var: Variable) -> dict:
 
 
 def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) -> dict:
-    registry = default_registry()
+    registry, spec = scenario.registry, scenario.spec
     plugins = {info.name: {"version": info.version, "source": info.source} for info in registry.plugins.values()}
     versions = {}
     for package in DEPENDENCIES:
@@ -122,10 +121,10 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "title": f"stochthermo run of scenario '{scenario.name}'",
         "scenario_name": scenario.name,
         "scenario_description": scenario.description,
-        "scenario_path": scenario.path or "",
-        "scenario_text": scenario.text,
-        "scenario_overrides": json.dumps(scenario.overrides),
-        "scenario_sha256": scenario.sha256,
+        "scenario_path": spec.source or "",
+        "scenario_text": spec.text,
+        "scenario_overrides": json.dumps(list(spec.overrides)),
+        "scenario_sha256": spec.sha256,
         "reference": json.dumps(scenario.reference),
         "stochthermo_version": __version__,
         "plugins": json.dumps(plugins, sort_keys=True),

@@ -3,11 +3,11 @@ r"""Distributions of data and of (perturbed) reverse starts.
 A distribution samples, evaluates its log-density, and, where it can, exposes
 
 * its Gaussian-mixture structure :math:`q = \sum_k w_k \mathcal N(\mu_k, S_k)` (exact posterior
-  velocities, physics.md §1, and closed-form χ²);
+  velocities, docs/theory.md §1, and closed-form χ²);
 * its point-cloud structure: N_D data points, each smoothed by an isotropic Gaussian kernel
   :math:`\mathcal N(y_i, s^2 I)` (:math:`s = 0`: the empirical law itself), whose exact velocities are
-  softmax posteriors over the points (physics.md §1);
-* its tail: the precision matrices of the slowest-decaying components (finiteness of χ², physics.md §4),
+  softmax posteriors over the points (docs/theory.md §1);
+* its tail: the precision matrices of the slowest-decaying components (finiteness of χ², docs/theory.md §4),
   or ``None`` for bounded support;
 * in one dimension, the cumulative distribution in log form and the *normal-score* maps
   :math:`z \mapsto F^{-1}(\Phi(z))` and :math:`x \mapsto \Phi^{-1}(F(x))`. Working with normal scores

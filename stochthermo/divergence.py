@@ -1,4 +1,4 @@
-r"""Pearson χ² divergence of a reverse start against the true one (paper Eq. (78), physics.md §4):
+r"""Pearson χ² divergence of a reverse start against the true one (paper Eq. (78), docs/theory.md §4):
 
 .. math:: D_0 = \int \frac{(\tilde P_0^\dagger - P_0^\dagger)^2}{P_0^\dagger}\,dx.
 

@@ -5,7 +5,7 @@ r"""Weighted particle ensembles that represent a distribution.
   :math:`\sum_j w_j g(x_j) = \int g(F^{-1}(\Phi(z)))\varphi(z)\,dz` are then the trapezoidal rule in ``z``,
   which converges exponentially fast for smooth integrands. An ODE flow in 1-D keeps particles in order,
   so the particle with score :math:`z_j` stays at the :math:`\Phi(z_j)`-quantile of the transported law:
-  the flow of a quantile ensemble is a quantile ensemble (physics.md §4, last fact).
+  the flow of a quantile ensemble is a quantile ensemble (docs/theory.md §4, last fact).
 * In d ≥ 2, an equally weighted sample drawn with a freshly seeded generator, so that ensembles of
   Gaussian laws drawn with the same seed share their standard-normal draws (common particles).
 """

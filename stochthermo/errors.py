@@ -42,6 +42,12 @@ class PluginError(StochthermoError):
     """A plugin could not be registered (bad hook, duplicate name, invalid class, import error)."""
 
 
+class ConformanceError(StochthermoError, AssertionError):
+    """A plugin class breaks the contract of its role (raised by :mod:`stochthermo.testing`; an
+    ``AssertionError`` too, so pytest reports it as a failed check, but never an ``assert`` statement, which
+    ``python -O`` would remove)."""
+
+
 class SimulationError(StochthermoError):
     """A run produced something that must not reach an output file (e.g. a non-finite number)."""
 

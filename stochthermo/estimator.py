@@ -1,7 +1,7 @@
 r"""Estimators: the velocity :math:`\hat\nu_t(x)` the reverse (generating) process actually follows.
 
 The reverse process runs the probability-flow ODE :math:`dx/d\tilde t = -\hat\nu_{\tau-\tilde t}(x)`
-(physics.md §4); in forward time this is :math:`\dot x = \hat\nu_t(x)` integrated from τ down to 0.
+(docs/theory.md §4); in forward time this is :math:`\dot x = \hat\nu_t(x)` integrated from τ down to 0.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import ClassVar
 import torch
 
 from .component import Component
-from .integrate import rk4
 from .log_density import autograd_velocity_and_divergence
 from .process import ForwardProcess
+from .solver import EndpointStep, FlowMap
 
 
 class Estimator(Component):
@@ -38,6 +38,11 @@ class Estimator(Component):
         d ≤ 3, Hutchinson with ``probes`` above; override where ν is not differentiable by autograd."""
         return autograd_velocity_and_divergence(self.velocity, t, x, probes=probes, generator=generator)
 
-    def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`ForwardProcess.flow`, along the estimated velocity."""
-        return rk4(self.velocity, x0, times)
+    def flow_map(self) -> FlowMap | None:
+        """The exact flow map of ν̂ where known (:meth:`ForwardProcess.flow_map`); ``None`` by default."""
+        return None
+
+    def singular_endpoint(self) -> EndpointStep | None:
+        """The last step into t = 0 where ν̂ is singular there (:meth:`ForwardProcess.singular_endpoint`);
+        ``None`` by default."""
+        return None

@@ -1,9 +1,9 @@
 r"""Closed forms for Gaussian laws used across the engine (linear algebra only, no physics).
 
-* :func:`chi_square_gaussians`: Pearson χ² between two Gaussians (physics.md §4),
+* :func:`chi_square_gaussians`: Pearson χ² between two Gaussians (docs/theory.md §4),
   :math:`1 + D = \int \mathcal N(x; a, A)^2 / \mathcal N(x; b, B)\,dx`, finite iff :math:`2A^{-1} - B^{-1} \succ 0`.
 * :func:`bures_map`: the optimal-transport (Brenier) map between Gaussians,
-  :math:`T(y) = b + M (y - a)`, :math:`M = A^{-1/2}(A^{1/2} B A^{1/2})^{1/2} A^{-1/2}` (physics.md §3).
+  :math:`T(y) = b + M (y - a)`, :math:`M = A^{-1/2}(A^{1/2} B A^{1/2})^{1/2} A^{-1/2}` (docs/theory.md §3).
 * :func:`component_log_densities`: :math:`\log \mathcal N(x; \mu_k, \Sigma_k)` for all components at once;
   :func:`cholesky_factor`, shared with sampling.
 """

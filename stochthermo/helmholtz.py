@@ -1,4 +1,4 @@
-r"""The excess/housekeeping split of the dissipation on a 2-D grid (physics.md §2, Eqs. (66)-(67)).
+r"""The excess/housekeeping split of the dissipation on a 2-D grid (docs/theory.md §2, Eqs. (66)-(67)).
 
 The Wasserstein speed is the kinetic energy of the projection :math:`\nabla\phi_t` of :math:`\nu_t` on
 gradient fields in :math:`L^2(P_t)`:

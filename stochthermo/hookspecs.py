@@ -43,3 +43,8 @@ def stochthermo_register_estimators() -> list[type]:
 @hookspec
 def stochthermo_register_observers() -> list[type]:
     """Return :class:`stochthermo.Observer` subclasses: measured quantities and their variables."""
+
+
+@hookspec
+def stochthermo_register_solvers() -> list[type]:
+    """Return :class:`stochthermo.Solver` subclasses: how particles are moved (ODE and SDE schemes)."""

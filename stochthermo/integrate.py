@@ -16,8 +16,10 @@ import torch
 VelocityField = Callable[[float, torch.Tensor], torch.Tensor]
 
 
-def rk4(velocity: VelocityField, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integrate ``dx/dt = velocity(t, x)`` from ``x0`` at ``times[0]`` through ``times``.
+def rk4(velocity: VelocityField, x0: torch.Tensor, times: torch.Tensor, *,
+        substeps: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrate ``dx/dt = velocity(t, x)`` from ``x0`` at ``times[0]`` through ``times``, with ``substeps``
+    equal RK4 steps between consecutive saved times.
 
     Returns ``(positions, velocities)``, each of shape ``(len(times),) + x0.shape``, where
     ``velocities[k] = velocity(times[k], positions[k])``. The grid may run backwards in time (the
@@ -30,11 +32,15 @@ def rk4(velocity: VelocityField, x0: torch.Tensor, times: torch.Tensor) -> tuple
     k1 = velocity(grid[0], x)
     for i in range(len(grid) - 1):
         positions[i], velocities[i] = x, k1
-        t, h = grid[i], grid[i + 1] - grid[i]
-        k2 = velocity(t + h / 2, x + (h / 2) * k1)
-        k3 = velocity(t + h / 2, x + (h / 2) * k2)
-        k4 = velocity(t + h, x + h * k3)
-        x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+        h = (grid[i + 1] - grid[i]) / substeps
+        for j in range(substeps):
+            t = grid[i] + j * h
+            if j:
+                k1 = velocity(t, x)
+            k2 = velocity(t + h / 2, x + (h / 2) * k1)
+            k3 = velocity(t + h / 2, x + (h / 2) * k2)
+            k4 = velocity(t + h, x + h * k3)
+            x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
         k1 = velocity(grid[i + 1], x)
     positions[-1], velocities[-1] = x, k1
     return positions, velocities

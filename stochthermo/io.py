@@ -1,30 +1,46 @@
-"""Atomic netCDF output: write a temporary file beside the target, then rename it into place."""
+"""Atomic output (a temporary file beside the target, then renamed into place) and reading runs back."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import xarray as xr
+from .errors import ScenarioError
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 ENGINE = "h5netcdf"  # netCDF-4/HDF5: 64-bit integers and unicode strings round-trip losslessly
+#: global attributes every run written by the engine carries (stochthermo.dataset)
+RUN_ATTRIBUTES = ("stochthermo_version", "scenario_sha256", "scenario_text")
 
 
-def write_dataset(dataset: xr.Dataset, path: str | Path) -> Path:
-    """Write ``dataset`` to ``path`` atomically; on any failure no (partial) file is left behind."""
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed to ``path`` when the block succeeds, removed
+    otherwise, so that no partial file is ever left at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
-        dataset.to_netcdf(tmp, engine=ENGINE)
+        yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a result file gets the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+
+
+def write_dataset(dataset: xr.Dataset, path: str | Path) -> Path:
+    """Write ``dataset`` to ``path`` atomically; on any failure no (partial) file is left behind."""
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine=ENGINE)
+    return Path(path)
 
 
 def _umask() -> int:
@@ -34,6 +50,24 @@ def _umask() -> int:
 
 
 def read_dataset(path: str | Path) -> xr.Dataset:
-    """Load a run written by :func:`write_dataset` fully into memory."""
+    """Load a netCDF file fully into memory."""
+    import xarray as xr
+
     with xr.open_dataset(path, engine=ENGINE) as dataset:
         return dataset.load()
+
+
+def read_run(path: str | Path) -> xr.Dataset:
+    """Load a run written by ``stochthermo run``; a :class:`ScenarioError` naming the file for anything else
+    (a missing file, a file that is not netCDF, a netCDF file without a run's provenance)."""
+    if not Path(path).is_file():
+        raise ScenarioError("no such file", file=str(path))
+    try:
+        dataset = read_dataset(path)
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"not a netCDF run file ({type(exc).__name__})", file=str(path)) from None
+    missing = [name for name in RUN_ATTRIBUTES if name not in dataset.attrs]
+    if missing or "protocol" not in dataset.dims:
+        raise ScenarioError("not a stochthermo run: a netCDF file without the run's provenance attributes "
+                            f"({', '.join(missing) or 'protocol dimension'} missing)", file=str(path))
+    return dataset

@@ -2,7 +2,7 @@ r"""The log-density ODE: how the density of a flowing ensemble changes along its
 
 Along :math:`\dot x = \nu_t(x)` the continuity equation :math:`\partial_t p + \nabla\cdot(p\,\nu) = 0` gives
 :math:`\frac{d}{dt}\log p_t(x_t) = -\nabla\cdot\nu_t(x_t)`, so densities of a flow follow from its start
-density and the divergence of its velocity (physics.md §4: D_t of an estimated reverse process; the
+density and the divergence of its velocity (docs/theory.md §4: D_t of an estimated reverse process; the
 likelihood of held-out data under a learned flow).
 
 The divergence is exact (one autograd pass per dimension) for d ≤ :data:`EXACT_DIMENSIONS`, and above it the

@@ -2,8 +2,9 @@
 
 An observer declares its output variables (:class:`Variable`: dims, long name, units, symbol, paper
 equation) and, for each protocol and seed, turns a :class:`Run` into arrays with exactly those dims, minus
-``protocol`` and ``seed``, which the engine adds (architecture.md, "Output"). Observers may read what the
-observers they ``require`` measured earlier in the same run.
+``protocol`` and ``seed``, which the engine adds (docs/architecture.md, "Output"). An observer may read
+variables of other observers that it declares in :attr:`Observer.consumes` (xarray-simlab's foreign
+variables); the engine orders the observers by these declarations.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from .component import Component
 from .distribution import Distribution
 from .estimator import Estimator
 from .process import ForwardProcess
+from .setup import Setup
 from .trajectory import Trajectory
 
 if TYPE_CHECKING:
-    from .scenario import Scenario
+    import xarray as xr
+
+    from .presentation import Column, FigureFunction, RelationColumn
 
 #: dimensions the engine sweeps over; they come first in every variable, then ``seed``, then the rest
 SWEEP_DIMS = ("protocol", "perturbation")
@@ -46,9 +50,21 @@ class Variable:
 
 
 @dataclass(frozen=True)
+class Flows:
+    """The particles of one (protocol, seed), on the saved forward time grid."""
+
+    #: the true reverse process: its start law carried by the exact velocity
+    true: Trajectory
+    #: the perturbed reverse processes: each start carried by the estimator's velocity, by name
+    perturbed: dict[str, Trajectory]
+    #: the forward marginals P_t (P_τ carried by the exact velocity); ``true`` itself when that starts from P_τ
+    forward: Trajectory
+
+
+@dataclass(frozen=True)
 class Run:
-    """Everything one (protocol, seed) produced, in forward time. The reverse flows are computed when an
-    observer first reads them (an observer that needs no flow, such as the Monte Carlo cost, costs none)."""
+    """Everything one (protocol, seed) produced, in forward time. The flows are computed when an observer
+    first reads them (an observer that needs no flow, such as the Monte Carlo cost, costs none)."""
 
     protocol: str
     seed: int
@@ -58,46 +74,46 @@ class Run:
     perturbations: dict[str, Distribution]
     #: the law the true reverse process starts from, P_0†
     true_start: Distribution
-    #: computes (true, perturbed) on first use
-    transport: Callable[[], tuple[Trajectory, dict[str, Trajectory]]] = field(repr=False)
-    #: computes the forward trajectory on first use; ``None`` when the true reverse process starts from P_τ
-    #: (it is then the forward trajectory)
-    forward_transport: Callable[[], Trajectory] | None = field(default=None, repr=False)
+    #: ``end_distribution`` (P_0† = P_τ: the true reverse process runs through the forward marginals) or ``prior``
+    reverse_start: str
+    #: computes the flows on first use
+    transport: Callable[[], Flows] = field(repr=False)
 
     @cached_property
-    def _trajectories(self) -> tuple[Trajectory, dict[str, Trajectory]]:
+    def flows(self) -> Flows:
         return self.transport()
 
     @property
     def true(self) -> Trajectory:
         """The true reverse process: its start law (P_τ, or the prior with ``reverse_start: prior``)
         transported by the exact velocity."""
-        return self._trajectories[0]
+        return self.flows.true
 
-    @cached_property
+    @property
     def forward(self) -> Trajectory:
-        """Particles of the forward marginals P_t (physics.md §1-§2: every thermodynamic quantity is an average
-        over P_t): P_τ transported by the exact velocity. The true reverse process itself when it starts from
-        P_τ; with ``reverse_start: prior`` and P_τ ≠ prior the generator's path is not P_t, and this is a
-        separate flow."""
-        return self.true if self.forward_transport is None else self.forward_transport()
+        """Particles of the forward marginals P_t (docs/theory.md §2: every thermodynamic quantity is an
+        average over P_t): P_τ transported by the exact velocity. The true reverse process itself when it
+        starts from P_τ; with ``reverse_start: prior`` and P_τ ≠ prior the generator's path is not P_t, and
+        this is a separate flow."""
+        return self.flows.forward
 
     @property
     def perturbed(self) -> dict[str, Trajectory]:
         """The perturbed reverse processes: each start P̃_0† transported by the estimator, by name."""
-        return self._trajectories[1]
+        return self.flows.perturbed
 
 
 class Observer(Component):
     """Abstract observer."""
 
     kind: ClassVar[str] = "observer"
-    #: names of observers whose results :meth:`observe` reads
-    requires: ClassVar[tuple[str, ...]] = ()
+    #: the variables of other observers that :meth:`observe` reads, by producing observer: the engine runs
+    #: the producers first, and a scenario that lacks one is refused naming both observers
+    consumes: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    def prepare(self, scenario: Scenario) -> None:
-        """Called once when the scenario is loaded, before any run (e.g. to fix a spatial grid); may raise
-        :class:`~stochthermo.ScenarioError`. Does nothing by default."""
+    def prepare(self, setup: Setup) -> None:
+        """Called once when the scenario is built, before any run (e.g. to fix a spatial grid or to refuse
+        data it cannot measure); may raise :class:`~stochthermo.ScenarioError`. Does nothing by default."""
 
     @abstractmethod
     def variables(self) -> dict[str, Variable]:
@@ -108,7 +124,26 @@ class Observer(Component):
         """Coordinates of the observer's own dims (e.g. a spatial grid); none by default."""
         return {}
 
+    # ---- presentation (classmethods: a Dataset read from disk has no observer instances) -------------------
+    @classmethod
+    def summary_columns(cls, ds: xr.Dataset) -> list[Column]:
+        """The numbers of this observer that the summary table shows for ``ds`` (only variables ``ds`` has);
+        none by default."""
+        return []
+
+    @classmethod
+    def relation_columns(cls, ds: xr.Dataset) -> list[RelationColumn]:
+        """The relation statuses of this observer that the summary table shows for ``ds``; none by default."""
+        return []
+
+    @classmethod
+    def figures(cls, ds: xr.Dataset) -> dict[str, FigureFunction]:
+        """Figures this observer can draw from ``ds``, by kind (``plot`` writes ``<stem>_<kind>.png``); none by
+        default."""
+        return {}
+
     @abstractmethod
     def observe(self, run: Run, measured: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        """Arrays named and shaped as :meth:`variables` declares, for one protocol and seed."""
+        """Arrays named and shaped as :meth:`variables` declares, for one protocol and seed. ``measured``
+        holds exactly the variables declared in :attr:`consumes`, ``measured[observer][variable]``."""
         raise NotImplementedError

@@ -5,9 +5,9 @@ For query points :math:`x_i` and components :math:`\mathcal N(c_k, V_k I)` with 
 .. math:: r_{ik} = \frac{w_k\,\mathcal N(x_i; c_k, V_k I)}{\sum_l w_l\,\mathcal N(x_i; c_l, V_l I)}, \qquad
    \bar g_i = \sum_k r_{ik}\, g_k, \qquad \log P(x_i) = \log\sum_k w_k\,\mathcal N(x_i; c_k, V_k I).
 
-This is the one hot kernel behind every exact velocity of empirical data (physics.md §1: the softmax
+This is the one hot kernel behind every exact velocity of empirical data (docs/theory.md §1: the softmax
 posterior over data points, :math:`\bar y_t(x) = \sum_i \mathrm{softmax}_i(-|x - m y_i|^2/2\sigma^2)\,y_i`) and
-of the sample-based optimal-transport field (physics.md §3, a normalised Gaussian kernel). The logits are
+of the sample-based optimal-transport field (docs/theory.md §3, a normalised Gaussian kernel). The logits are
 one matrix product, :math:`x_i\cdot c_k/V_k - |c_k|^2/2V_k + \dots`; the softmax is accumulated online over
 blocks of components (running maximum, running sum, running weighted sum), and query points are processed
 in blocks, so no block holds more than ``budget`` logits whatever the numbers of points and components.

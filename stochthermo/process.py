@@ -17,8 +17,8 @@ import torch
 
 from .component import Component
 from .distribution import Distribution
-from .integrate import rk4
 from .log_density import autograd_velocity_and_divergence
+from .solver import EndpointStep, FlowMap
 
 
 class ForwardProcess(Component):
@@ -80,7 +80,13 @@ class ForwardProcess(Component):
         """ν_t(x) and log P_t(x) together (grid methods); override where one computation gives both."""
         return self.velocity(t, x), self.marginal(t).log_prob(x)
 
-    def flow(self, x0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Transport ``x0`` (at ``times[0]``) along ν through ``times``; returns (positions, velocities),
-        each (len(times), n, d). Default: RK4 on :meth:`velocity`; override where the flow map is exact."""
-        return rk4(self.velocity, x0, times)
+    def flow_map(self) -> FlowMap | None:
+        """The exact flow map of ν, ``(x0 at times[0], times) -> (positions, velocities)``, where the process
+        knows one in closed form (the straight lines of optimal transport); ``None`` (the default): solvers
+        integrate :meth:`velocity`."""
+        return None
+
+    def singular_endpoint(self) -> EndpointStep | None:
+        """Where ν_t is singular at t = 0 (empirical data): the step ``(x at t > 0, t) -> (position, velocity)
+        at t = 0`` that solvers take last; ``None`` (the default) where ν_0 is regular."""
+        return None

@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Any
 
 import pluggy
 
@@ -26,8 +27,10 @@ from .distribution import Distribution
 from .errors import PluginError, ScenarioError, did_you_mean
 from .estimator import Estimator
 from .observer import Observer
+from .parameters import coerce, parameters_of, plugin_base
 from .process import ForwardProcess
 from .schedule import Schedule
+from .solver import Solver
 
 ENTRY_POINT_GROUP = "stochthermo.plugins"
 DISABLE_VARIABLE = "STOCHTHERMO_DISABLE_PLUGINS"
@@ -39,6 +42,7 @@ KINDS: dict[str, tuple[type[Component], str]] = {
     "distribution": (Distribution, "stochthermo_register_distributions"),
     "estimator": (Estimator, "stochthermo_register_estimators"),
     "observer": (Observer, "stochthermo_register_observers"),
+    "solver": (Solver, "stochthermo_register_solvers"),
 }
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -172,19 +176,60 @@ class Registry:
                 raise ScenarioError(f"{kind} '{name}' is unavailable: {self.rejected[kind, name]}") from None
             raise ScenarioError(f"unknown {kind} '{name}'{did_you_mean(name, self.classes[kind])}") from None
 
+    # ---- construction ----------------------------------------------------------------------------
+    def create(self, kind: str, spec: Any, key: str, context: dict[str, Any] | None = None) -> Component:
+        """Instantiate the plugin of ``kind`` that ``spec`` names — a name, or a mapping with ``name`` and the
+        plugin's parameters — validating the parameters against its ``__init__``; ``context`` holds the
+        arguments the engine supplies (data, prior, τ, process). Errors name the dotted ``key``."""
+        if isinstance(spec, str):
+            name, given = spec, {}
+        elif isinstance(spec, dict):
+            if "name" not in spec:
+                raise ScenarioError(f"a {kind} needs a 'name' key", key=key)
+            name, given = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+            if not isinstance(name, str):
+                raise ScenarioError(f"expected the name of a {kind}, got {name!r}", key=f"{key}.name")
+        else:
+            raise ScenarioError(f"expected a {kind} name or a mapping with 'name', got {spec!r}", key=key)
+        try:
+            cls = self.get(kind, name)
+        except ScenarioError as exc:
+            raise exc.located(key_prefix=key) from None
+        params = {p.name: p for p in parameters_of(cls)}
+        values = {}
+        for param_key, value in given.items():
+            if param_key not in params:
+                raise ScenarioError(f"{kind} '{name}' has no parameter '{param_key}'"
+                                    f"{did_you_mean(str(param_key), params)}", key=f"{key}.{param_key}")
+            annotation = params[param_key].annotation
+            base = plugin_base(annotation)
+            if base is not None:
+                values[param_key] = self.create(base.kind, value, f"{key}.{param_key}")
+            else:
+                values[param_key] = coerce(value, annotation, f"{key}.{param_key}")
+        missing = [p for p in params.values() if p.required and p.name not in given]
+        if missing:
+            raise ScenarioError(f"{kind} '{name}' needs parameter '{missing[0].name}' ({missing[0].type_name})",
+                                key=key)
+        try:
+            return cls(**(context or {}), **values)
+        except ScenarioError as exc:
+            raise exc.located(key_prefix=key) from None
+
 
 def _conformance_failure(found: list[tuple[str, type]]) -> str | None:
-    """Run :func:`stochthermo.testing.check_schedule` on third-party schedules that take no required
-    parameters; the reason of the first failure, or None."""
-    from .parameters import parameters_of
-    from .testing import check_schedule
+    """The load-time gate on third-party classes that can be built without parameters: schedules must pass
+    :func:`stochthermo.conformance.check_schedule` and solvers :func:`~stochthermo.conformance.check_solver`. The
+    reason of the first failure, or None."""
+    from .conformance import check_schedule, check_solver
 
+    checks = {"schedule": check_schedule, "solver": check_solver}
     for kind, cls in found:
-        if kind == "schedule" and not any(p.required for p in parameters_of(cls)):
+        if kind in checks and not any(p.required for p in parameters_of(cls)):
             try:
-                check_schedule(cls())
+                checks[kind](cls())
             except Exception as exc:  # any failure of a third-party class is reported, not raised
-                return f"schedule '{cls.name}' fails conformance: {exc}"
+                return f"{kind} '{cls.name}' fails conformance: {exc}"
     return None
 
 

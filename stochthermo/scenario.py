@@ -1,167 +1,122 @@
-"""Scenario files: YAML validated into typed, ready-to-run objects.
+"""Scenarios: a :class:`~stochthermo.spec.ScenarioSpec` built into ready-to-run objects.
 
-A plugin is named by a string (``cosine``) or by a mapping with a ``name`` key and the plugin's
-parameters (``{name: gaussian, mean: 1.0, std: 1.0}``). Every error names the file, the dotted key and
-the problem; unknown keys and plugin names get a "did you mean" suggestion.
+The second stage of spec → build → run. :func:`build_scenario` validates a spec's settings and asks the
+:class:`~stochthermo.registry.Registry` to construct every plugin it names (the registry that built a
+scenario is the one its Dataset records); a spec with a ``sweep`` builds into a :class:`Sweep` of
+scenarios, one per variant. Every error names the file, the dotted key and the problem; unknown keys and
+plugin names get a "did you mean" suggestion.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import yaml
 
 from .device import check_device_name, resolve_dtype
-from .distribution import Distribution
 from .errors import ScenarioError, did_you_mean
-from .estimator import Estimator
 from .observer import Observer
-from .parameters import SCENARIO_DIRECTORY, coerce, parameters_of, plugin_base
-from .process import ForwardProcess
+from .parameters import SCENARIO_DIRECTORY, coerce
 from .registry import Registry, default_registry
-
-
-class ScenarioLoader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2 floats: ``5e-3`` and ``1E6`` are numbers (YAML 1.1, PyYAML's
-    default, reads a float without a dot as a string)."""
-
-
-ScenarioLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."))
+from .setup import Protocol, Setup
+from .solver import estimator_equation, process_equation
+from .spec import SETTINGS, ScenarioSpec, parse_spec, read_spec
 
 DEFAULT_OBSERVERS = ["thermodynamics", "response", "bounds", "snapshots"]
-
-
-@dataclass
-class Protocol:
-    """A forward process and the estimator the reverse process uses with it."""
-
-    name: str
-    process: ForwardProcess
-    estimator: Estimator
-
-
-@dataclass
-class Scenario:
-    text: str
-    path: str | None
-    name: str
-    description: str
-    output: str | None
-    device: str
-    dtype: str
-    seeds: list[int]
-    tau: float
-    time_steps: int
-    particles: int
-    reverse_start: str
-    data: Distribution
-    prior: Distribution
-    perturbations: dict[str, Distribution]
-    protocols: dict[str, Protocol]
-    observers: list[Observer]
-    reference: dict = field(default_factory=dict)
-    #: ``--set key=value`` overrides applied on top of ``text``
-    overrides: list[str] = field(default_factory=list)
-    #: ``sweep``: dotted key -> the values it takes; the run is the Cartesian product of them
-    sweep: dict[str, list] = field(default_factory=dict)
-    #: one scenario per combination of sweep values, in row-major order (empty without a sweep)
-    variants: list[Scenario] = field(default_factory=list)
-
-    @property
-    def sha256(self) -> str:
-        """Hash of the scenario text and its overrides."""
-        return hashlib.sha256("\n".join([self.text, *self.overrides]).encode()).hexdigest()
-
-    @property
-    def times(self) -> torch.Tensor:
-        """The forward time grid t_k = k τ / time_steps (float64, CPU)."""
-        return torch.linspace(0.0, self.tau, self.time_steps + 1, dtype=torch.float64)
-
-
-# ---- top-level keys: name -> (annotation, default); a default of ... means required -------------------
-SETTINGS: dict[str, tuple[Any, Any]] = {
-    "name": (str | None, None),
-    "description": (str, ""),
-    "output": (str | None, None),
-    "device": (str, "auto"),
-    "dtype": (str, "float64"),
-    "seeds": (list[int] | int, [0]),
-    "tau": (float, 1.0),
-    "time_steps": (int, 256),
-    "particles": (int, 2048),
-    "reverse_start": (str, "end_distribution"),
-}
 #: what the true reverse process starts from: the actual P_τ, or the prior the generator is given
 REVERSE_STARTS = ("end_distribution", "prior")
-SECTIONS = ("data", "prior", "protocols", "perturbations", "estimator", "observers", "reference", "sweep")
-#: top-level keys a sweep may not vary: they fix the Dataset's coordinates or the run's identity (inside
-#: ``protocols`` and ``perturbations`` the entries' parameters may vary, not the set of names)
-UNSWEPT = ("name", "description", "output", "device", "dtype", "seeds", "tau", "time_steps", "observers",
-           "reference", "sweep")
-NAMED_ENTRIES = ("protocols", "perturbations")
 
 
-def load_scenario(path: str | Path, *, overrides: list[str] = (), registry: Registry | None = None) -> Scenario:
-    """Read and validate a scenario file; ``overrides`` are ``dotted.key=value`` strings (YAML values)."""
-    path = Path(path)
+@dataclass(frozen=True)
+class Scenario:
+    """A built scenario without a sweep: its spec, the registry that built it, the :class:`Setup` observers
+    see, and the observers in the order they are listed (the Dataset's order) and in the order they run."""
+
+    spec: ScenarioSpec
+    registry: Registry = field(repr=False)
+    setup: Setup
+    observers: tuple[Observer, ...]
+    #: the observers ordered so that every producer of a consumed variable runs before its consumer
+    observation_order: tuple[Observer, ...]
+    output: str | None = None
+    description: str = ""
+    reference: dict = field(default_factory=dict)
+
+    @property
+    def variants(self) -> tuple[Scenario, ...]:
+        return (self,)
+
+    # the settings, for convenience
+    name = property(lambda self: self.setup.name)
+    tau = property(lambda self: self.setup.tau)
+    times = property(lambda self: self.setup.times)
+    time_steps = property(lambda self: self.setup.time_steps)
+    particles = property(lambda self: self.setup.particles)
+    seeds = property(lambda self: list(self.setup.seeds))
+    device = property(lambda self: self.setup.device)
+    dtype = property(lambda self: self.setup.dtype)
+    reverse_start = property(lambda self: self.setup.reverse_start)
+    data = property(lambda self: self.setup.data)
+    prior = property(lambda self: self.setup.prior)
+    perturbations = property(lambda self: self.setup.perturbations)
+    protocols = property(lambda self: self.setup.protocols)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A spec with a ``sweep``, built: one :class:`Scenario` per variant, row-major over :attr:`axes`."""
+
+    spec: ScenarioSpec
+    variants: tuple[Scenario, ...]
+
+    @property
+    def axes(self) -> dict[str, list]:
+        """Swept key (or axis name) -> the values it takes."""
+        return self.spec.sweep
+
+    @property
+    def name(self) -> str:
+        return self.variants[0].name
+
+    @property
+    def registry(self) -> Registry:
+        return self.variants[0].registry
+
+
+def load_scenario(path: str | Path, *, overrides: list[str] | tuple[str, ...] = (),
+                  registry: Registry | None = None) -> Scenario | Sweep:
+    """Read, validate and build a scenario file; ``overrides`` are ``dotted.key=value`` strings (YAML values)."""
+    spec = read_spec(path, overrides=overrides)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ScenarioError(f"cannot read scenario: {exc.strerror}", file=str(path)) from None
-    directory = SCENARIO_DIRECTORY.set(path.parent)
-    try:
-        return parse_scenario(text, source=str(path), overrides=overrides, registry=registry)
+        return build(spec, registry)
     except ScenarioError as exc:
         raise exc.located(file=str(path)) from None
-    finally:
-        SCENARIO_DIRECTORY.reset(directory)
 
 
-def parse_scenario(text: str, *, source: str | None = None, overrides: list[str] = (),
-                   registry: Registry | None = None) -> Scenario:
-    """Validate scenario text (``source`` names it in errors), with ``overrides`` applied first."""
+def parse_scenario(text: str, *, source: str | None = None, overrides: list[str] | tuple[str, ...] = (),
+                   registry: Registry | None = None) -> Scenario | Sweep:
+    """Validate and build scenario text (``source`` names it in errors), with ``overrides`` applied first."""
+    return build(parse_spec(text, source=source, overrides=overrides), registry)
+
+
+def build(spec: ScenarioSpec, registry: Registry | None = None) -> Scenario | Sweep:
+    """A :class:`Scenario`, or a :class:`Sweep` of them where the spec has a ``sweep``."""
     registry = registry or default_registry()
-    try:
-        raw = yaml.load(text, Loader=ScenarioLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(f"invalid YAML: {where}{problem}", file=source) from None
-    if not isinstance(raw, dict):
-        raise ScenarioError("a scenario must be a mapping of keys to values", file=source)
-    for override in overrides:
-        _apply_override(raw, override)
-    sweep = _check_sweep(raw.pop("sweep", {}))
-    if not sweep:
-        return _build_scenario(raw, text, source, overrides, registry)
-    variants = []
-    for combination in itertools.product(*sweep.values()):
-        variant = copy.deepcopy(raw)
-        for key, value in zip(sweep, combination, strict=True):
-            for dotted, setting in (value.items() if isinstance(value, dict) else [(key, value)]):
-                if dotted != "label":
-                    _set_key(variant, dotted, setting)
+    variants = spec.variants()
+    if not spec.sweep:
+        return build_scenario(spec, registry)
+    built = []
+    for variant, combination in zip(variants, itertools.product(*spec.sweep.values()), strict=True):
         try:
-            variants.append(_build_scenario(variant, text, source, overrides, registry))
+            built.append(build_scenario(variant, registry))
         except ScenarioError as exc:
-            where = ", ".join(f"{k} = {v}" for k, v in zip(sweep, combination, strict=True))
+            where = ", ".join(f"{k} = {v}" for k, v in zip(spec.sweep, combination, strict=True))
             raise ScenarioError(f"{exc.problem} (sweep: {where})", key=exc.key) from None
-    _check_same_coordinates(variants, sweep)
-    first = copy.copy(variants[0])
-    first.sweep, first.variants = sweep, variants
-    return first
+    _check_same_coordinates(built, spec.sweep)
+    return Sweep(spec, tuple(built))
 
 
 def _check_same_coordinates(variants: list[Scenario], sweep: dict[str, list]) -> None:
@@ -176,178 +131,118 @@ def _check_same_coordinates(variants: list[Scenario], sweep: dict[str, list]) ->
                                         key=f"observers[{i}]")
 
 
-def _check_sweep(sweep: Any) -> dict[str, list]:
-    """``{axis: [values...]}``: an axis is a dotted key taking each value, or a name whose values are mappings
-    ``{label: ..., dotted.key: value, ...}`` that set several keys together. Lists non-empty, labels distinct,
-    no key that fixes the Dataset's coordinates."""
-    if not isinstance(sweep, dict):
-        raise ScenarioError("expected a mapping of dotted keys to lists of values", key="sweep")
-    for axis, values in sweep.items():
-        if not isinstance(axis, str) or not axis:
-            raise ScenarioError(f"expected a dotted key or an axis name, got {axis!r}", key="sweep")
-        if not isinstance(values, list) or not values:
-            raise ScenarioError(f"expected a non-empty list of values, got {values!r}", key=f"sweep.{axis}")
-        linked = [v for v in values if isinstance(v, dict)]
-        if linked and len(linked) != len(values):
-            raise ScenarioError("give every value as a mapping of keys, or none", key=f"sweep.{axis}")
-        keys = {k for v in linked for k in v if k != "label"} if linked else {axis}
-        for key in keys:
-            _check_swept_key(str(key), f"sweep.{axis}")
-        for value in linked:
-            if "label" not in value:
-                raise ScenarioError(f"each value sets several keys: give it a 'label' (got {value})",
-                                    key=f"sweep.{axis}")
-        labels = [sweep_label(v) for v in values]
-        if len(set(labels)) != len(labels):
-            raise ScenarioError(f"labels must be distinct, got {labels}", key=f"sweep.{axis}")
-    return {str(k): v for k, v in sweep.items()}
+def build_scenario(spec: ScenarioSpec, registry: Registry) -> Scenario:
+    """Build a spec without a sweep: settings checked, every plugin constructed by ``registry``."""
+    token = SCENARIO_DIRECTORY.set(spec.directory)
+    try:
+        return _build(spec, registry)
+    finally:
+        SCENARIO_DIRECTORY.reset(token)
 
 
-def _check_swept_key(key: str, where: str) -> None:
-    parts = key.split(".")
-    top = parts[0]
-    if top in UNSWEPT or (top in NAMED_ENTRIES and len(parts) < 3):
-        raise ScenarioError(f"'{top}' cannot be swept (it fixes the Dataset's coordinates or the run's identity)",
-                            key=where)
-    if top not in SETTINGS and top not in SECTIONS:
-        raise ScenarioError(f"unknown key '{key}'{did_you_mean(top, [*SETTINGS, *SECTIONS])}", key=where)
-
-
-def sweep_label(value: Any) -> Any:
-    """The coordinate label of a sweep value: numbers and strings as they are, lists joined by 'x', a mapping's
-    ``label``."""
-    if isinstance(value, dict):
-        value = value.get("label")
-    if isinstance(value, list):
-        return "x".join(str(v) for v in value)
-    if isinstance(value, bool | int | float | str):
-        return value
-    raise ScenarioError(f"sweep values must be numbers, strings or lists, got {value!r}", key="sweep")
-
-
-def _build_scenario(raw: dict, text: str, source: str | None, overrides, registry: Registry) -> Scenario:
-    """Validate a raw mapping (overrides applied, no sweep) into a :class:`Scenario`."""
-    for key in raw:
-        if key not in SETTINGS and key not in SECTIONS:
-            raise ScenarioError(f"unknown key{did_you_mean(str(key), [*SETTINGS, *SECTIONS])}", key=str(key))
+def _build(spec: ScenarioSpec, registry: Registry) -> Scenario:
+    raw = spec.raw
+    raw.pop("sweep", None)
     for key in ("data", "prior", "protocols", "perturbations"):
         if key not in raw:
             raise ScenarioError("required key is missing", key=key)
-
     settings = {key: coerce(raw.get(key, default), annotation, key) for key, (annotation, default) in SETTINGS.items()}
     _check_settings(settings)
     tau = settings["tau"]
-    data = build(registry, "distribution", raw["data"], "data", {})
-    prior = build(registry, "distribution", raw["prior"], "prior", {})
+    data = registry.create("distribution", raw["data"], "data")
+    prior = registry.create("distribution", raw["prior"], "prior")
     if prior.dim != data.dim:
         raise ScenarioError(f"prior has dimension {prior.dim} but the data {data.dim}", key="prior")
     perturbations = {}
-    for name, spec in _mapping(raw["perturbations"], "perturbations").items():
-        dist = build(registry, "distribution", spec, f"perturbations.{name}", {})
+    for name, entry in _mapping(raw["perturbations"], "perturbations").items():
+        dist = registry.create("distribution", entry, f"perturbations.{name}")
         if dist.dim != data.dim:
             raise ScenarioError(f"dimension {dist.dim} differs from the data's {data.dim}", key=f"perturbations.{name}")
         perturbations[name] = dist
-    default_estimator = raw.get("estimator", "exact")
-    protocols = {}
-    for name, spec in _mapping(raw["protocols"], "protocols").items():
-        key = f"protocols.{name}"
-        spec = _mapping(spec, key)
-        for sub in spec:
-            if sub not in ("process", "estimator"):
-                raise ScenarioError(f"unknown key{did_you_mean(str(sub), ['process', 'estimator'])}",
-                                    key=f"{key}.{sub}")
-        if "process" not in spec:
-            raise ScenarioError("required key is missing", key=f"{key}.process")
-        process = build(registry, "process", spec["process"], f"{key}.process",
-                        {"data": data, "prior": prior, "tau": tau})
-        estimator = build(registry, "estimator", spec.get("estimator", default_estimator),
-                          f"{key}.estimator" if "estimator" in spec else "estimator", {"process": process})
-        protocols[name] = Protocol(name, process, estimator)
+    protocols = {name: _protocol(registry, name, entry, raw, {"data": data, "prior": prior, "tau": tau})
+                 for name, entry in _mapping(raw["protocols"], "protocols").items()}
 
     observer_specs = raw.get("observers", DEFAULT_OBSERVERS)
     if not isinstance(observer_specs, list) or not observer_specs:
         raise ScenarioError("expected a non-empty list of observers", key="observers")
-    observers = [build(registry, "observer", spec, f"observers[{i}]", {}) for i, spec in enumerate(observer_specs)]
-    _check_observer_order(observers)
-    scenario = Scenario(text=text, path=source, name=settings["name"] or Path(source or "scenario").stem,
-                        description=settings["description"], output=settings["output"],
-                        device=settings["device"], dtype=settings["dtype"],
-                        seeds=[settings["seeds"]] if isinstance(settings["seeds"], int) else settings["seeds"],
-                        tau=tau, time_steps=settings["time_steps"], particles=settings["particles"],
-                        reverse_start=settings["reverse_start"],
-                        data=data, prior=prior, perturbations=perturbations, protocols=protocols,
-                        observers=observers, overrides=list(overrides))
+    observers = [registry.create("observer", entry, f"observers[{i}]") for i, entry in enumerate(observer_specs)]
+    order = _observation_order(observers)
+    seeds = settings["seeds"]
+    setup = Setup(name=settings["name"] or Path(spec.source or "scenario").stem, tau=tau,
+                  time_steps=settings["time_steps"], particles=settings["particles"],
+                  seeds=tuple([seeds] if isinstance(seeds, int) else seeds), reverse_start=settings["reverse_start"],
+                  device=settings["device"], dtype=settings["dtype"], data=data, prior=prior,
+                  perturbations=perturbations, protocols=protocols)
     for i, observer in enumerate(observers):
         try:
-            observer.prepare(scenario)
+            observer.prepare(setup)
         except ScenarioError as exc:
             raise exc.located(key_prefix=f"observers[{i}]") from None
-    scenario.reference = _check_reference(raw.get("reference", {}), scenario)
-    return scenario
+    reference = _check_reference(raw.get("reference", {}), setup, observers)
+    return Scenario(spec, registry, setup, tuple(observers), order, settings["output"], settings["description"],
+                    reference)
 
 
-def _apply_override(raw: dict, override: str) -> None:
-    """Set ``a.b.c=value`` (value parsed as YAML) in the raw mapping, creating mappings on the way."""
-    key, sep, value = override.partition("=")
-    if not sep or not key.strip():
-        raise ScenarioError(f"--set expects KEY=VALUE, got {override!r}")
-    try:
-        parsed = yaml.load(value, Loader=ScenarioLoader)
-    except yaml.YAMLError:
-        raise ScenarioError(f"--set {key}: value {value!r} is not valid YAML") from None
-    _set_key(raw, key.strip(), parsed)
+def _protocol(registry: Registry, name: str, entry: Any, raw: dict, context: dict) -> Protocol:
+    """The process, estimator and solver of ``protocols.<name>``; the estimator and solver default to the
+    top-level ``estimator`` and ``solver`` keys."""
+    key = f"protocols.{name}"
+    entry = _mapping(entry, key)
+    for sub in entry:
+        if sub not in ("process", "estimator", "solver"):
+            raise ScenarioError(f"unknown key{did_you_mean(str(sub), ['process', 'estimator', 'solver'])}",
+                                key=f"{key}.{sub}")
+    if "process" not in entry:
+        raise ScenarioError("required key is missing", key=f"{key}.process")
+    process = registry.create("process", entry["process"], f"{key}.process", context)
+    estimator = registry.create("estimator", entry.get("estimator", raw.get("estimator", "exact")),
+                                f"{key}.estimator" if "estimator" in entry else "estimator", {"process": process})
+    solver_key = f"{key}.solver" if "solver" in entry else "solver"
+    solver = registry.create("solver", entry.get("solver", raw.get("solver", "auto")), solver_key)
+    for equation in (process_equation(process), estimator_equation(estimator)):
+        problem = solver.check(equation)
+        if problem:
+            raise ScenarioError(f"solver '{solver.name}' cannot integrate protocol '{name}': {problem}", key=solver_key)
+    return Protocol(name, process, estimator, solver)
 
 
-def _set_key(raw: dict, key: str, parsed: Any) -> None:
-    """Set the dotted ``key`` to ``parsed`` in the raw mapping, creating mappings on the way."""
-    *parents, last = key.split(".")
-    target = raw
-    for i, part in enumerate(parents):
-        nxt = target.setdefault(part, {})
-        if isinstance(nxt, str):  # a plugin named by a string becomes a mapping with its name
-            nxt = target[part] = {"name": nxt}
-        if not isinstance(nxt, dict):
-            raise ScenarioError(f"'{'.'.join(parents[:i + 1])}' is not a mapping", key=key)
-        target = nxt
-    target[last] = parsed
+def _observation_order(observers: list[Observer]) -> tuple[Observer, ...]:
+    """The observers ordered so that producers run before consumers (stable otherwise); a scenario error
+    naming both observers for a missing producer, an undeclared variable or a cycle."""
+    by_name: dict[str, Observer] = {}
+    for i, observer in enumerate(observers):
+        if observer.name in by_name:
+            raise ScenarioError(f"observer '{observer.name}' is listed twice", key=f"observers[{i}]")
+        by_name[observer.name] = observer
+    for i, observer in enumerate(observers):
+        for producer, variables in observer.consumes.items():
+            if producer not in by_name:
+                raise ScenarioError(f"observer '{observer.name}' consumes {', '.join(variables)} of observer "
+                                    f"'{producer}', which the scenario does not list: add '{producer}' to observers",
+                                    key=f"observers[{i}]")
+            declared = by_name[producer].variables()
+            for variable in variables:
+                if variable not in declared:
+                    raise ScenarioError(f"observer '{observer.name}' consumes '{variable}', which observer "
+                                        f"'{producer}' does not record", key=f"observers[{i}]")
+    order: list[Observer] = []
+    visiting: set[str] = set()
 
+    def visit(observer: Observer) -> None:
+        if observer in order:
+            return
+        if observer.name in visiting:
+            raise ScenarioError(f"observers consume each other's variables in a cycle through '{observer.name}'",
+                                key="observers")
+        visiting.add(observer.name)
+        for producer in observer.consumes:
+            visit(by_name[producer])
+        visiting.discard(observer.name)
+        order.append(observer)
 
-def build(registry: Registry, kind: str, spec: Any, key: str, context: dict[str, Any]):
-    """Instantiate the plugin of ``kind`` that ``spec`` names, validating its parameters."""
-    if isinstance(spec, str):
-        name, given = spec, {}
-    elif isinstance(spec, dict):
-        if "name" not in spec:
-            raise ScenarioError(f"a {kind} needs a 'name' key", key=key)
-        name, given = spec["name"], {k: v for k, v in spec.items() if k != "name"}
-        if not isinstance(name, str):
-            raise ScenarioError(f"expected the name of a {kind}, got {name!r}", key=f"{key}.name")
-    else:
-        raise ScenarioError(f"expected a {kind} name or a mapping with 'name', got {spec!r}", key=key)
-    try:
-        cls = registry.get(kind, name)
-    except ScenarioError as exc:
-        raise exc.located(key_prefix=key) from None
-    params = {p.name: p for p in parameters_of(cls)}
-    values = {}
-    for param_key, value in given.items():
-        if param_key not in params:
-            raise ScenarioError(f"{kind} '{name}' has no parameter '{param_key}'{did_you_mean(str(param_key), params)}",
-                                key=f"{key}.{param_key}")
-        annotation = params[param_key].annotation
-        base = plugin_base(annotation)
-        if base is not None:
-            values[param_key] = build(registry, base.kind, value, f"{key}.{param_key}", {})
-        else:
-            values[param_key] = coerce(value, annotation, f"{key}.{param_key}")
-    missing = [p for p in params.values() if p.required and p.name not in given]
-    if missing:
-        raise ScenarioError(f"{kind} '{name}' needs parameter '{missing[0].name}' ({missing[0].type_name})",
-                            key=key)
-    try:
-        return cls(**context, **values)
-    except ScenarioError as exc:
-        raise exc.located(key_prefix=key) from None
+    for observer in observers:
+        visit(observer)
+    return tuple(order)
 
 
 def _mapping(value: Any, key: str) -> dict:
@@ -374,25 +269,13 @@ def _check_settings(settings: dict) -> None:
     check_device_name(settings["device"])
 
 
-def _check_observer_order(observers: list[Observer]) -> None:
-    seen: set[str] = set()
-    for i, observer in enumerate(observers):
-        if observer.name in seen:
-            raise ScenarioError(f"observer '{observer.name}' is listed twice", key=f"observers[{i}]")
-        for needed in observer.requires:
-            if needed not in seen:
-                raise ScenarioError(f"observer '{observer.name}' needs '{needed}' listed before it",
-                                    key=f"observers[{i}]")
-        seen.add(observer.name)
-
-
-def _check_reference(reference: Any, scenario: Scenario) -> dict:
+def _check_reference(reference: Any, setup: Setup, observers: list[Observer]) -> dict:
     """Published values to print beside the engine's: ``{variable: nested by the variable's sweep dims}``.
     Only ``source`` (a string) and variables over ``protocol``/``perturbation`` are accepted."""
     if not isinstance(reference, dict):
         raise ScenarioError("expected a mapping of variable names to values", key="reference")
-    labels = {"protocol": list(scenario.protocols), "perturbation": list(scenario.perturbations)}
-    declared = {name: var for obs in scenario.observers for name, var in obs.variables().items()}
+    labels = {"protocol": list(setup.protocols), "perturbation": list(setup.perturbations)}
+    declared = {name: var for obs in observers for name, var in obs.variables().items()}
     for var_name, values in reference.items():
         key = f"reference.{var_name}"
         if var_name == "source":

@@ -52,3 +52,29 @@ class Schedule(Component):
         sigma2 = self.sigma(s) ** 2
         drift = torch.where(sigma2 == 0, torch.zeros_like(m), sigma2 * self.dm(s) / m)
         return 0.5 * self.dsigma2(s) - drift
+
+
+#: resolution of the check that T_t >= 0 (Eq. (24)) on s in [0, 1]
+TEMPERATURE_CHECK_POINTS = 2001
+
+
+def schedule_problem(schedule: Schedule) -> str | None:
+    """What makes ``schedule`` invalid, or ``None``: the boundary values m_0 = 1, σ_0 = 0, and a non-negative,
+    defined temperature on [0, 1] (Eq. (24)). The one statement of that rule: the ``scheduled`` process
+    refuses such a schedule with it, and :func:`stochthermo.testing.check_schedule` fails with it."""
+    s = torch.linspace(0, 1, TEMPERATURE_CHECK_POINTS, dtype=torch.float64)
+    zero = s[:1]
+    m0, sigma0 = float(schedule.m(zero)), float(schedule.sigma(zero))
+    if abs(m0 - 1) > 1e-12 or abs(sigma0) > 1e-12:
+        return (f"schedule '{schedule.name}' must start at m = 1, sigma = 0 (got m(0) = {m0:.6g}, "
+                f"sigma(0) = {sigma0:.6g})")
+    temperature = schedule.temperature(s)
+    if torch.isnan(temperature).any():
+        at = float(s[torch.nonzero(torch.isnan(temperature))[0, 0]])
+        return f"schedule '{schedule.name}' has an undefined (NaN) temperature at t/tau = {at:.4g}"
+    bad = torch.nonzero(temperature < -1e-12)
+    if len(bad):
+        at = float(s[bad[0, 0]])
+        return (f"schedule '{schedule.name}' has negative temperature T_t = {float(temperature[bad[0, 0]]):.3g}/tau "
+                f"at t/tau = {at:.4g}: sigma/m must not decrease (Eq. (24))")
+    return None

@@ -1,25 +1,22 @@
-"""The table `stochthermo run` prints: costs and the status of every relation, beside published values."""
+"""The table `stochthermo run` prints: the numbers and relation statuses the observers contribute
+(:mod:`stochthermo.presentation`), beside published values."""
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
 
 import numpy as np
 import xarray as xr
 
-#: (variable suffix, column header) of the relations shown, in physics.md §4 order
-RELATION_COLUMNS = (("dissipation_rate", "(80)"), ("wasserstein_speed", "(82)"), ("response", "(81)eta<=c1"),
-                    ("dissipation", "(81)c1<=wD"), ("kinetic_cost", "(83)"), ("path_length", "(92)L"),
-                    ("geodesic", "(92)W2"), ("imperfect_estimation", "(100)"))
+from .presentation import Column, relation_columns, summary_columns
+from .registry import Registry, default_registry
+
 STATUS_TEXT = {1: "ok", 0: "FAIL", -1: "n/a"}
 
 
 def _status(ds: xr.Dataset, name: str, **where) -> str:
-    var = ds.get(f"holds_{name}")
-    if var is None:
-        return "-"
+    var = ds[name]
     values = np.atleast_1d(var.sel(**{k: v for k, v in where.items() if k in var.dims}).values)
     if (values == 0).any():
         return STATUS_TEXT[0]
@@ -31,58 +28,49 @@ def _value(ds: xr.Dataset, name: str, **where) -> float:
     return float(var.sel(**{k: v for k, v in where.items() if k in var.dims}).mean("seed"))
 
 
+def _column_value(ds: xr.Dataset, column: Column, where: dict) -> float:
+    value = _value(ds, column.variable, **where)
+    return value / _value(ds, column.per, **where) if column.per else value
+
+
 def _sweep_dims(ds: xr.Dataset) -> list[str]:
     return [key.replace(".", "_") for key in json.loads(ds.attrs.get("sweep", "{}"))]
 
 
-def _columns(ds: xr.Dataset) -> list[tuple[str, Callable[[dict], float]]]:
-    """(header, value at a coordinate selection) of the numbers shown, those the run recorded."""
-    plain = [("D_0", "chi_square"), ("eta", "response"), ("c_1", "loss_cost"), ("c_2", "kinetic_cost"),
-             ("c_2 MC", "kinetic_cost_monte_carlo"), ("+-", "kinetic_cost_standard_error"),
-             ("bound", "schedule_cost_bound"), ("c_2 MC/bound", "kinetic_cost_ratio"), ("w_D", "dissipation"),
-             ("hk share", "housekeeping_share"), ("W2^2/tau", "geodesic_cost")]
-    columns = [(h, lambda where, v=v: _value(ds, v, **where)) for h, v in plain if v in ds]
-    if "data_dimension" in ds:  # high dimension: the paper reports eta and c_2 in units of n_d (E3)
-        per_dimension = [(f"{h}/n_d", v) for h, v in (("eta", "response"), ("c_2", "kinetic_cost"),
-                                                        ("c_2 MC", "kinetic_cost_monte_carlo")) if v in ds]
-        columns += [(h, lambda where, v=v: _value(ds, v, **where) / _value(ds, "data_dimension", **where))
-                    for h, v in per_dimension]
-    return columns
-
-
-def summary_table(ds: xr.Dataset) -> tuple[list[str], list[list[str]]]:
-    """Header and rows: per sweep value, protocol and perturbation, D_0, η, c_1, c_2, w_D, W_2²/τ, the Monte
-    Carlo c_2 where recorded (seed means) and the status of each relation (FAIL if it fails for any seed)."""
-    columns = _columns(ds)
-    relations = [(n, h) for n, h in RELATION_COLUMNS if f"holds_{n}" in ds]
+def summary_table(ds: xr.Dataset, registry: Registry | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per sweep value, protocol and perturbation, the seed means of the numbers the
+    registered observers show for ``ds`` (D_0, η, c_1, c_2, w_D, ... for the built-ins) and the status of each
+    relation (FAIL if it fails for any seed)."""
+    registry = registry or default_registry()
+    columns, relations = summary_columns(ds, registry), relation_columns(ds, registry)
     sweep = _sweep_dims(ds)
-    header = [*sweep, "protocol", "perturbation", *(h for h, _ in columns), *(h for _, h in relations)]
+    header = [*sweep, "protocol", "perturbation", *(c.header for c in columns), *(r.header for r in relations)]
     rows = []
     for labels in itertools.product(*(ds[d].values for d in sweep)):
         for protocol in ds.protocol.values:
             for perturbation in ds.perturbation.values:
                 where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
                 rows.append([*(str(v) for v in labels), str(protocol), str(perturbation),
-                             *(f"{value(where):.5g}" for _, value in columns),
-                             *(_status(ds, n, **where) for n, _ in relations)])
+                             *(f"{_column_value(ds, c, where):.5g}" for c in columns),
+                             *(_status(ds, r.variable, **where) for r in relations)])
     return header, rows
 
 
-def relation_counts(ds: xr.Dataset) -> dict[str, int]:
+def relation_counts(ds: xr.Dataset, registry: Registry | None = None) -> dict[str, int]:
     """How many relation statuses (over every coordinate) hold, are violated, or do not apply."""
-    names = [n for n, _ in RELATION_COLUMNS if f"holds_{n}" in ds]
-    statuses = np.concatenate([ds[f"holds_{n}"].values.ravel() for n in names]) if names else np.array([])
+    names = [r.variable for r in relation_columns(ds, registry or default_registry())]
+    statuses = np.concatenate([ds[n].values.ravel() for n in names]) if names else np.array([])
     return {text: int((statuses == code).sum()) for code, text in ((1, "hold"), (0, "violated"),
                                                                      (-1, "not applicable"))}
 
 
-def format_summary(ds: xr.Dataset) -> str:
+def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:
     """The table of :func:`summary_table`, the relation counts and the published values beside."""
-    header, rows = summary_table(ds)
+    header, rows = summary_table(ds, registry)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    counts = relation_counts(ds)
+    counts = relation_counts(ds, registry)
     lines.append("")
     lines.append("relations: " + ", ".join(f"{n} {text}" for text, n in counts.items())
                  + (" -- SEE FAIL ABOVE" if counts["violated"] else ""))

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .ensemble import Ensemble
-
 
 @dataclass(frozen=True)
 class Trajectory:
@@ -36,21 +34,13 @@ class Trajectory:
         return self.expectation((self.velocities**2).sum(-1))
 
 
-def run_flow(flow, ensemble: Ensemble, times: torch.Tensor) -> Trajectory:
-    """Transport ``ensemble`` from forward time ``times[-1]`` = τ back to 0 (the reverse, generating
-    direction) with ``flow(x0, reverse_times) -> (positions, velocities)``, and store it on the forward grid.
-    """
-    positions, velocities = flow(ensemble.positions, times.flip(0))
-    return Trajectory(times, positions.flip(0), velocities.flip(0), ensemble.weights, ensemble.normal_scores)
-
-
-def run_flows(flow, ensembles: dict[str, Ensemble], times: torch.Tensor) -> dict[str, Trajectory]:
-    """:func:`run_flow` for several ensembles at once: one flow over all their particles, then split."""
-    names = list(ensembles)
-    sizes = [len(ensembles[n].weights) for n in names]
-    joined = Ensemble(torch.cat([ensembles[n].positions for n in names]),
-                      torch.cat([ensembles[n].weights for n in names]), None)
-    together = run_flow(flow, joined, times)
-    parts = zip(names, together.positions.split(sizes, dim=1), together.velocities.split(sizes, dim=1), strict=True)
-    return {name: Trajectory(times, pos, vel, ensembles[name].weights, ensembles[name].normal_scores)
-            for name, pos, vel in parts}
+def run_flows(flow, ensembles: dict, times: torch.Tensor) -> dict:
+    """Transport every ensemble from forward time ``times[-1]`` = τ back to 0 (the reverse, generating
+    direction) with ``flow(x0, reverse_times) -> (positions, velocities)`` in one batch over all their
+    particles, and store each on the forward grid: ``{key: Trajectory}`` for ``{key: Ensemble}``."""
+    keys = list(ensembles)
+    sizes = [len(ensembles[k].weights) for k in keys]
+    positions, velocities = flow(torch.cat([ensembles[k].positions for k in keys]), times.flip(0))
+    parts = zip(keys, positions.flip(0).split(sizes, dim=1), velocities.flip(0).split(sizes, dim=1), strict=True)
+    return {key: Trajectory(times, pos, vel, ensembles[key].weights, ensembles[key].normal_scores)
+            for key, pos, vel in parts}

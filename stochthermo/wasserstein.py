@@ -18,7 +18,7 @@ projected :math:`W_1` is a supremum over 1-Lipschitz test functions of :math:`\t
 speed-accuracy bounds (80)-(83) hold for it as they do for :math:`W_1`.
 
 Between two finite samples of one law :math:`W_1` is positive (about :math:`\sqrt{\log n/n}` in 2-D,
-:math:`n^{-1/d}` above, physics.md §4): :func:`sampling_bias` measures it with two independent samples.
+:math:`n^{-1/d}` above, docs/theory.md §4): :func:`sampling_bias` measures it with two independent samples.
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ import copy
 import os
 
 import pytest
-import torch
 import yaml
 from hypothesis import settings
 
 from stochthermo.engine import simulate
 from stochthermo.scenario import parse_scenario
+from stochthermo.testing import continuity_residual  # noqa: F401  (re-exported for the tests)
 
 # CI explores a fixed set of examples (reproducible landings); local runs draw new ones each time.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -48,15 +48,3 @@ def write_scenario(tmp_path):
         return path
 
     return write
-
-
-def continuity_residual(process, t: float, x: torch.Tensor, h: float = 1e-5):
-    """∂_t log P + ν·∇log P + ∇·ν at (t, x) with P_t the process's closed-form marginal (autograd for the
-    space derivatives, a central difference in time), its scale max|∂_t log P| + 1, and ∇log P."""
-    dlogp_dt = (process.marginal(t + h).log_prob(x) - process.marginal(t - h).log_prob(x)) / (2 * h)
-    xr = x.clone().requires_grad_(True)
-    grad_logp = torch.autograd.grad(process.marginal(t).log_prob(xr).sum(), xr)[0]
-    nu = process.velocity(t, xr)
-    divergence = sum(torch.autograd.grad(nu[:, i].sum(), xr, retain_graph=True)[0][:, i] for i in range(x.shape[1]))
-    residual = (dlogp_dt + (nu * grad_logp).sum(1) + divergence).detach()
-    return residual, float(dlogp_dt.abs().max()) + 1, grad_logp

@@ -1,6 +1,7 @@
 """Gaussian data: velocities, Wasserstein speed, W_2, D_0 and η against closed forms; the exact velocity
 solves the continuity equation (1) for mixtures in 1-D and 2-D under every schedule."""
 
+import functools
 import math
 
 import numpy as np
@@ -142,10 +143,13 @@ def test_transported_quantiles_are_marginal_quantiles(schedule):
     data = GaussianMixture([0.5, 0.5], [-0.6, 0.6], [0.3, 0.3])
     process = Scheduled(data=data, prior=PRIOR, tau=1.0, schedule=default_registry().get("schedule", schedule)())
     from stochthermo.ensemble import make_ensemble
-    from stochthermo.trajectory import run_flow
+    from stochthermo.solver import process_equation
+    from stochthermo.trajectory import run_flows
+    from stochthermo_plugins.solvers import RungeKutta4
 
     ensemble = make_ensemble(process.end_distribution(), 257, 0, device="cpu")
-    trajectory = run_flow(process.flow, ensemble, ds_times)
+    flow = functools.partial(RungeKutta4().solve, process_equation(process))
+    trajectory = run_flows(flow, {"end": ensemble}, ds_times)["end"]
     for k in (0, 64, 160, 256):
         exact = process.marginal(float(ds_times[k])).from_normal_score(ensemble.normal_scores)
         inner = ensemble.normal_scores.abs() < 6

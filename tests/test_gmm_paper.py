@@ -1,4 +1,4 @@
-"""scenarios/gmm.yaml reproduces the paper's Table I and Fig. 6 (experiments.md E1), and its printed
+"""scenarios/gmm.yaml reproduces the paper's Table I and Fig. 6 (docs/theory.md §7, E1), and its printed
 numbers are converged: doubling time steps and particles changes η, c_1 and c_2 by < 1e-4 relative."""
 
 import re

@@ -132,13 +132,13 @@ def test_bad_training_settings_are_refused(tmp_path):
     parse_scenario(yaml.safe_dump(spec))  # a score model needs no conditional velocity per component
     with pytest.raises(ScenarioError, match=r"objective: score matching needs a finite force .* t = 1 "):
         _neural({"name": "scheduled", "schedule": "cosine"}, tmp_path, objective="score_matching")
-    with pytest.raises(ScenarioError, match="score matching needs a linear-force process"):
+    with pytest.raises(ScenarioError, match="score matching needs Gaussian conditional laws"):
         _neural("optimal_transport", tmp_path, objective="score_matching")
     with pytest.raises(ScenarioError, match="weighting: must be one of noise, velocity"):
         _neural({"name": "scheduled", "schedule": "ve"}, tmp_path, objective="score_matching", weighting="snr")
     with pytest.raises(ScenarioError, match="precision: must be one of float32, float64"):
         _neural("optimal_transport", tmp_path, precision="float16")
-    with pytest.raises(ScenarioError, match="coupling_batch: only minibatch-OT"):
+    with pytest.raises(ScenarioError, match="coupling_batch: process .scheduled. does not couple minibatches"):
         _neural({"name": "scheduled", "schedule": "ve"}, tmp_path, coupling_batch=4096)
 
 

@@ -1,6 +1,7 @@
-"""Property tests (hypothesis): the speed-accuracy relations of physics.md §4 over random Gaussian
+"""Property tests (hypothesis): the speed-accuracy relations of docs/theory.md §4 over random Gaussian
 mixtures in 1-D and 2-D, every registered schedule, and random Gaussian perturbations."""
 
+import functools
 import math
 
 import numpy as np
@@ -13,7 +14,9 @@ from conftest import run_dict, scenario_dict
 from stochthermo.ensemble import Ensemble, make_ensemble
 from stochthermo.registry import default_registry
 from stochthermo.scenario import parse_scenario
+from stochthermo.solver import process_equation
 from stochthermo.trajectory import run_flows
+from stochthermo_plugins.solvers import RungeKutta4
 
 SCHEDULES = default_registry().names("schedule")
 PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -112,7 +115,7 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
 @given(data=mixtures(1), perturbation=gaussian_perturbations(1, max_std=1.1),
        schedule=st.sampled_from(["cosine", "cond_ot", "vp_linear"]))
 def test_chi_square_is_constant_along_the_flow(data, perturbation, schedule):
-    """D_t = ∫ P̃_t²/P_t − 1 stays equal to D_0 (physics.md §4, (E1)): P_t in closed form, P̃_t(x_t(z)) =
+    """D_t = ∫ P̃_t²/P_t − 1 stays equal to D_0 (docs/theory.md §4, (E1)): P_t in closed form, P̃_t(x_t(z)) =
     φ(z)/∂_z x_t(z) from the flowed quantile ensemble, with ∂_z x_t by central differences between two extra
     ensembles started at scores z ± h (a local tangent, exact to O(h²); finite differences across neighbouring
     particles fail where the flow opens a gap between well-separated narrow modes). The sum over the ensemble
@@ -125,7 +128,8 @@ def test_chi_square_is_constant_along_the_flow(data, perturbation, schedule):
     ensemble = make_ensemble(start, 2048, 0, device="cpu")
     z, h = ensemble.normal_scores, 1e-5
     shifted = {sign: Ensemble(start.from_normal_score(z + sign * h), ensemble.weights, z) for sign in (-1, 1)}
-    flows = run_flows(process.flow, {"centre": ensemble, "minus": shifted[-1], "plus": shifted[1]}, scenario.times)
+    flow = functools.partial(RungeKutta4().solve, process_equation(process))
+    flows = run_flows(flow, {"centre": ensemble, "minus": shifted[-1], "plus": shifted[1]}, scenario.times)
     values = []
     for k in (64, 48, 32, 16, 0):
         t = float(scenario.times[k])

@@ -35,8 +35,13 @@ CASES = {
                            "perturbations.p: dimension 2 differs from the data's 1"),
     "missing section": ({"protocols": None}, "protocols: required key is missing"),
     "empty section": ({"perturbations": {}}, "perturbations: expected a non-empty mapping"),
-    "observer order": ({"observers": ["bounds", "thermodynamics", "response"]},
-                       "observers[0]: observer 'bounds' needs 'thermodynamics' listed before it"),
+    "missing producer": ({"observers": ["bounds", "response"]},
+                         "observers[0]: observer 'bounds' consumes path_length_cost, kinetic_cost, geodesic_cost, "
+                         "dissipation of observer 'thermodynamics', which the scenario does not list"),
+    "unknown solver": ({"solver": "rk5"}, "solver: unknown solver 'rk5' (did you mean 'rk4'?)"),
+    "solver parameter": ({"solver": {"name": "rk4", "steps_per_save": 0}}, "solver.steps_per_save: must be >= 1"),
+    "exact solver without a map": ({"solver": "exact"}, "solver: solver 'exact' cannot integrate protocol 'cosine': "
+                                                        "process 'scheduled' gives no exact flow map"),
     "reference label": ({"reference": {"response": {"cosin": {"shifted": 0.1}}}},
                         "reference.response.cosin: unknown protocol 'cosin' (did you mean 'cosine'?)"),
 }

@@ -1,4 +1,4 @@
-r"""The speed-accuracy relations of physics.md §4 as slacks (larger minus smaller side) and statuses.
+r"""The speed-accuracy relations of docs/theory.md §4 as slacks (larger minus smaller side) and statuses.
 
 =========================  ==============================================  =========  ==================
 relation                   inequality                                      equation   applies to
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.presentation import RelationColumn, recorded
 
 HOLDS, VIOLATED, NOT_APPLICABLE = 1, 0, -1
 STATUS_ATTRS = {"flag_values": np.array([NOT_APPLICABLE, VIOLATED, HOLDS], dtype=np.int8),
@@ -77,12 +78,22 @@ RELATIONS = (
              _thermo("path_length_cost"), False, False),
 )
 
+#: the summary table's column header of each relation, in the order of RELATIONS
+HEADERS = ("(80)", "(82)", "(81)eta<=c1", "(81)c1<=wD", "(83)", "(92)L", "(92)W2")
+
 
 class Bounds(Observer):
-    """Slack and status of every inequality of physics.md §4 and of the speed limit (92)."""
+    """Slack and status of every inequality of docs/theory.md §4 and of the speed limit (92)."""
 
     name = "bounds"
-    requires = ("thermodynamics", "response")
+    consumes = {"thermodynamics": ("path_length_cost", "kinetic_cost", "geodesic_cost", "dissipation"),
+                "response": ("loss_speed_squared", "reference_dissipation_rate", "response", "loss_cost",
+                             "reference_dissipation", "wasserstein_1", "chi_square")}
+
+    @classmethod
+    def relation_columns(cls, ds):
+        return recorded(ds, [RelationColumn(header, f"holds_{rel.name}", 10 * (i + 1))
+                             for i, (rel, header) in enumerate(zip(RELATIONS, HEADERS, strict=True))])
 
     def __init__(self, rtol: float = 1e-6):
         if not 0 <= rtol < 1:

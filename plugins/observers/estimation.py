@@ -1,4 +1,4 @@
-r"""Imperfect estimation (physics.md §4, Eq. (100)): the residual L, D_t along the estimated flow, the slack
+r"""Imperfect estimation (docs/theory.md §4, Eq. (100)): the residual L, D_t along the estimated flow, the slack
 of (100), the likelihood of held-out data, and the training loss curve.
 
 Every term refers to the pair that ΔW_1 compares: the true reverse process, whose law is written P_t — the
@@ -29,8 +29,10 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.capabilities import Trained
 from stochthermo.integrate import time_integral
 from stochthermo.log_density import log_density_flow
+from stochthermo.presentation import RelationColumn, recorded
 
 from .bounds import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED
 
@@ -44,7 +46,7 @@ class Estimation(Observer):
     """L(t), L, D_t, D_max, the slack of Eq. (100), the held-out log-likelihood and the training loss."""
 
     name = "estimation"
-    requires = ("response",)
+    consumes = {"response": ("wasserstein_1_change", "reference_dissipation")}
 
     def __init__(self, probes: int = 16, heldout: int = 1024, rtol: float = 1e-6):
         if probes < 1:
@@ -56,18 +58,22 @@ class Estimation(Observer):
         self.probes, self.heldout, self.rtol = probes, heldout, rtol
         self.records = 0
 
-    def prepare(self, scenario):
-        cloud = scenario.data.point_cloud()
+    @classmethod
+    def relation_columns(cls, ds):
+        return recorded(ds, [RelationColumn("(100)", "holds_imperfect_estimation", 80)])
+
+    def prepare(self, setup):
+        cloud = setup.data.point_cloud()
         if cloud is not None and cloud.std == 0:
             raise ScenarioError("the residual at t = 0 and the likelihood need a data law with a density: give the "
                                 "data a kernel width (noise or smoothing > 0)")
-        trained = [p.estimator.settings for p in scenario.protocols.values() if hasattr(p.estimator, "settings")]
-        intervals = {settings.record_every for settings in trained}
+        trained = [p.estimator for p in setup.protocols.values() if isinstance(p.estimator, Trained)]
+        intervals = {estimator.record_every for estimator in trained}
         if len(intervals) > 1:
             raise ScenarioError(f"the trained estimators record their loss every {sorted(intervals)} steps: use one "
                                 "record_every, so that the loss curves share the training_step axis")
         self.record_every = intervals.pop() if intervals else 1
-        self.records = max((settings.steps // self.record_every for settings in trained), default=0)
+        self.records = max((estimator.training_steps // self.record_every for estimator in trained), default=0)
 
     def coordinates(self):
         return {"training_step": self.record_every * np.arange(1, self.records + 1)} if self.records else {}
@@ -116,9 +122,9 @@ class Estimation(Observer):
                "heldout_log_likelihood": self._heldout(run)}
         if self.records:
             losses = np.full(self.records, np.nan)
-            result = getattr(run.estimator, "result", None)
-            if result is not None:
-                losses[: len(result.losses)] = result.losses
+            recorded = run.estimator.training_losses() if isinstance(run.estimator, Trained) else None
+            if recorded is not None:
+                losses[: len(recorded)] = recorded
             out["training_loss"] = losses
         return out
 
@@ -147,7 +153,7 @@ class Estimation(Observer):
         """log of the true reverse process's law at the k-th time: the closed-form P_t when it starts from P_τ;
         otherwise (``reverse_start: prior``) the law Q_t of the prior carried by the exact flow,
         log Q_t(x) = log p(X_τ) + ∫_t^τ ∇·ν ds along the exact flow X from x (the log-density ODE)."""
-        if run.forward_transport is None:
+        if run.reverse_start == "end_distribution":
             return run.process.marginal(float(run.times[k])).log_prob(x)
         if k == len(run.times) - 1:
             return run.true_start.log_prob(x)

@@ -1,4 +1,4 @@
-"""Images along the true and the perturbed reverse processes at chosen times (experiments.md E3).
+"""Images along the true and the perturbed reverse processes at chosen times (docs/theory.md §7, E3).
 
 For image data (a distribution with an ``image_shape``, such as ``images``) the first ``samples``
 particles of the true reverse process — samples of P_t at every t, each row one probability-flow path from
@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.capabilities import HoldsImages
+
+from ..figures import images_figure
 
 
 class ImageSnapshots(Observer):
@@ -27,18 +30,20 @@ class ImageSnapshots(Observer):
             raise ScenarioError(f"must be >= 1, got {samples}", key="samples")
         self.fractions, self.samples = times, samples
 
-    def prepare(self, scenario):
-        shape = getattr(scenario.data, "image_shape", None)
-        if shape is None:
-            raise ScenarioError(f"image snapshots need image data (e.g. 'images'), not '{scenario.data.name}'")
-        if self.samples > scenario.particles:
-            raise ScenarioError(f"must be <= the {scenario.particles} particles, got {self.samples}", key="samples")
-        self.image_shape = [int(v) for v in shape]
-        n_d = int(np.prod(shape))
-        #: pixel values = offset + scale · x (identity for image data that records no normalisation)
-        self.pixel_offset = np.asarray(getattr(scenario.data, "pixel_offset", np.zeros(n_d)), dtype=np.float64)
-        self.pixel_scale = float(getattr(scenario.data, "pixel_scale", 1.0))
-        times = scenario.times.numpy()
+    @classmethod
+    def figures(cls, ds):
+        return {"images": images_figure} if "forward_images" in ds and "reverse_images" in ds else {}
+
+    def prepare(self, setup):
+        if not isinstance(setup.data, HoldsImages):
+            raise ScenarioError(f"image snapshots need image data (e.g. 'images'), not '{setup.data.name}'")
+        if self.samples > setup.particles:
+            raise ScenarioError(f"must be <= the {setup.particles} particles, got {self.samples}", key="samples")
+        layout = setup.data.image_layout()
+        self.image_shape = list(layout.shape)
+        #: pixel values = offset + scale · x
+        self.pixel_offset, self.pixel_scale = layout.offset, layout.scale
+        times = setup.times.numpy()
         self.indices = [int(np.argmin(np.abs(times - f * times[-1]))) for f in self.fractions]
         self.image_times = times[self.indices]
 

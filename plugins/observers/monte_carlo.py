@@ -1,4 +1,4 @@
-r"""The kinetic cost by Monte Carlo, for high dimension (paper (G20); physics.md §2, (93)-(95)).
+r"""The kinetic cost by Monte Carlo, for high dimension (paper (G20); docs/theory.md §2, (93)-(95)).
 
 For a conservative process :math:`v_2(t)^2 = E_{P_t}|\nu_t|^2`, so
 
@@ -9,7 +9,7 @@ For a conservative process :math:`v_2(t)^2 = E_{P_t}|\nu_t|^2`, so
 estimate :math:`\tau\,\overline{g}` has the standard error :math:`\tau\,\mathrm{sd}(g_j)/\sqrt J`. Unlike the
 particle quadrature of ``thermodynamics`` it needs no flow, and its cost does not grow with the time grid.
 
-For an (m, σ) schedule and any data, Jensen's inequality bounds it (physics.md §2):
+For an (m, σ) schedule and any data, Jensen's inequality bounds it (docs/theory.md §2):
 
 .. math:: c_2 \le B = \int_0^\tau(\dot m_t^2\,E|y|^2 + \dot\sigma_t^2\,n_d)\,dt,
 
@@ -25,10 +25,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.integrate
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo.capabilities import GaussianConditional, KineticCostBound
+from stochthermo.presentation import Column, recorded
+
+from ..figures import cost_ratio_figure
 
 NO_SCHEDULE = ("NaN for processes without an (m, sigma) schedule (the bound needs m_t and sigma_t); the bound is "
                "infinite (the ratio 0) where T_0 > 0 (vp_linear): sigma-dot^2 ~ 1/t is not integrable")
@@ -47,9 +50,22 @@ class MonteCarloCost(Observer):
             raise ScenarioError(f"must be >= 1, got {points_per_time}", key="points_per_time")
         self.time_samples, self.points_per_time = time_samples, points_per_time
 
-    def prepare(self, scenario):
-        cloud = scenario.data.point_cloud()
-        for protocol in scenario.protocols.values():
+    @classmethod
+    def summary_columns(cls, ds):
+        return recorded(ds, [Column("c_2 MC", "kinetic_cost_monte_carlo", 50),
+                             Column("+-", "kinetic_cost_standard_error", 51),
+                             Column("bound", "schedule_cost_bound", 52),
+                             Column("c_2 MC/bound", "kinetic_cost_ratio", 53),
+                             Column("c_2 MC/n_d", "kinetic_cost_monte_carlo", 102, per="data_dimension")])
+
+    @classmethod
+    def figures(cls, ds):
+        needed = ("kinetic_cost_ratio", "data_points", "data_dimension")
+        return {"cost_ratio": cost_ratio_figure} if all(v in ds for v in needed) and "sweep" in ds.attrs else {}
+
+    def prepare(self, setup):
+        cloud = setup.data.point_cloud()
+        for protocol in setup.protocols.values():
             process, key = protocol.process, f"protocols.{protocol.name}"
             if not process.conservative:
                 raise ScenarioError(f"tau E|nu|^2 is c_2 only for a conservative process; '{process.name}' "
@@ -96,26 +112,12 @@ class MonteCarloCost(Observer):
 
 def _noise_diverges(process) -> bool:
     """T_0 > 0: σ² ≈ 2T_0 t near t = 0, so σ̇² ≈ T_0/2t is not integrable."""
-    speed = getattr(process, "initial_noise_speed", None)
-    return speed is not None and math.isinf(speed())
+    return isinstance(process, GaussianConditional) and math.isinf(process.initial_noise_speed())
 
 
 def schedule_cost_bound(process) -> float:
-    """B = (1/τ)∫_0^1 (m'(s)² E|y|² + σ'(s)² n_d) ds for a process with a ``schedule`` (∞ where T_0 > 0);
-    NaN otherwise."""
-    schedule = getattr(process, "schedule", None)
-    if schedule is None:
-        return math.nan
-    if _noise_diverges(process):
-        return math.inf
-    second_moment, dim = process.data.second_moment(), process.data.dim
-
-    def integrand(s: float) -> float:
-        point = torch.tensor([s], dtype=torch.float64)
-        return float(schedule.dm(point)[0] ** 2 * second_moment + schedule.dsigma(point)[0] ** 2 * dim)
-
-    value, _ = scipy.integrate.quad(integrand, 0.0, 1.0, epsabs=0.0, epsrel=1e-10, limit=200)
-    return value / process.tau
+    """Jensen's bound of a process that declares one (capability KineticCostBound); NaN otherwise."""
+    return process.kinetic_cost_bound() if isinstance(process, KineticCostBound) else math.nan
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-r"""Response of generation to a perturbed start (physics.md §4, Eqs. (78)-(81)).
+r"""Response of generation to a perturbed start (docs/theory.md §4, Eqs. (78)-(81)).
 
 The true reverse process starts from :math:`P_0^\dagger = P_\tau` and the perturbed one from
 :math:`\tilde P_0^\dagger`; both follow the same velocity field. With reverse time :math:`\tilde t = \tau - t`
@@ -34,7 +34,10 @@ import numpy as np
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.divergence import ChiSquare, chi_square
 from stochthermo.integrate import time_integral
+from stochthermo.presentation import Column, recorded
 from stochthermo.wasserstein import sampling_bias, sliced_w1_and_rate, w1_and_rate
+
+from ..figures import costs_figure, speeds_figure
 
 PT = ("perturbation", "time")
 P = ("perturbation",)
@@ -54,6 +57,22 @@ class Response(Observer):
         self.wasserstein, self.projections = wasserstein, projections
         #: D_0 depends on the protocol (through P_τ) and the perturbation, not on the seed
         self._chi_square: dict[tuple[str, str], ChiSquare] = {}
+
+    @classmethod
+    def summary_columns(cls, ds):
+        return recorded(ds, [Column("D_0", "chi_square", 10), Column("eta", "response", 20),
+                             Column("c_1", "loss_cost", 30),
+                             # high dimension: the paper reports eta in units of n_d (Fig. 8)
+                             Column("eta/n_d", "response", 100, per="data_dimension")])
+
+    @classmethod
+    def figures(cls, ds):
+        out = {}
+        if all(v in ds for v in ("response", "loss_cost")):
+            out["costs"] = costs_figure
+        if all(v in ds for v in ("wasserstein_speed_squared", "loss_speed_squared")):
+            out["speeds"] = speeds_figure
+        return out
 
     def _w1_and_rate(self, a, b):
         if self.wasserstein == "sliced":

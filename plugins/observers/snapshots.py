@@ -14,6 +14,8 @@ import torch
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.ensemble import quantile_density
 
+from ..figures import densities_figure
+
 #: the grid covers every law of the scenario to this many standard deviations
 GRID_EXTENT = 4.5
 
@@ -31,17 +33,21 @@ class Snapshots(Observer):
         self.fractions = times
         self.points = points
 
-    def prepare(self, scenario):
-        if scenario.data.dim > 2:
-            raise ScenarioError(f"density snapshots exist for 1-D and 2-D data, not {scenario.data.dim}-D")
-        self.space = ("x",) if scenario.data.dim == 1 else ("x1", "x2")
-        self.grid = self._grid(scenario)
-        times = scenario.times.numpy()
+    @classmethod
+    def figures(cls, ds):
+        return {"densities": densities_figure} if "forward_density" in ds and "reverse_density" in ds else {}
+
+    def prepare(self, setup):
+        if setup.data.dim > 2:
+            raise ScenarioError(f"density snapshots exist for 1-D and 2-D data, not {setup.data.dim}-D")
+        self.space = ("x",) if setup.data.dim == 1 else ("x1", "x2")
+        self.grid = self._grid(setup)
+        times = setup.times.numpy()
         self.indices = [int(np.argmin(np.abs(times - f * times[-1]))) for f in self.fractions]
         self.snapshot_times = times[self.indices]
 
-    def _grid(self, scenario) -> list[np.ndarray]:
-        laws = [scenario.data, scenario.prior, *scenario.perturbations.values()]
+    def _grid(self, setup) -> list[np.ndarray]:
+        laws = [setup.data, setup.prior, *setup.perturbations.values()]
         low = np.min([(law.mean() - GRID_EXTENT * law.covariance().diagonal().sqrt()).numpy() for law in laws], 0)
         high = np.max([(law.mean() + GRID_EXTENT * law.covariance().diagonal().sqrt()).numpy() for law in laws], 0)
         return [np.linspace(lo, hi, self.points) for lo, hi in zip(low, high, strict=True)]

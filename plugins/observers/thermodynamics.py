@@ -1,4 +1,4 @@
-r"""Thermodynamic cost of the forward process (physics.md §2).
+r"""Thermodynamic cost of the forward process (docs/theory.md §2).
 
 Over the forward marginals :math:`P_t` (particles of :math:`P_\tau` carried by the exact velocity,
 :attr:`~stochthermo.observer.Run.forward`, or, with the grid split, quadrature over the exact density):
@@ -23,6 +23,7 @@ import numpy as np
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.helmholtz import HelmholtzSplit, covering_grid, helmholtz_split
 from stochthermo.integrate import time_integral
+from stochthermo.presentation import Column, recorded
 from stochthermo.wasserstein import w2_squared
 
 T = ("time",)
@@ -53,18 +54,24 @@ class Thermodynamics(Observer):
         self.max_grid_points = max_grid_points
         self.grids = {}
 
-    def prepare(self, scenario):
+    @classmethod
+    def summary_columns(cls, ds):
+        return recorded(ds, [Column("c_2", "kinetic_cost", 40), Column("w_D", "dissipation", 60),
+                             Column("hk share", "housekeeping_share", 70), Column("W2^2/tau", "geodesic_cost", 80),
+                             Column("c_2/n_d", "kinetic_cost", 101, per="data_dimension")])
+
+    def prepare(self, setup):
         """Fix the grids of every protocol that needs the split, one per time, and check that each covers
         and resolves P_t within ``max_grid_points`` cells per axis."""
-        times = scenario.times.tolist()
-        for protocol in scenario.protocols.values():
+        times = setup.times.tolist()
+        for protocol in setup.protocols.values():
             process = protocol.process
-            if (process.conservative and self.split == "auto") or scenario.data.dim == 1:
+            if (process.conservative and self.split == "auto") or setup.data.dim == 1:
                 continue
             key = f"protocols.{protocol.name}"
-            if scenario.data.dim != 2:
+            if setup.data.dim != 2:
                 raise ScenarioError(f"the excess/housekeeping split of the non-conservative process '{process.name}'"
-                                    f" is computed on a 2-D grid; the data are {scenario.data.dim}-D", key=key)
+                                    f" is computed on a 2-D grid; the data are {setup.data.dim}-D", key=key)
             grids = []
             for t in times:
                 marginal = process.marginal(t)

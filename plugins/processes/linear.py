@@ -7,7 +7,7 @@ data point y is :math:`x_t \mid y \sim \mathcal N(M_t y, \Sigma_t)` with the mom
 
 For :math:`A_t = H_t I + G_t J` (:math:`G_t J` only in 2-D; J the rotation generator) Σ stays isotropic:
 :math:`M_t = a_t R(\theta_t)`, :math:`\Sigma_t = v_t I`, :math:`\dot a = H a,\ \dot\theta = G,\
-\dot v = 2Hv + 2T` (physics.md §1, (16)-(17), §5), which a subclass supplies as :class:`ConditionalMoments`;
+\dot v = 2Hv + 2T` (docs/theory.md §1, (16)-(17), §5), which a subclass supplies as :class:`ConditionalMoments`;
 for a general :math:`A_t` (an anisotropic confinement) it supplies the matrices as :class:`MatrixMoments`.
 For data :math:`q = \sum_k w_k\mathcal N(\mu_k, S_k)` (a Gaussian mixture, or a point cloud: equal weights,
 :math:`S_k = s^2 I`) the marginal is the mixture of :math:`\mathcal N(M\mu_k, V_k)`,
@@ -21,7 +21,7 @@ responsibilities :math:`r_k(x)`,
 part of it that differs from A by a multiple of I, which drops out: :math:`B = G_tJ` for the isotropic
 family, so that ν is written without :math:`H_t` and :math:`T_t`, which diverge at the end of the cosine
 and cond-OT schedules while ν stays finite. For isotropic :math:`V_k = V_k I` the bracket is
-:math:`\dot M\mu_k + (\dot V_k/2V_k)(x - M\mu_k) + G J (x - M\mu_k)`, physics.md §5's form; dropping the
+:math:`\dot M\mu_k + (\dot V_k/2V_k)(x - M\mu_k) + G J (x - M\mu_k)`, docs/theory.md §5's form; dropping the
 :math:`GJ` term would leave :math:`P_t` unchanged but change :math:`T\dot S` and the reverse flow. The
 responsibilities and posterior averages of isotropic kernels are one chunked softmax
 (:func:`stochthermo.posterior.posterior_average`); a point cloud under an anisotropic force has one shared
@@ -31,7 +31,7 @@ Empirical data (kernel width 0) makes the velocity 0/0 at t = 0 (:math:`v_0 = 0`
 takes its last step, from the first grid time :math:`t_1` to 0, with the posterior frozen at :math:`t_1`:
 :math:`x - M\bar y` obeys :math:`\dot r = (\dot v/2v + GJ)r`, so :math:`x_0 = \bar y` and
 :math:`\nu_0 = \dot M_0\bar y + \dot{\sqrt v}_0\,R(-\theta_{t_1}) r_{t_1}/\sqrt{v_{t_1}}`; for the cond-OT
-schedule this gives :math:`v_2^2(0^+) = \dot m_0^2E|y|^2 + \dot\sigma_0^2 n_d` (physics.md §1). (A
+schedule this gives :math:`v_2^2(0^+) = \dot m_0^2E|y|^2 + \dot\sigma_0^2 n_d` (docs/theory.md §1). (A
 subclass with matrix moments must refuse atoms unless :math:`\dot{\sqrt v}_0 = 0`; the step is then the
 same.)
 """
@@ -46,7 +46,6 @@ import torch
 
 from stochthermo import ForwardProcess, MixtureStructure, ScenarioError
 from stochthermo.gaussian import component_log_densities
-from stochthermo.integrate import rk4
 from stochthermo.posterior import PosteriorAverage, posterior_average, shared_kernel_average
 
 from ..distributions import GaussianMixture
@@ -157,6 +156,10 @@ class LinearState:
         v, b = covariance.value, skew.dense(covariance.value.shape[-1])
         # ½(V̇ − VBᵀ)V⁻¹ through a solve (V symmetric)
         return LinearMap(0.5 * torch.linalg.solve(v, (dcovariance.value - v @ b.mT).mT).mT + 0.5 * b)
+
+
+#: intervals of the moment table behind the conditional training target
+TARGET_TABLE_INTERVALS = 4096
 
 
 class LinearProcess(ForwardProcess):
@@ -286,18 +289,62 @@ class LinearProcess(ForwardProcess):
             "kij,knj->kni", gains, x[None, :, :] - centres[:, None, :])
         return torch.einsum("nk,kni->ni", resp, component_velocity)
 
+    # ---- conditional training target (capabilities ConditionalTarget, GaussianConditional) -------------
+    def score_matching_problem(self):
+        if self.matrix_moments:
+            return (f"'{self.name}' has an anisotropic force (Sigma_t not a multiple of I): neural training needs "
+                    "isotropic conditional noise")
+        return None
+
+    def conditional_target_problem(self):
+        if self.structure is not None and not self.isotropic:
+            return ("conditional flow matching needs isotropic mixture components or a point cloud (score matching "
+                    "does not)")
+        return self.score_matching_problem()
+
+    def conditional_target_sampler(self, batch, *, device, dtype):
+        r"""Conditional flow matching: a data component k (a point of a point cloud, or a component
+        :math:`\mathcal N(\mu_k, c_kI)` of an isotropic mixture) and t ~ U[0, τ],
+        :math:`x = M_t\mu_k + \sqrt{V_k}\,\varepsilon`, :math:`V_k = a_t^2c_k + v_t`, target
+        :math:`u = \dot M_t\mu_k + (\dot V_k/2V_k + G_tJ)(x - M_t\mu_k)`, whose posterior average is ν_t. The
+        moments come from a table of ``TARGET_TABLE_INTERVALS`` + 1 times, linearly interpolated (relative
+        error below 1e-7 in the targets)."""
+        process, n = self, batch
+        grid = torch.linspace(0, process.tau, TARGET_TABLE_INTERVALS + 1, dtype=torch.float64)
+        table = {field: torch.stack([getattr(process.moments(float(t)), field).detach().cpu().to(torch.float64)
+                                     for t in grid]).to(device, dtype)
+                 for field in ("scale", "angle", "variance", "dscale", "dangle", "dvariance")}
+        if process.cloud is not None:
+            centres = process.cloud.points.to(device, dtype)
+            widths = torch.full((len(centres),), process.cloud.std**2, device=device, dtype=dtype)
+            weights = torch.ones(len(centres), device=device, dtype=dtype)
+        else:
+            s = process.structure
+            centres, widths, weights = (v.to(device, dtype) for v in (s.means, s.covariances[:, 0, 0], s.weights))
+        step = process.tau / TARGET_TABLE_INTERVALS
+
+        def sample(generator):
+            t = process.tau * torch.rand(n, generator=generator, device=device, dtype=dtype)
+            position = t / step
+            index = position.floor().clamp(max=TARGET_TABLE_INTERVALS - 1).long()
+            fraction = position - index
+            mom = {k: v[index] * (1 - fraction) + v[index + 1] * fraction for k, v in table.items()}
+            k = torch.multinomial(weights, n, replacement=True, generator=generator)
+            mu = centres[k]
+            variance = mom["scale"] ** 2 * widths[k] + mom["variance"]
+            dvariance = 2 * mom["scale"] * mom["dscale"] * widths[k] + mom["dvariance"]
+            mean, dmean, skew = _rotated(mom, mu)
+            x = mean + variance.sqrt()[:, None] * torch.randn(mu.shape, generator=generator, device=device, dtype=dtype)
+            target = dmean + (dvariance / (2 * variance))[:, None] * (x - mean) + skew(x - mean)
+            return t, x, target
+
+        return sample
+
     # ---- flow ------------------------------------------------------------------------------------
-    def flow(self, x0, times):
-        """RK4; for empirical data (kernel width 0) a reverse flow ending at t = 0 takes its last step with
-        the posterior frozen (module docstring)."""
-        atoms = self.cloud is not None and self.cloud.std == 0
-        if not (atoms and float(times[-1]) == 0.0):
-            return rk4(self.velocity, x0, times)
-        if len(times) < 2 or float(times[-2]) <= 0:
-            raise ValueError("empirical data: flows may end at t = 0 only, coming from t > 0")
-        positions, velocities = rk4(self.velocity, x0, times[:-1])
-        last_position, last_velocity = self._endpoint(positions[-1], float(times[-2]))
-        return (torch.cat([positions, last_position[None]]), torch.cat([velocities, last_velocity[None]]))
+    def singular_endpoint(self):
+        """For empirical data (kernel width 0) ν is 0/0 at t = 0: a reverse flow takes its last step into
+        t = 0 with the posterior frozen (module docstring)."""
+        return self._endpoint if self.cloud is not None and self.cloud.std == 0 else None
 
     def _endpoint(self, x, t):
         """Position and velocity at t = 0 reached from x at time t with the posterior frozen."""
@@ -325,3 +372,16 @@ def _posterior(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, ker
     if kernel.is_matrix:
         return shared_kernel_average(x, centres, values, kernel.value)
     return posterior_average(x, centres, values, kernel.value)
+
+
+def _rotated(mom: dict, mu: torch.Tensor):
+    """Per-sample M_t μ, Ṁ_t μ and the map r ↦ G_t J r for a batch of moments (2-D rotation; scalars else)."""
+    if mu.shape[1] != 2:
+        return mom["scale"][:, None] * mu, mom["dscale"][:, None] * mu, lambda r: torch.zeros_like(r)
+    c, s = torch.cos(mom["angle"])[:, None], torch.sin(mom["angle"])[:, None]
+    rotated = torch.cat([c * mu[:, :1] - s * mu[:, 1:], s * mu[:, :1] + c * mu[:, 1:]], dim=1)
+    turned = torch.cat([-rotated[:, 1:], rotated[:, :1]], dim=1)  # J R μ
+    mean = mom["scale"][:, None] * rotated
+    dmean = mom["dscale"][:, None] * rotated + (mom["scale"] * mom["dangle"])[:, None] * turned
+    rate = mom["dangle"][:, None]
+    return mean, dmean, lambda r: rate * torch.cat([-r[:, 1:], r[:, :1]], dim=1)

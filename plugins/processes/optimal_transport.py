@@ -1,4 +1,4 @@
-r"""The optimal-transport forward process: the constant-speed W_2 geodesic from q to the prior (physics.md §3).
+r"""The optimal-transport forward process: the constant-speed W_2 geodesic from q to the prior (docs/theory.md §3).
 
 :math:`x_t = (1 - s)\,y + s\,T(y)`, :math:`s = t/\tau`, with :math:`T` the Brenier map q → P_τ. Particles
 move on straight lines at constant velocity :math:`(T(y) - y)/\tau`, so :math:`v_2 \equiv W_2(P_0, P_\tau)/\tau`
@@ -13,7 +13,7 @@ Any other data in d ≥ 2 (point clouds, non-Gaussian mixtures) is transported t
 seed, n data points :math:`y_i` and the n prior points :math:`z_i` the true reverse process starts from
 are paired by the exact discrete OT plan (POT's network simplex, squared Euclidean cost), particles move
 on straight lines :math:`x^i_t = (1 - s)y_i + s z_i`, and the Eulerian velocity is the normalised
-Gaussian-kernel conditional expectation (paper (G19), physics.md §3)
+Gaussian-kernel conditional expectation (paper (G19), docs/theory.md §3)
 
 .. math:: \nu_t(x) = \frac{\sum_i K_h(x - x^i_t)\,(z_i - y_i)/\tau}{\sum_i K_h(x - x^i_t)}, \qquad
    K_h(u) = e^{-|u|^2/2h^2},
@@ -142,7 +142,7 @@ class OptimalTransport(ForwardProcess):
             return torch.linalg.solve(interpolation, rhs.mT).mT
         centre = 0.5 * (float(self.data.mean()[0]) + float(self.prior.mean()[0]))
         half_width = 60 * math.sqrt(max(float(self.data.covariance()[0, 0]), float(self.prior.covariance()[0, 0])))
-        half_width += float((x - centre).abs().max())
+        half_width += float((x.detach() - centre).abs().max())
 
         def root_is_above(mid):
             # T(mid) may be ±inf far in the tails: the sign still orders the bracket, but 0·inf must not occur
@@ -191,16 +191,52 @@ class OptimalTransport(ForwardProcess):
         y = self.preimage(x, t / self.tau)
         return (self.transport_map(y) - y) / self.tau
 
-    def flow(self, x0, times):
-        """Exact straight lines through x0 at ``times[0]``; RK4 on the kernel field when sample-based."""
-        if self.sample_based:
-            return super().flow(x0, times)
+    def flow_map(self):
+        """Exact straight lines (1-D and Gaussian maps); none for the sample-based kernel field."""
+        return None if self.sample_based else self._straight_lines
+
+    def _straight_lines(self, x0, times):
+        """Straight lines through x0 at ``times[0]``: x_t = (1 − s) y + s T(y), s = t/τ."""
         y = self.preimage(x0, float(times[0]) / self.tau)
         target = self.transport_map(y)
         s = (times / self.tau).to(x0)[:, None, None]
         positions = (1 - s) * y + s * target
         velocities = ((target - y) / self.tau).expand_as(positions).clone()
         return positions, velocities
+
+    # ---- conditional training target (capabilities ConditionalTarget, MinibatchCoupling) ----------------
+    def conditional_target_problem(self):
+        return None
+
+    def conditional_target_sampler(self, batch, *, device, dtype):
+        return self.coupled_target_sampler(batch, batch, device=device, dtype=dtype)
+
+    def coupled_target_sampler(self, batch, pool, *, device, dtype):
+        """Minibatch OT couplings: ``pool`` data and prior samples paired by the exact OT plan of the pool
+        (POT's network simplex; in 1-D the monotone pairing, which is that plan), ``batch`` of the pairs,
+        :math:`x = (1 - s)y + sz`, target (z − y)/τ. The exact plan costs O(pool³) in d ≥ 2 (6 ms at 256,
+        0.2 s at 1024 in 2-D)."""
+        import ot
+
+        process, n = self, batch
+        data, prior = process.data.to(device, dtype), process.prior.to(device, dtype)
+
+        def sample(generator):
+            y, z = data.sample(pool, generator), prior.sample(pool, generator)
+            if y.shape[1] == 1:  # in 1-D the monotone pairing is the exact plan for the squared cost
+                y, z = y.sort(0).values, z.sort(0).values
+            else:
+                plan = ot.emd(torch.full((pool,), 1.0 / pool, device=device, dtype=dtype),
+                              torch.full((pool,), 1.0 / pool, device=device, dtype=dtype), ot.dist(y, z))
+                z = z[plan.argmax(1)]  # the plan of two uniform point sets of one size is a permutation
+            if pool > n:  # a batch of the coupled pairs
+                chosen = torch.randperm(pool, generator=generator, device=device)[:n]
+                y, z = y[chosen], z[chosen]
+            t = process.tau * torch.rand(n, generator=generator, device=device, dtype=dtype)
+            s = (t / process.tau)[:, None]
+            return t, (1 - s) * y + s * z, (z - y) / process.tau
+
+        return sample
 
 
 class DisplacementInterpolation(Distribution):

@@ -1,4 +1,4 @@
-r"""The non-conservative linear process of the paper's Swiss-roll experiment (physics.md §5, Eq. (99)).
+r"""The non-conservative linear process of the paper's Swiss-roll experiment (docs/theory.md §5, Eq. (99)).
 
 .. math:: f_t(x) = (H_t I + G_t J)\,x, \quad H_t = -h(1 - s) - T_t, \quad G_t = g\,\rho(s), \quad
    T_t = T_{fin}\,\kappa(s), \qquad s = t/\tau,
@@ -25,7 +25,7 @@ integrates (B3)-(B4) instead (DOP853, rtol 1e-12); the two agree to ~1e-12 (test
 moments are matrices, :math:`\Sigma_t` is anisotropic and only ``ode`` applies (``moments: auto``, the
 default, picks the closed form where it exists).
 The process is non-conservative whenever g ≠ 0: ν_t is then not a gradient field and
-:math:`T\dot S_t > v_2(t)^2` (physics.md §2).
+:math:`T\dot S_t > v_2(t)^2` (docs/theory.md §2).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ QUADRATURE_NODES = 64
 
 
 class Rotational(LinearProcess):
-    """Linear force (H_t I + G_t J) x with temperature T_t (physics.md §5), or a general A_t with a 2 × 2
+    """Linear force (H_t I + G_t J) x with temperature T_t (docs/theory.md §5), or a general A_t with a 2 × 2
     confinement matrix h; non-conservative when g ≠ 0 or h is not symmetric."""
 
     name = "rotational"

@@ -1,0 +1,74 @@
+"""How observers contribute to what the user sees: summary columns, relation statuses and figures.
+
+`stochthermo run` prints a table, `stochthermo plot` writes figures and `stochthermo report` embeds both.
+None of them names an observer's variables: each registered observer class offers, for a given Dataset,
+the :class:`Column` s, :class:`RelationColumn` s and figures that Dataset can show
+(:meth:`stochthermo.Observer.summary_columns`, :meth:`~stochthermo.Observer.relation_columns`,
+:meth:`~stochthermo.Observer.figures`), so a third-party observer's results appear without touching the
+core. A Dataset read from disk is presented by the observer classes of the registry at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+
+
+@dataclass(frozen=True)
+class Column:
+    """A number in the summary table: the seed mean of ``variable`` at each row's protocol, perturbation and
+    sweep labels, divided by the seed mean of ``per`` where given (e.g. η per data dimension). Columns of
+    every observer are ordered by ``order`` (ties: registration order)."""
+
+    header: str
+    variable: str
+    order: float
+    per: str | None = None
+
+
+@dataclass(frozen=True)
+class RelationColumn:
+    """The status of a relation: ``variable`` holds 1 (holds), 0 (violated) or −1 (not applicable); a row shows
+    FAIL if it is violated for any seed or time."""
+
+    header: str
+    variable: str
+    order: float
+
+
+#: a figure of a Dataset: ``figure(ds) -> matplotlib.figure.Figure``
+FigureFunction = Callable[["xr.Dataset"], object]
+
+
+def observer_classes(registry) -> list[type]:
+    """The registered observer classes, in registration order (built-ins first)."""
+    return list(registry.classes["observer"].values())
+
+
+def summary_columns(ds: xr.Dataset, registry) -> list[Column]:
+    columns = [c for cls in observer_classes(registry) for c in cls.summary_columns(ds)]
+    return sorted(columns, key=lambda c: c.order)
+
+
+def relation_columns(ds: xr.Dataset, registry) -> list[RelationColumn]:
+    columns = [c for cls in observer_classes(registry) for c in cls.relation_columns(ds)]
+    return sorted(columns, key=lambda c: c.order)
+
+
+def figures(ds: xr.Dataset, registry) -> dict[str, FigureFunction]:
+    """Every figure the registered observers can draw from ``ds``, by kind."""
+    out: dict[str, FigureFunction] = {}
+    for cls in observer_classes(registry):
+        out.update(cls.figures(ds))
+    return out
+
+
+def recorded(ds: xr.Dataset, columns: list[Column] | list[RelationColumn]) -> list:
+    """The columns whose variables ``ds`` holds (an observer's helper for :meth:`summary_columns`)."""
+    return [c for c in columns if c.variable in ds and (getattr(c, "per", None) is None or c.per in ds)]

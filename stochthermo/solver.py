@@ -1,0 +1,78 @@
+r"""Solvers: how particles are moved, separate from the equation that says what moves them.
+
+The layering follows diffrax: the *equation* (:class:`Equation`: the velocity field the particles follow,
+the forward process whose force :math:`f_t` and temperature :math:`T_t` a stochastic scheme needs, and the
+exact flow map or singular-endpoint step where the process knows one), the *solver* (a plugin of this
+role: RK4, the exact maps, later Euler–Maruyama and friends), and *what is saved* (the time grid the
+observers read, independent of the solver's own steps).
+
+A reverse process is integrated backwards in forward time, from τ to 0 (docs/theory.md §1, "Time"). A
+solver receives the save times in the order of integration and returns positions and velocities at each:
+``velocities[k]`` is the velocity field of the equation (for a stochastic scheme: the probability-flow
+velocity :math:`\hat\nu_t`) at ``positions[k]``, because the observers average it over the particles.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from .component import Component
+
+if TYPE_CHECKING:
+    from .estimator import Estimator
+    from .process import ForwardProcess
+
+VelocityField = Callable[[float, torch.Tensor], torch.Tensor]
+#: (x0 at times[0], times) -> (positions, velocities), each (len(times), n, d)
+FlowMap = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: (x at time t > 0, t) -> (position, velocity) at t = 0, where the velocity field is singular at t = 0
+EndpointStep = Callable[[torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Equation:
+    """The dynamics a solver integrates.
+
+    ``velocity`` is the field the particles follow (ν_t of the process, or an estimator's ν̂_t); ``process``
+    gives the force and temperature for stochastic schemes; ``flow_map`` is the exact flow of ``velocity``
+    where one is known (``None`` otherwise); ``endpoint`` takes the last step into t = 0 where ``velocity`` is
+    singular there (empirical data: the denoising step with the posterior frozen)."""
+
+    velocity: VelocityField
+    process: ForwardProcess
+    flow_map: FlowMap | None = None
+    endpoint: EndpointStep | None = None
+
+
+class Solver(Component):
+    """Abstract solver. Parameters are scenario keys, e.g. ``solver: {name: rk4, steps_per_save: 4}``."""
+
+    kind: ClassVar[str] = "solver"
+    #: whether the solver consumes random numbers (it then receives a seeded generator)
+    stochastic: ClassVar[bool] = False
+
+    def check(self, equation: Equation) -> str | None:
+        """Why the solver cannot integrate ``equation`` (checked when the scenario is built), or ``None``."""
+        return None
+
+    @abstractmethod
+    def solve(self, equation: Equation, x0: torch.Tensor, save_times: torch.Tensor, *,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integrate ``equation`` from ``x0`` (n, d) at ``save_times[0]`` through ``save_times`` (in the
+        order of integration); returns (positions, velocities), each (len(save_times), n, d)."""
+        raise NotImplementedError
+
+
+def process_equation(process: ForwardProcess) -> Equation:
+    """The exact dynamics of a process: its velocity ν_t, flow map and endpoint step where it has them."""
+    return Equation(process.velocity, process, process.flow_map(), process.singular_endpoint())
+
+
+def estimator_equation(estimator: Estimator) -> Equation:
+    """The dynamics of the estimated reverse process: ν̂_t, with the estimator's flow map and endpoint step."""
+    return Equation(estimator.velocity, estimator.process, estimator.flow_map(), estimator.singular_endpoint())
