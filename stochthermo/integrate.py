@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.integrate
 import torch
 
 VelocityField = Callable[[float, torch.Tensor], torch.Tensor]
@@ -48,4 +47,6 @@ def rk4(velocity: VelocityField, x0: torch.Tensor, times: torch.Tensor, *,
 
 def time_integral(values: np.ndarray, times: np.ndarray, axis: int = -1) -> np.ndarray:
     """∫ values dt over the grid by composite Simpson's rule (fourth order on an even number of steps)."""
+    import scipy.integrate  # imported on use: it costs 0.6 s at start-up
+
     return scipy.integrate.simpson(values, x=times, axis=axis)

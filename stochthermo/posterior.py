@@ -54,26 +54,42 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
     means, log_densities = [], []
     for rows in x.split(row_block):
         squared_norms = (rows**2).sum(1)
-        running_max = torch.full((len(rows),), -math.inf, dtype=x.dtype, device=x.device)
-        running_sum = torch.zeros(len(rows), dtype=x.dtype, device=x.device)
-        running_mean = torch.zeros(len(rows), values.shape[1], dtype=x.dtype, device=x.device)
-        for start in range(0, n_components, component_block):
-            block = slice(start, start + component_block)
-            logits = torch.addmm(bias[block], rows, scaled_centres[block].T)
+        if component_block == n_components:  # one block of components: a plain softmax
+            logits = torch.addmm(bias, rows, scaled_centres.T)
             if not shared_variance:
-                logits.addr_(squared_norms, precisions[block], alpha=-0.5)
-            new_max = torch.maximum(running_max, logits.max(1).values)
-            rescale = torch.exp(running_max - new_max)
-            logits.sub_(new_max[:, None]).exp_()
-            running_sum = running_sum * rescale + logits.sum(1)
-            running_mean = running_mean * rescale[:, None] + logits @ values[block]
-            running_max = new_max
+                logits -= (0.5 * squared_norms)[:, None] * precisions
+            running_max = logits.max(1).values
+            logits.sub_(running_max[:, None]).exp_()
+            running_sum = logits.sum(1)
+            running_mean = logits @ values
+        else:  # online softmax over blocks of components (running maximum, sum and weighted sum)
+            running_max, running_sum, running_mean = _online_softmax(rows, squared_norms, bias, scaled_centres,
+                                                                     precisions, values, component_block)
         means.append(running_mean / running_sum[:, None])
         log_density = running_max + torch.log(running_sum)
         if shared_variance:
             log_density = log_density - 0.5 * squared_norms * precisions
         log_densities.append(log_density)
     return PosteriorAverage(torch.cat(means), torch.cat(log_densities))
+
+
+def _online_softmax(rows, squared_norms, bias, scaled_centres, precisions, values, component_block):
+    """Running maximum, sum and weighted sum of the softmax over blocks of ``component_block`` components."""
+    running_max = torch.full((len(rows),), -math.inf, dtype=rows.dtype, device=rows.device)
+    running_sum = torch.zeros(len(rows), dtype=rows.dtype, device=rows.device)
+    running_mean = torch.zeros(len(rows), values.shape[1], dtype=rows.dtype, device=rows.device)
+    for start in range(0, len(bias), component_block):
+        block = slice(start, start + component_block)
+        logits = torch.addmm(bias[block], rows, scaled_centres[block].T)
+        if precisions.ndim:
+            logits -= (0.5 * squared_norms)[:, None] * precisions[block]
+        new_max = torch.maximum(running_max, logits.max(1).values)
+        rescale = torch.exp(running_max - new_max)
+        logits.sub_(new_max[:, None]).exp_()
+        running_sum = running_sum * rescale + logits.sum(1)
+        running_mean = running_mean * rescale[:, None] + logits @ values[block]
+        running_max = new_max
+    return running_max, running_sum, running_mean
 
 
 def shared_kernel_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: torch.Tensor, *,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 
-import scipy.integrate
 import torch
 
 from stochthermo import ScenarioError, Schedule, hookimpl
@@ -69,6 +68,8 @@ class Scheduled(LinearProcess):
         def integrand(s: float) -> float:
             point = torch.tensor([s], dtype=torch.float64)
             return float(schedule.dm(point)[0] ** 2 * second_moment + schedule.dsigma(point)[0] ** 2 * dim)
+
+        import scipy.integrate  # imported on use: it costs 0.6 s at start-up
 
         value, _ = scipy.integrate.quad(integrand, 0.0, 1.0, epsabs=0.0, epsrel=1e-10, limit=200)
         return value / self.tau
