@@ -3,10 +3,19 @@
 Installed under the import name ``stochthermo_plugins``.
 """
 
-from . import distributions, estimators, images, neural, point_clouds, schedules, solvers
-from .observers import bounds, estimation, image_snapshots, monte_carlo, response, snapshots, thermodynamics
+from . import distributions, estimators, images, neural, point_clouds, schedules, sde_solvers, solvers
+from .observers import (
+                        bounds,
+                        estimation,
+                        image_snapshots,
+                        monte_carlo,
+                        response,
+                        snapshots,
+                        thermodynamics,
+                        trajectories,
+)
 from .processes import optimal_transport, rotational, scheduled
 
 BUILTIN_MODULES = (schedules, distributions, point_clouds, images, scheduled, rotational, optimal_transport, estimators,
-                   neural, solvers, thermodynamics, response, bounds, snapshots, monte_carlo, image_snapshots,
-                   estimation)
+                   neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
+                   image_snapshots, estimation, trajectories)

@@ -41,7 +41,7 @@ class RungeKutta4(Solver):
             raise ScenarioError(f"must be >= 1, got {steps_per_save}", key="steps_per_save")
         self.steps_per_save = steps_per_save
 
-    def solve(self, equation, x0, save_times, *, generator=None):
+    def solve(self, equation, x0, save_times, *, generator=None, common_noise=None):
         return _with_endpoint(lambda x, times: rk4(equation.velocity, x, times, substeps=self.steps_per_save),
                               equation, x0, save_times)
 
@@ -57,7 +57,7 @@ class ExactFlow(Solver):
                     "(use solver rk4 or auto)")
         return None
 
-    def solve(self, equation, x0, save_times, *, generator=None):
+    def solve(self, equation, x0, save_times, *, generator=None, common_noise=None):
         return _with_endpoint(equation.flow_map, equation, x0, save_times)
 
 
@@ -66,10 +66,10 @@ class Automatic(RungeKutta4):
 
     name = "auto"
 
-    def solve(self, equation, x0, save_times, *, generator=None):
+    def solve(self, equation, x0, save_times, *, generator=None, common_noise=None):
         if equation.flow_map is not None:
             return _with_endpoint(equation.flow_map, equation, x0, save_times)
-        return super().solve(equation, x0, save_times, generator=generator)
+        return super().solve(equation, x0, save_times)
 
 
 @hookimpl

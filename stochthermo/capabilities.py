@@ -66,6 +66,18 @@ class GaussianConditional(Protocol):
 
 
 @runtime_checkable
+class ForceField(Protocol):
+    r"""A process with a force :math:`f_t(x)` in Eq. (2), dx = f dt + √(2T) dB, so that the stochastic
+    dynamics sharing its marginals can be sampled and the implied score ŝ = (f − ν̂)/T formed (docs/theory.md
+    §8). Non-finite where the force diverges (m_t = 0 for cosine and cond-OT at t = τ). Provided by the
+    linear processes; used by the reverse-SDE solvers, the score-scaled exact estimator and
+    ``trajectory_thermodynamics``."""
+
+    def force_field(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        """f_t(x) for x of shape (n, d)."""
+
+
+@runtime_checkable
 class KineticCostBound(Protocol):
     r"""A process with Jensen's bound on its kinetic cost, :math:`c_2 \le \int(\dot m^2E|y|^2 + \dot\sigma^2
     n_d)dt` for an (m, σ) schedule (docs/theory.md §2, Eqs. (93)-(95)); used by ``monte_carlo_cost``."""

@@ -11,6 +11,7 @@ import argparse
 import inspect
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
+    except BrokenPipeError:  # the reader closed the pipe (`stochthermo plugins | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SimulationError as exc:
         print(f"stochthermo: run failed: {exc}", file=sys.stderr)
         return 1

@@ -209,15 +209,47 @@ def linear_test_equation(rate: float = -0.7) -> Equation:
     return Equation(velocity, None, flow_map)
 
 
+class OrnsteinUhlenbeck:
+    r"""dx = −x dt + dB (f = −x, T = ½) from Gaussian data N(μ, c²), duck-typed as a process for solvers: ν_t(x) =
+    −x + (x − m_t)/(2V_t) with m_t = μe^{−t}, V_t = c²e^{−2t} + (1 − e^{−2t})/2 (the exact velocity of its
+    marginals), so a reverse SDE from N(m_τ, V_τ) ends at N(μ, c²)."""
+
+    name = "ornstein_uhlenbeck"
+
+    def __init__(self, mean: float = 1.0, std: float = 0.3, tau: float = 1.0):
+        self.mean, self.variance, self.tau = mean, std**2, tau
+
+    def moments(self, t: float) -> tuple[float, float]:
+        decay = math.exp(-t)
+        return self.mean * decay, self.variance * decay**2 + 0.5 * (1 - decay**2)
+
+    def velocity(self, t, x):
+        mean, variance = self.moments(t)
+        return -x + (x - mean) / (2 * variance)
+
+    def force_field(self, t, x):
+        return -x
+
+    def temperature(self, t):
+        return torch.full_like(t, 0.5)
+
+
+def ornstein_uhlenbeck_equation(**parameters) -> Equation:
+    """The :class:`OrnsteinUhlenbeck` dynamics as an :class:`Equation` (for stochastic solvers)."""
+    process = OrnsteinUhlenbeck(**parameters)
+    return Equation(process.velocity, process)
+
+
 def check_solver(solver: Solver, equation: Equation | None = None, *, atol: float = 0.05, seed: int = 0) -> None:
-    """On ``equation`` (default :func:`linear_test_equation`), integrated backwards from t = 1 to 0 over 33
+    """On ``equation`` (default :func:`linear_test_equation`, :func:`ornstein_uhlenbeck_equation` for a
+    stochastic solver), integrated backwards from t = 1 to 0 over 33
     saved times: positions and velocities have shape (T, n, d) and the start's dtype and device, start at
     x0, and (deterministic solvers) carry the velocity field at the saved positions and stay within ``atol``
     of the exact flow map (the default ``atol`` only catches a solver that does not integrate the equation;
     give a tight one to test a solver's accuracy); a stochastic solver gives the same paths for the same seed
     and different ones for another."""
     label = f"solver '{solver.name}'"
-    equation = equation or linear_test_equation()
+    equation = equation or (ornstein_uhlenbeck_equation() if solver.stochastic else linear_test_equation())
     problem = solver.check(equation)
     require(problem is None, f"{label}: refuses the test equation: {problem}")
     x0 = torch.linspace(-2, 2, 17, dtype=torch.float64).reshape(-1, 1).repeat(1, 2)

@@ -82,7 +82,8 @@ def observe_run(scenario: Scenario, protocol: Protocol, estimator: Estimator, pe
     flows = functools.partial(transport, estimator, protocol.solver, true_start=true_start,
                               perturbations=perturbations, separate_forward=from_prior, times=times,
                               particles=setup.particles, seed=seed)
-    run = Run(protocol.name, seed, process, estimator, times, perturbations, true_start, setup.reverse_start, flows)
+    run = Run(protocol.name, seed, process, estimator, times, perturbations, true_start, setup.reverse_start,
+              protocol.solver.stochastic, flows)
     measured: dict[str, dict] = {}
     for observer in scenario.observation_order:
         inputs = {producer: {name: measured[producer][name] for name in names}

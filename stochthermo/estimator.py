@@ -22,8 +22,9 @@ class Estimator(Component):
 
     kind: ClassVar[str] = "estimator"
     CONTEXT: ClassVar[frozenset[str]] = frozenset({"process"})
-    #: True when ν̂ = ν exactly: the speed-accuracy relations (80)-(83) assume it; otherwise (100) applies
-    exact: ClassVar[bool] = False
+    #: True when ν̂ = ν exactly: the speed-accuracy relations (80)-(83) assume it; otherwise (100) applies (a
+    #: class attribute, or an instance attribute where a parameter decides it)
+    exact: bool = False
 
     def __init__(self, *, process: ForwardProcess):
         self.process = process

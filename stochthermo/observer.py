@@ -76,6 +76,9 @@ class Run:
     true_start: Distribution
     #: ``end_distribution`` (P_0† = P_τ: the true reverse process runs through the forward marginals) or ``prior``
     reverse_start: str
+    #: whether the solver is stochastic (a reverse SDE): the saved velocities are then ν̂ at the particles, not
+    #: the mean local velocity of their law, and 1-D ensembles are weighted samples, not ordered quantiles
+    stochastic: bool
     #: computes the flows on first use
     transport: Callable[[], Flows] = field(repr=False)
 

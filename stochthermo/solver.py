@@ -62,9 +62,14 @@ class Solver(Component):
 
     @abstractmethod
     def solve(self, equation: Equation, x0: torch.Tensor, save_times: torch.Tensor, *,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+              generator: torch.Generator | None = None,
+              common_noise: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Integrate ``equation`` from ``x0`` (n, d) at ``save_times[0]`` through ``save_times`` (in the
-        order of integration); returns (positions, velocities), each (len(save_times), n, d)."""
+        order of integration); returns (positions, velocities), each (len(save_times), n, d). Only a
+        stochastic solver is passed ``generator`` (seeded) and ``common_noise`` by the engine; given
+        ``common_noise = k`` (n a multiple of k) it drives particles i, i + k, i + 2k, ... with the same
+        increments: the batch is several ensembles of k particles, coupled by common random numbers so that
+        differences between them carry no independent sampling noise."""
         raise NotImplementedError
 
 

@@ -20,6 +20,7 @@ from .conformance import (
     check_solver,
     continuity_residual,
     linear_test_equation,
+    ornstein_uhlenbeck_equation,
     require,
 )
 from .device import resolve_device, resolve_dtype
@@ -27,7 +28,7 @@ from .engine import observe_run
 from .errors import ConformanceError, SimulationError
 
 __all__ = ["check_distribution", "check_estimator", "check_observer", "check_process", "check_schedule",
-           "check_solver", "continuity_residual", "linear_test_equation", "require"]
+           "check_solver", "continuity_residual", "linear_test_equation", "ornstein_uhlenbeck_equation", "require"]
 
 
 # ---- observers ---------------------------------------------------------------------------------------------

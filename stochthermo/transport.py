@@ -5,7 +5,8 @@ The true reverse process (its start law carried by the exact velocity), every pe
 forward marginals (P_τ carried by the exact velocity) go through the solver as few batches as the
 equations allow: one batch when the estimator is exact (every ensemble follows the same velocity field),
 two otherwise. A batched velocity evaluation costs little more than one ensemble's, so this divides the
-fixed per-call overhead by the number of ensembles.
+fixed per-call overhead by the number of ensembles. A stochastic solver draws its noise from a generator
+seeded by the seed (offset by ``SOLVER_STREAM``), so a run is reproducible.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .distribution import Distribution
-from .ensemble import make_ensemble
+from .ensemble import Ensemble, make_ensemble
 from .estimator import Estimator
 from .observer import Flows
 from .solver import Solver, estimator_equation, process_equation
@@ -31,16 +32,22 @@ def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
     device, dtype = times.device, times.dtype
 
     def ensemble(law: Distribution):
-        return make_ensemble(law, particles, seed, device=device, dtype=dtype)
+        made = make_ensemble(law, particles, seed, device=device, dtype=dtype)
+        # a stochastic solver does not keep a 1-D quantile ensemble in order: its particles are then a weighted
+        # sample, no longer a quadrature in the normal score
+        return Ensemble(made.positions, made.weights, None) if solver.stochastic else made
 
     exact = {("true",): ensemble(true_start)}
     if separate_forward:
         exact[("forward",)] = ensemble(process.end_distribution())
     estimated = {("perturbed", name): ensemble(law) for name, law in perturbations.items()}
-    generator = (torch.Generator(device=device).manual_seed(seed + SOLVER_STREAM) if solver.stochastic else None)
+    # a stochastic solver gets a seeded generator and drives every ensemble (each of `particles` particles) with
+    # common random numbers
+    options = ({"generator": torch.Generator(device=device).manual_seed(seed + SOLVER_STREAM),
+                "common_noise": particles} if solver.stochastic else {})
 
     def flow(equation):
-        return lambda x0, save_times: solver.solve(equation, x0, save_times, generator=generator)
+        return lambda x0, save_times: solver.solve(equation, x0, save_times, **options)
 
     if estimator.exact:
         flows = run_flows(flow(process_equation(process)), exact | estimated, times)

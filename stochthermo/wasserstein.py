@@ -53,11 +53,30 @@ def optimal_coupling(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: tor
     if monotone:
         index = torch.arange(len(x), device=x.device)
         return Coupling(index, index, wx)
+    if x.shape[1] == 1:
+        return sorted_coupling(x[:, 0], wx, y[:, 0], wy)
     import ot  # POT is only needed in d >= 2; importing it costs ~0.5 s of start-up
 
     plan = ot.emd(wx, wy, ot.dist(x, y, metric=metric), numItermax=EMD_ITERATIONS)
     rows, cols = torch.nonzero(plan > 0, as_tuple=True)
     return Coupling(rows, cols, plan[rows, cols])
+
+
+def sorted_coupling(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: torch.Tensor) -> Coupling:
+    """The optimal coupling of two weighted 1-D ensembles for any convex cost of x − y (hence also for
+    |x − y|): the quantile (north-west corner) coupling of the sorted ensembles, O(n log n). Pieces of mass
+    between consecutive breakpoints of the two cumulative weights pair the particles whose quantile ranges
+    contain them."""
+    ox, oy = x.argsort(), y.argsort()
+    cx, cy = wx[ox].cumsum(0), wy[oy].cumsum(0)
+    total = torch.minimum(cx[-1], cy[-1])
+    breaks = torch.cat([cx, cy]).clamp(max=total).unique()  # sorted
+    mass = torch.diff(breaks, prepend=breaks.new_zeros(1))
+    middle = breaks - 0.5 * mass
+    keep = mass > 0
+    rows = torch.searchsorted(cx, middle[keep]).clamp(max=len(x) - 1)
+    cols = torch.searchsorted(cy, middle[keep]).clamp(max=len(y) - 1)
+    return Coupling(ox[rows], oy[cols], mass[keep])
 
 
 def w1_and_rate(a: Trajectory, b: Trajectory) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,9 @@ level. ``rtol`` is the numerical tolerance of the
 quadratures, recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
 where D_0 is infinite, and, for (80), (82), c_1 ≤ w_D and (83), when the reverse process follows a trained
 estimator rather than the exact velocity (those relations assume ν̂ = ν; Eq. (100) of the ``estimation``
-observer covers that case; η ≤ c_1 is Cauchy–Schwarz and holds for any flow).
+observer covers that case; η ≤ c_1 is Cauchy–Schwarz and holds for any flow), and for a stochastic solver
+(a reverse SDE moves the perturbed law with a mean local velocity that differs from the true one's, so the
+derivation of (80)-(83) does not apply; docs/theory.md §8). η ≤ c_1 and (92) stay theorems there.
 """
 
 from __future__ import annotations
@@ -128,8 +130,9 @@ class Bounds(Observer):
         for rel in RELATIONS:
             smaller, larger = np.asarray(rel.smaller(measured)), np.asarray(rel.larger(measured))
             smaller, larger = np.broadcast_arrays(smaller, larger)
+            deterministic_exact = run.estimator.exact and not run.stochastic
             applicable = ((run.process.conservative or not rel.conservative_only)
-                          and (run.estimator.exact or not rel.exact_only))
+                          and (deterministic_exact or not rel.exact_only))
             slack = larger - smaller if applicable else np.full(smaller.shape, np.nan)
             time_axes = tuple(i for i, d in enumerate(rel.dims) if d == "time")
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -63,6 +63,10 @@ class Estimation(Observer):
         return recorded(ds, [RelationColumn("(100)", "holds_imperfect_estimation", 80)])
 
     def prepare(self, setup):
+        stochastic = [p for p in setup.protocols.values() if p.solver.stochastic]
+        if stochastic:
+            raise ScenarioError(f"D_t and the likelihood follow the log-density ODE of a deterministic flow; protocol "
+                                f"'{stochastic[0].name}' uses the stochastic solver '{stochastic[0].solver.name}'")
         cloud = setup.data.point_cloud()
         if cloud is not None and cloud.std == 0:
             raise ScenarioError("the residual at t = 0 and the likelihood need a data law with a density: give the "

@@ -21,6 +21,11 @@ and both laws indexed by forward time t:
 cheaper for large ensembles. In d ≥ 2 the finite-sample bias of W_1 at the ensemble size — W_1 between two
 independent samples of the true start law and of the data law — is recorded beside ΔW_1.
 
+Under a stochastic solver (a reverse SDE) W_1 is taken between the weighted particle samples at each saved
+time (the sorted coupling in 1-D) and :math:`\partial_t W_1` by second-order finite differences of W_1(t):
+the velocity a particle carries is then ν̂ at its position, not the mean local velocity of its law, so the
+envelope theorem does not apply (docs/theory.md §8).
+
 When :math:`D_0 = \infty` the relations say nothing: :math:`v_{loss}`, :math:`c_1` and η are NaN and the reason is
 recorded in the variable ``chi_square_method``.
 """
@@ -116,6 +121,8 @@ class Response(Observer):
         out = {name: [] for name in self.variables()}
         for name, trajectory in run.perturbed.items():
             w1, rate = (v.cpu().numpy() for v in self._w1_and_rate(run.true, trajectory))
+            if run.stochastic:  # the saved velocities are ν̂, not the SDE law's: differentiate W_1(t) itself
+                rate = np.gradient(w1, times)
             key = (run.protocol, name)
             if key not in self._chi_square:
                 self._chi_square[key] = chi_square(run.perturbations[name], reference)

@@ -249,6 +249,19 @@ class LinearProcess(ForwardProcess):
             return self._isotropic_velocity(state, x)
         return self._general_velocity(state, x)
 
+    def force_field(self, t, x):
+        """f_t(x) = A_t x (capability ForceField): (ȧ/a + θ̇ J) x for the isotropic family (±∞ where a = 0), the
+        matrix A_t for a general force."""
+        mom = self.moments(t)
+        if isinstance(mom, MatrixMoments):
+            return x @ mom.force.to(x).mT
+        scale = float(mom.scale)
+        confinement = float(mom.dscale) / scale if scale != 0 else math.copysign(math.inf, float(mom.dscale))
+        out = confinement * x
+        if x.shape[1] == 2 and float(mom.dangle) != 0:
+            out = out + mom.dangle.to(x) * torch.cat([-x[:, 1:], x[:, :1]], dim=1)
+        return out
+
     def velocity_and_log_density(self, t, x):
         if self.cloud is None:
             return super().velocity_and_log_density(t, x)
