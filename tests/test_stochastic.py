@@ -12,7 +12,8 @@ import torch
 import yaml
 
 from conftest import run_dict, scenario_dict
-from stochthermo import ForwardProcess, ScenarioError
+from stochthermo import ScenarioError
+from stochthermo.conformance import OrnsteinUhlenbeck
 from stochthermo.registry import default_registry
 from stochthermo.scenario import parse_scenario
 from stochthermo.solver import Equation, estimator_equation
@@ -27,47 +28,12 @@ from stochthermo_plugins.sde_solvers import EulerMaruyama, StochasticHeun
 REGISTRY = default_registry()
 
 
-class OrnsteinUhlenbeck(ForwardProcess):
-    """Test-only dx = −x dt + dB (T = ½) from Gaussian data N(μ, c²): P_t = N(μe^{−t}, c²e^{−2t} + (1 − e^{−2t})/2),
-    ν = −x + (x − m_t)/(2V_t)."""
-
-    name = "ornstein_uhlenbeck_test"
-
-    def __init__(self, *, data, prior, tau):
-        super().__init__(data=data, prior=prior, tau=tau)
-        self.mu, self.c2 = float(data.mean()[0]), float(data.covariance()[0, 0])
-
-    @property
-    def conservative(self):
-        return True
-
-    def moments(self, t):
-        decay = math.exp(-t)
-        return self.mu * decay, self.c2 * decay**2 + 0.5 * (1 - decay**2)
-
-    def velocity(self, t, x):
-        mean, variance = self.moments(t)
-        return -x + (x - mean) / (2 * variance)
-
-    def force_field(self, t, x):
-        return -x
-
-    def temperature(self, t):
-        return torch.full_like(t, 0.5)
-
-    def marginal(self, t):
-        mean, variance = self.moments(t)
-        return Gaussian(mean, math.sqrt(variance))
-
-    def end_distribution(self):
-        return self.marginal(self.tau)
-
-
-OU = OrnsteinUhlenbeck(data=Gaussian(1.0, 0.3), prior=Gaussian(0.0, 1.0), tau=2.0)
+OU = OrnsteinUhlenbeck(mean=1.0, std=0.3, tau=2.0)  # dx = −x dt + dB from N(1, 0.3²) (stochthermo.conformance)
 
 
 def _end_variance_error(solver, steps: int, n: int = 2**18) -> float:
-    x0 = OU.end_distribution().sample(n, torch.Generator().manual_seed(1))
+    mean, variance = OU.moments(OU.tau)
+    x0 = mean + math.sqrt(variance) * torch.randn(n, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     times = torch.tensor([OU.tau, 0.0], dtype=torch.float64)
     positions, _ = solver(gamma=1.0, steps_per_save=steps).solve(Equation(OU.velocity, OU), x0, times,
                                                                  generator=torch.Generator().manual_seed(2))
