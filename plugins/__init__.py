@@ -5,17 +5,18 @@ Installed under the import name ``stochthermo_plugins``.
 
 from . import distributions, estimators, images, neural, point_clouds, schedules, sde_solvers, solvers
 from .observers import (
-                        bounds,
-                        estimation,
-                        image_snapshots,
-                        monte_carlo,
-                        response,
-                        snapshots,
-                        thermodynamics,
-                        trajectories,
+    bounds,
+    estimation,
+    fokker_planck,
+    image_snapshots,
+    monte_carlo,
+    response,
+    snapshots,
+    thermodynamics,
+    trajectories,
 )
 from .processes import optimal_transport, rotational, scheduled
 
 BUILTIN_MODULES = (schedules, distributions, point_clouds, images, scheduled, rotational, optimal_transport, estimators,
                    neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
-                   image_snapshots, estimation, trajectories)
+                   image_snapshots, estimation, trajectories, fokker_planck)

@@ -207,3 +207,27 @@ def test_trajectory_entropy_production_matches_fokker_planck(schedule, data):
     assert abs(ift - 1) < 3 * ift_se, (ift, ift_se)
     mass = float((ds.trajectory_entropy_production_histogram * np.diff(ds.entropy_production_bin).mean()).sum())
     assert mass + float(ds.trajectory_entropy_production_outside) == pytest.approx(1, abs=1e-9)
+
+
+def test_fokker_planck_residual_of_a_scaled_score_in_closed_form():
+    """R = −2λ(1 − λ)T s/V for ŝ = λs on Gaussian data, so ‖R‖ = 2|λ(1 − λ)|T/V^{3/2}; zero (to the finite
+    difference's rounding) for the exact score, under vp_linear and cosine; NaN at the ends."""
+    spec = scenario_dict(data={"name": "gaussian", "mean": 0.5, "std": 0.4}, time_steps=16, particles=1024,
+                         protocols={"exact": {"process": {"name": "scheduled", "schedule": "vp_linear"}},
+                                    "cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
+                                    "scaled": {"process": {"name": "scheduled", "schedule": "vp_linear"},
+                                               "estimator": {"name": "exact", "score_scale": 1.2}}},
+                         observers=["thermodynamics", "fokker_planck_residual"])
+    scenario = parse_scenario(yaml.safe_dump(spec))
+    ds = run_dict(spec).sel(seed=0)
+    process = scenario.protocols["scaled"].process
+    expected = []
+    for t in ds.time.values[1:-1]:
+        mom = process.moments(float(t))
+        variance = float(mom.scale) ** 2 * 0.16 + float(mom.variance)
+        temperature = float(process.temperature(torch.tensor(t, dtype=torch.float64)))
+        expected.append(2 * abs(1.2 * (1 - 1.2)) * temperature / variance**1.5)
+    np.testing.assert_allclose(ds.fp_residual.sel(protocol="scaled").values[1:-1], expected, rtol=1e-4)
+    for name in ("exact", "cosine"):
+        assert float(ds.fp_residual_max.sel(protocol=name)) < 1e-6
+    assert np.isnan(ds.fp_residual.sel(protocol="exact").values[[0, -1]]).all()
