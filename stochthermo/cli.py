@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     plugins.set_defaults(handler=_plugins)
 
     describe = commands.add_parser("describe", help="documentation and parameters of one plugin class")
-    describe.add_argument("kind", choices=KIND_NAMES)
+    describe.add_argument("kind", help=f"plugin role: {', '.join(KIND_NAMES)}")
     describe.add_argument("name")
     describe.set_defaults(handler=_describe)
     return parser

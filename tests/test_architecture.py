@@ -337,6 +337,14 @@ def test_plot_and_report_refuse_a_foreign_netcdf(tmp_path, capsys):
     assert not (tmp_path / "figs").exists() and not (tmp_path / "foreign.html").exists()
 
 
+def test_describe_suggests_the_role_and_the_name(capsys):
+    assert main(["describe", "solvr", "rk4"]) == 2
+    assert "unknown plugin kind 'solvr' (did you mean 'solver'?)" in capsys.readouterr().err
+    assert main(["describe", "solver", "rk5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown solver 'rk5' (did you mean 'rk4'?)" in err
+
+
 def test_a_run_too_large_for_memory_is_refused_before_allocating(write_scenario, tmp_path, capsys):
     path = write_scenario(scenario_dict(particles=10**12))
     assert main(["run", str(path), "-o", str(tmp_path / "big.nc")]) == 2
