@@ -10,6 +10,7 @@ from .observers import (
     fokker_planck,
     image_snapshots,
     monte_carlo,
+    ode_sde_gap,
     response,
     snapshots,
     thermodynamics,
@@ -19,4 +20,5 @@ from .processes import optimal_transport, rotational, scheduled
 
 BUILTIN_MODULES = (schedules, distributions, point_clouds, images, scheduled, rotational, optimal_transport, estimators,
                    neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
-                   image_snapshots, estimation, trajectories, fokker_planck)
+                   image_snapshots, estimation, trajectories, fokker_planck,
+                   ode_sde_gap)

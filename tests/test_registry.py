@@ -27,7 +27,8 @@ def test_builtins_register_through_hooks():
     assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
     assert {"swiss_roll", "moons", "eight_gaussians", "empirical"} <= set(registry.names("distribution"))
     assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics", "monte_carlo_cost",
-                                               "image_snapshots", "estimation", "trajectory_thermodynamics"}
+                                               "image_snapshots", "estimation", "trajectory_thermodynamics",
+                                               "fokker_planck_residual", "ode_sde_gap"}
     assert registry.names("estimator") == ["exact", "neural"]
     assert registry.names("solver") == ["auto", "euler_maruyama", "exact", "rk4", "stochastic_heun"]
     assert "images" in registry.names("distribution")

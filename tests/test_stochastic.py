@@ -231,3 +231,24 @@ def test_fokker_planck_residual_of_a_scaled_score_in_closed_form():
     for name in ("exact", "cosine"):
         assert float(ds.fp_residual_max.sel(protocol=name)) < 1e-6
     assert np.isnan(ds.fp_residual.sel(protocol="exact").values[[0, -1]]).all()
+
+
+def test_ode_sde_gap_observer():
+    """From P_τ with the exact score the ODE–SDE gap is at the sampling level (W_2 of two data samples); with a
+    score scaled by 1.2 it is the W_2 between the two closed-form Gaussian end laws, √(Δμ² + Δσ²)."""
+    spec = scenario_dict(data={"name": "gaussian", "mean": 0.5, "std": 0.4}, time_steps=32, particles=4096,
+                         protocols={"exact": {"process": {"name": "scheduled", "schedule": "vp_linear"}},
+                                    "scaled": {"process": {"name": "scheduled", "schedule": "vp_linear"},
+                                               "estimator": {"name": "exact", "score_scale": 1.2}}},
+                         observers=[{"name": "ode_sde_gap", "replicas": 3,
+                                     "sde": {"name": "stochastic_heun", "steps_per_save": 8}}])
+    ds = run_dict(spec).sel(seed=0)
+    exact = ds.sel(protocol="exact")
+    assert float(exact.ode_sde_wasserstein_2) < 2 * float(exact.wasserstein_2_sampling_bias)
+    mean_ode, variance_ode = _vp_moments(VP, 1.2, 0.0)
+    mean_sde, variance_sde = _vp_moments(VP, 1.2, 1.0)
+    gap = math.hypot(mean_ode - mean_sde, math.sqrt(variance_ode) - math.sqrt(variance_sde))
+    scaled = ds.sel(protocol="scaled")
+    measured, se = float(scaled.ode_sde_wasserstein_2), float(scaled.ode_sde_wasserstein_2_stderr)
+    assert abs(measured - gap) < 4 * se + float(scaled.wasserstein_2_sampling_bias), (measured, gap, se)
+    assert float(scaled.ode_wasserstein_2_data) > 5 * float(scaled.wasserstein_2_sampling_bias)
