@@ -26,6 +26,14 @@ time (the sorted coupling in 1-D) and :math:`\partial_t W_1` by second-order fin
 the velocity a particle carries is then ν̂ at its position, not the mean local velocity of its law, so the
 envelope theorem does not apply (docs/theory.md §8).
 
+``wasserstein: common_support`` represents the perturbed start by the true start's own particles with
+importance weights :math:`w_i \propto u_i\,\tilde P_0^\dagger(x_i)/P_0^\dagger(x_i)`: under exact estimation one
+flow carries both laws, so W_1 at every time is an optimal-transport problem between two weightings of the
+same moving particles, with no two-sample bias; what remains is the fluctuation of the weights, whose
+relative variance is D_0 (docs/theory.md §4). It needs the exact estimator, a deterministic solver and a
+finite D_0 (refused otherwise, with the reason); its noise floor — the W_1 between the true weights and a
+multinomial resampling of them on the same particles — is recorded in ``wasserstein_1_bias_*``.
+
 When :math:`D_0 = \infty` the relations say nothing: :math:`v_{loss}`, :math:`c_1` and η are NaN and the reason is
 recorded in the variable ``chi_square_method``.
 """
@@ -35,15 +43,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.divergence import ChiSquare, chi_square
+from stochthermo.errors import did_you_mean
 from stochthermo.integrate import time_integral
 from stochthermo.presentation import Column, recorded
-from stochthermo.wasserstein import sampling_bias, sliced_w1_and_rate, w1_and_rate
+from stochthermo.trajectory import Trajectory
+from stochthermo.wasserstein import optimal_coupling, sampling_bias, sliced_w1_and_rate, w1_and_rate
 
 from ..figures import costs_figure, speeds_figure
 
+WASSERSTEIN_METHODS = ("exact", "sliced", "common_support")
+#: offset of the bootstrap stream of the common-support noise floor from the seed
+BOOTSTRAP_STREAM = 6_000_011
 PT = ("perturbation", "time")
 P = ("perturbation",)
 INFINITE_CHI_SQUARE = "NaN where the chi-square divergence D_0 is infinite (the relations say nothing)"
@@ -55,8 +69,9 @@ class Response(Observer):
     name = "response"
 
     def __init__(self, wasserstein: str = "exact", projections: int = 128):
-        if wasserstein not in ("exact", "sliced"):
-            raise ScenarioError(f"must be 'exact' or 'sliced', got '{wasserstein}'", key="wasserstein")
+        if wasserstein not in WASSERSTEIN_METHODS:
+            raise ScenarioError(f"must be one of {', '.join(WASSERSTEIN_METHODS)}, got '{wasserstein}'"
+                                f"{did_you_mean(wasserstein, WASSERSTEIN_METHODS)}", key="wasserstein")
         if projections < 1:
             raise ScenarioError(f"must be >= 1, got {projections}", key="projections")
         self.wasserstein, self.projections = wasserstein, projections
@@ -78,6 +93,52 @@ class Response(Observer):
         if all(v in ds for v in ("wasserstein_speed_squared", "loss_speed_squared")):
             out["speeds"] = speeds_figure
         return out
+
+    def prepare(self, setup):
+        """For ``common_support``: every protocol must carry both starts by one deterministic exact flow, and
+        every D_0 must be finite (the importance weights' variance)."""
+        if self.wasserstein != "common_support":
+            return
+        for protocol in setup.protocols.values():
+            if not protocol.estimator.exact or protocol.solver.stochastic:
+                raise ScenarioError(f"common_support represents both starts on one set of particles carried by one "
+                                    f"flow: protocol '{protocol.name}' needs the exact estimator and a deterministic "
+                                    "solver (use exact or sliced)", key="wasserstein")
+            start = setup.prior if setup.reverse_start == "prior" else protocol.process.end_distribution()
+            for name, law in setup.perturbations.items():
+                divergence = chi_square(law, start)
+                if not math.isfinite(divergence.value):
+                    raise ScenarioError(f"common_support needs a finite chi-square D_0, the variance of the "
+                                        f"importance weights; perturbation '{name}' has D_0 = inf against the true "
+                                        f"start of protocol '{protocol.name}' ({divergence.method}): use exact or "
+                                        "sliced", key="wasserstein")
+
+    def _perturbed(self, run) -> dict[str, Trajectory]:
+        """The perturbed reverse processes; for ``common_support`` the true particles with importance weights
+        w_i ∝ u_i P̃_0†(x_i)/P_0†(x_i) at the start (the same flow carries both laws)."""
+        if self.wasserstein != "common_support":
+            return run.perturbed
+        true = run.true
+        start = true.positions[-1]
+        log_start = run.true_start.log_prob(start)
+        out = {}
+        for name, law in run.perturbations.items():
+            log_ratio = law.log_prob(start) - log_start
+            weights = true.weights * torch.exp(log_ratio - log_ratio.max())
+            out[name] = Trajectory(true.times, true.positions, true.velocities, weights / weights.sum(), None)
+        return out
+
+    def _noise_floor(self, run, index: int) -> float:
+        """W_1 between the true weights and a multinomial resampling of them on the same particles at the
+        given time index: the fluctuation level of a common-support W_1 at this ensemble size."""
+        true = run.true
+        generator = torch.Generator(device=true.weights.device).manual_seed(run.seed + BOOTSTRAP_STREAM)
+        n = len(true.weights)
+        counts = torch.bincount(torch.multinomial(true.weights, n, replacement=True, generator=generator),
+                                minlength=n).to(true.weights)
+        x = true.positions[index]
+        coupling = optimal_coupling(x, true.weights, x, counts / n, monotone=False, metric="euclidean")
+        return float(coupling.mass @ (x[coupling.rows] - x[coupling.cols]).norm(dim=1))
 
     def _w1_and_rate(self, a, b):
         if self.wasserstein == "sliced":
@@ -119,7 +180,7 @@ class Response(Observer):
         tau = times[-1] - times[0]
         reference = run.true_start
         out = {name: [] for name in self.variables()}
-        for name, trajectory in run.perturbed.items():
+        for name, trajectory in self._perturbed(run).items():
             w1, rate = (v.cpu().numpy() for v in self._w1_and_rate(run.true, trajectory))
             if run.stochastic:  # the saved velocities are ν̂, not the SDE law's: differentiate W_1(t) itself
                 rate = np.gradient(w1, times)
@@ -142,7 +203,11 @@ class Response(Observer):
         result["reference_dissipation_rate"] = run.true.kinetic_energy().cpu().numpy()
         result["reference_dissipation"] = time_integral(result["reference_dissipation_rate"], times)
         n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
-        for key, law in (("wasserstein_1_bias_start", run.true_start), ("wasserstein_1_bias_data", run.process.data)):
+        for key, law, index in (("wasserstein_1_bias_start", run.true_start, -1),
+                                ("wasserstein_1_bias_data", run.process.data, 0)):
+            if self.wasserstein == "common_support":
+                result[key] = np.array(self._noise_floor(run, index))
+                continue
             projections = self.projections if self.wasserstein == "sliced" else None
             result[key] = np.array(sampling_bias(law, n, run.seed, projections=projections, device=device,
                                                  dtype=dtype))
