@@ -90,6 +90,35 @@ class VPLinear(Schedule):
         return self._beta(s) * self.m(s) ** 2
 
 
+class OrnsteinUhlenbeck(Schedule):
+    r"""The Ornstein–Uhlenbeck process dx = −x dt + dB (f = −x, T = ½) over a horizon H in its own time units:
+    :math:`m = e^{-Hs}`, :math:`\sigma^2 = (1 - e^{-2Hs})/2`, so :math:`\tau T = H/2` and, with τ = H, exactly
+    f = −x and T = ½ (the forward process of arXiv:2311.15996 with H = 10; P_τ → N(0, ½ I) as H grows).
+    :math:`\sigma'` is infinite at s = 0; :math:`\partial_s\sigma^2 = H e^{-2Hs}` is not."""
+
+    name = "ornstein_uhlenbeck"
+
+    def __init__(self, horizon: float = 10.0):
+        if horizon <= 0:
+            raise ScenarioError(f"must be > 0, got {horizon}", key="horizon")
+        self.horizon = horizon
+
+    def m(self, s):
+        return torch.exp(-self.horizon * s)
+
+    def sigma(self, s):
+        return torch.sqrt(-0.5 * torch.expm1(-2 * self.horizon * s))
+
+    def dm(self, s):
+        return -self.horizon * self.m(s)
+
+    def dsigma(self, s):
+        return self.dsigma2(s) / (2 * self.sigma(s))
+
+    def dsigma2(self, s):
+        return self.horizon * torch.exp(-2 * self.horizon * s)
+
+
 class VE(Schedule):
     r"""Variance-exploding schedule (EDM form): :math:`m = 1`, :math:`\sigma = \sigma_{max} s`;
     :math:`\tau T = \sigma_{max}^2 s`. :math:`P_\tau = q * \mathcal N(0, \sigma_{max}^2 I)`."""
@@ -116,4 +145,4 @@ class VE(Schedule):
 
 @hookimpl
 def stochthermo_register_schedules():
-    return [Cosine, CondOT, VPLinear, VE]
+    return [Cosine, CondOT, VPLinear, OrnsteinUhlenbeck, VE]

@@ -23,7 +23,7 @@ class Linear(Cosine):
 
 def test_builtins_register_through_hooks():
     registry = Registry(entry_points=False)
-    assert registry.names("schedule") == ["cond_ot", "cosine", "ve", "vp_linear"]
+    assert registry.names("schedule") == ["cond_ot", "cosine", "ornstein_uhlenbeck", "ve", "vp_linear"]
     assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
     assert {"swiss_roll", "moons", "eight_gaussians", "empirical"} <= set(registry.names("distribution"))
     assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics", "monte_carlo_cost",

@@ -252,3 +252,19 @@ def test_ode_sde_gap_observer():
     measured, se = float(scaled.ode_sde_wasserstein_2), float(scaled.ode_sde_wasserstein_2_stderr)
     assert abs(measured - gap) < 4 * se + float(scaled.wasserstein_2_sampling_bias), (measured, gap, se)
     assert float(scaled.ode_wasserstein_2_data) > 5 * float(scaled.wasserstein_2_sampling_bias)
+
+
+def test_ornstein_uhlenbeck_schedule_is_the_ou_process():
+    """With τ = horizon the schedule gives f = −x, T = ½ and P_t = N(μe^{−t}, c²e^{−2t} + (1 − e^{−2t})/2)."""
+    process = Scheduled(data=Gaussian(1.0, 0.3), prior=Gaussian(0.0, 1.0), tau=10.0,
+                        schedule=REGISTRY.get("schedule", "ornstein_uhlenbeck")(horizon=10.0))
+    reference = OrnsteinUhlenbeck(mean=1.0, std=0.3, tau=10.0)
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None]
+    for t in (0.3, 2.0, 7.5):
+        assert float(process.temperature(torch.tensor(t, dtype=torch.float64))) == pytest.approx(0.5, rel=1e-12)
+        torch.testing.assert_close(process.force_field(t, x), -x)
+        mean, variance = reference.moments(t)
+        marginal = process.marginal(t)
+        assert float(marginal.mean()[0]) == pytest.approx(mean, rel=1e-12)
+        assert float(marginal.covariance()[0, 0]) == pytest.approx(variance, rel=1e-12)
+        torch.testing.assert_close(process.velocity(t, x), reference.velocity(t, x), rtol=1e-10, atol=1e-12)
