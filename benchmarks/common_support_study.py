@@ -28,7 +28,7 @@ def main() -> None:
     print(f"{Path(args.scenario).name}: Delta W_1 and eta, mean +- standard error over {args.seeds} seeds")
     for size in args.sizes:
         for method in ("exact", "common_support"):
-            overrides = [f"particles={size}", f"seeds={list(range(args.seeds))}",
+            overrides = [f"particles={size}", f"seeds={list(range(args.seeds))}", "reference={}",
                          f"observers=[{{name: response, wasserstein: {method}}}]"]
             start = time.perf_counter()
             ds = simulate(load_scenario(args.scenario, overrides=overrides)).isel(perturbation=0)

@@ -30,6 +30,9 @@ class Column:
     variable: str
     order: float
     per: str | None = None
+    #: ``mean`` over seeds, or ``stderr``: the standard error of that mean (std over seeds / √seeds; NaN for
+    #: one seed)
+    statistic: str = "mean"
 
 
 @dataclass(frozen=True)

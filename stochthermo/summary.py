@@ -29,6 +29,10 @@ def _value(ds: xr.Dataset, name: str, **where) -> float:
 
 
 def _column_value(ds: xr.Dataset, column: Column, where: dict) -> float:
+    if column.statistic == "stderr":
+        var = ds[column.variable]
+        values = var.sel(**{k: v for k, v in where.items() if k in var.dims}).values
+        return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
     value = _value(ds, column.variable, **where)
     return value / _value(ds, column.per, **where) if column.per else value
 

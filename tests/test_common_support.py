@@ -41,3 +41,15 @@ def test_refusals(change, message):
     spec = scenario_dict(**{"observers": [{"name": "response", "wasserstein": "common_support"}], **change})
     with pytest.raises(ScenarioError, match=message):
         parse_scenario(yaml.safe_dump(spec))
+
+
+def test_summary_prints_the_standard_error_of_eta_over_seeds():
+    from stochthermo.summary import format_summary, summary_table
+
+    two = run_dict(scenario_dict(time_steps=8, particles=256, seeds=[0, 1], solver={"name": "euler_maruyama"}))
+    header, rows = summary_table(two)
+    column = header.index("eta se")
+    eta = two.response.sel(protocol=rows[0][0], perturbation=rows[0][1]).values
+    assert float(rows[0][column]) == pytest.approx(float(np.std(eta, ddof=1) / np.sqrt(2)), rel=1e-4)
+    one = run_dict(scenario_dict(time_steps=8, particles=256))
+    assert "eta se" not in format_summary(one).splitlines()[0]

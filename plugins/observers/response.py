@@ -80,7 +80,8 @@ class Response(Observer):
 
     @classmethod
     def summary_columns(cls, ds):
-        return recorded(ds, [Column("D_0", "chi_square", 10), Column("eta", "response", 20),
+        spread = [Column("eta se", "response", 21, statistic="stderr")] if ds.sizes.get("seed", 1) > 1 else []
+        return recorded(ds, [Column("D_0", "chi_square", 10), Column("eta", "response", 20), *spread,
                              Column("c_1", "loss_cost", 30),
                              # high dimension: the paper reports eta in units of n_d (Fig. 8)
                              Column("eta/n_d", "response", 100, per="data_dimension")])
