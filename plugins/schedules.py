@@ -93,12 +93,12 @@ class VPLinear(Schedule):
 class OrnsteinUhlenbeck(Schedule):
     r"""The Ornstein–Uhlenbeck process dx = −x dt + dB (f = −x, T = ½) over a horizon H in its own time units:
     :math:`m = e^{-Hs}`, :math:`\sigma^2 = (1 - e^{-2Hs})/2`, so :math:`\tau T = H/2` and, with τ = H, exactly
-    f = −x and T = ½ (the forward process of arXiv:2311.15996 with H = 10; P_τ → N(0, ½ I) as H grows).
+    f = −x and T = ½ (the forward process of arXiv:2311.15996 uses H = 10; P_τ → N(0, ½ I) as H grows).
     :math:`\sigma'` is infinite at s = 0; :math:`\partial_s\sigma^2 = H e^{-2Hs}` is not."""
 
     name = "ornstein_uhlenbeck"
 
-    def __init__(self, horizon: float = 10.0):
+    def __init__(self, horizon: float = 1.0):
         if horizon <= 0:
             raise ScenarioError(f"must be > 0, got {horizon}", key="horizon")
         self.horizon = horizon
