@@ -101,7 +101,7 @@ def test_plugins_command(capsys):
     assert main(["plugins", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     builtin = {p["name"]: p for p in listing["plugins"]}["builtin.schedules"]
-    assert builtin["provides"] == {"schedule": ["cosine", "cond_ot", "vp_linear", "ve"]}
+    assert builtin["provides"] == {"schedule": ["cosine", "cond_ot", "vp_linear", "ornstein_uhlenbeck", "ve"]}
     assert builtin["source"] == "built-in"
     assert main(["plugins"]) == 0
     assert "builtin.processes" not in capsys.readouterr().out  # modules are named individually
