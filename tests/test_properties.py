@@ -19,7 +19,11 @@ from stochthermo.solver import process_equation
 from stochthermo.trajectory import run_flows
 from stochthermo_plugins.solvers import RungeKutta4
 
-SCHEDULES = default_registry().names("schedule")
+#: the strategies draw perturbations lighter-tailed than N(0, 1), the end law of these schedules; the
+#: ornstein_uhlenbeck end law N(., 1/2 + e^-2/2) is narrower, and perturbations near its chi-square finiteness
+#: boundary (s^2 -> 2v) make the D_0 quadrature fail to converge (a known limit, not an inequality); it has
+#: its own closed-form tests in tests/test_stochastic.py
+SCHEDULES = [name for name in default_registry().names("schedule") if name != "ornstein_uhlenbeck"]
 PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RELATIONS = ["dissipation_rate", "wasserstein_speed", "response", "dissipation", "kinetic_cost", "path_length",
              "geodesic"]
