@@ -14,8 +14,7 @@ import torch
 from stochthermo import Estimator, ScenarioError, hookimpl
 from stochthermo.capabilities import ForceField
 
-#: T_t τ beyond this counts as divergent (the cosine schedule's T at t = τ is 1.6e16/τ in floating point)
-DIVERGENCE = 1e8
+from .score_model import DIVERGENCE
 
 
 class Exact(Estimator):

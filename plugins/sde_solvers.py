@@ -32,9 +32,7 @@ import torch
 from stochthermo import ScenarioError, Solver, hookimpl
 from stochthermo.capabilities import ForceField
 
-#: T_t τ beyond this counts as divergent: cos(π/2) is 6e-17, not 0, in floating point, so the cosine schedule's
-#: temperature at t = τ is 1.6e16/τ rather than ∞
-DIVERGENCE = 1e8
+from .score_model import DIVERGENCE
 
 
 class ReverseSDE(Solver):

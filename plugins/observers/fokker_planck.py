@@ -31,8 +31,8 @@ from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.capabilities import ForceField
 from stochthermo.presentation import Column, recorded
 
-#: T_t τ beyond this counts as divergent (cos(π/2) is 6e-17, not 0, in floating point)
-DIVERGENCE = 1e8
+from ..score_model import DIVERGENCE
+
 UNDEFINED = "NaN where T_t is 0 or infinite (the implied score (f - nu^)/T is undefined) and at t = 0, tau"
 
 
