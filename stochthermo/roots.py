@@ -1,5 +1,5 @@
 """Vectorised root finding for monotone equations (quantile functions, preimages of monotone maps):
-bisection, and bisection to a narrow bracket followed by a safeguarded Newton polish."""
+bisection, and Newton's method safeguarded by a shrinking bracket."""
 
 from __future__ import annotations
 
@@ -9,34 +9,41 @@ import torch
 
 #: halvings of the bracket: its width / 2⁶⁴ lies below float64 resolution
 BISECTION_STEPS = 64
+#: a Newton step this small (relative) leaves an error of its square: the iteration has converged
+NEWTON_SETTLED = 1e-9
+#: a step this small (relative) is at float64 resolution, where the residual's sign is rounding
+RESOLUTION = 1e-14
 
 
 def bisect(root_is_above: Callable[[torch.Tensor], torch.Tensor], low: torch.Tensor,
            high: torch.Tensor) -> torch.Tensor:
     """Elementwise root in [low, high] of a monotone equation, given ``root_is_above(mid)``: a boolean
-    tensor, True where the root lies above ``mid``."""
-    low, high = narrow_bracket(root_is_above, low, high, BISECTION_STEPS)
-    return 0.5 * (low + high)
-
-
-def narrow_bracket(root_is_above: Callable[[torch.Tensor], torch.Tensor], low: torch.Tensor, high: torch.Tensor,
-                   steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bracket [low, high] halved ``steps`` times around the root."""
-    for _ in range(steps):
+    tensor, True where the root lies above ``mid``; the bracket is halved ``BISECTION_STEPS`` times."""
+    for _ in range(BISECTION_STEPS):
         mid = 0.5 * (low + high)
         above = root_is_above(mid)
         low, high = torch.where(above, mid, low), torch.where(above, high, mid)
-    return low, high
+    return 0.5 * (low + high)
 
 
 def safeguarded_newton(residual_and_slope: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                       low: torch.Tensor, high: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Newton's iteration for an increasing equation from the middle of a bracket that holds the root, each
-    iterate kept inside the bracket (a non-finite step stays put): quadratic convergence once the bracket
-    has isolated the root."""
-    y = 0.5 * (low + high)
+                       low: torch.Tensor, high: torch.Tensor, iterations: int, *,
+                       start: torch.Tensor | None = None) -> torch.Tensor:
+    """Elementwise root of an increasing equation inside a bracket [low, high] that holds it, from ``start``
+    (the middle of the bracket by default): Newton's step where it lands inside the bracket, bisection
+    otherwise, the bracket shrunk to the side of the root after every evaluation. Stops after ``iterations``,
+    or once every element has taken a Newton step below ``NEWTON_SETTLED`` (relative; convergence is then
+    quadratic, so the iterate is within float64 resolution of the root) or any step below ``RESOLUTION``."""
+    y = 0.5 * (low + high) if start is None else torch.minimum(torch.maximum(start, low), high)
     for _ in range(iterations):
         residual, slope = residual_and_slope(y)
-        step = residual / slope
-        y = torch.where(torch.isfinite(step), torch.minimum(torch.maximum(y - step, low), high), y)
+        low = torch.where(residual < 0, y, low)
+        high = torch.where(residual > 0, y, high)
+        newton = y - residual / slope
+        inside = torch.isfinite(newton) & (newton >= low) & (newton <= high)
+        step = torch.where(residual == 0, 0.0, torch.where(inside, newton, 0.5 * (low + high)) - y)
+        y = y + step
+        size = step.abs() / (1 + y.abs())
+        if bool(((inside & (size <= NEWTON_SETTLED)) | (size <= RESOLUTION)).all()):
+            break
     return y

@@ -40,8 +40,11 @@ CASES = {
                          "dissipation of observer 'thermodynamics', which the scenario does not list"),
     "unknown solver": ({"solver": "rk5"}, "solver: unknown solver 'rk5' (did you mean 'rk4'?)"),
     "solver parameter": ({"solver": {"name": "rk4", "steps_per_save": 0}}, "solver.steps_per_save: must be >= 1"),
-    "exact solver without a map": ({"solver": "exact"}, "solver: solver 'exact' cannot integrate protocol 'cosine': "
-                                                        "process 'scheduled' gives no exact flow map"),
+    "exact solver without a map": ({"solver": "exact", "estimator": {"name": "exact", "score_scale": 0.5},
+                                    "protocols": {"vp": {"process": {"name": "scheduled",
+                                                                     "schedule": "ornstein_uhlenbeck"}}}},
+                                   "solver: solver 'exact' cannot integrate protocol 'vp': "
+                                   "process 'scheduled' gives no exact flow map"),
     "reference label": ({"reference": {"response": {"cosin": {"shifted": 0.1}}}},
                         "reference.response.cosin: unknown protocol 'cosin' (did you mean 'cosine'?)"),
 }

@@ -47,6 +47,7 @@ import torch
 from stochthermo import ForwardProcess, MixtureStructure, ScenarioError
 from stochthermo.gaussian import component_log_densities
 from stochthermo.posterior import PosteriorAverage, posterior_average, shared_kernel_average
+from stochthermo.quantile_flow import MovingMixture, quantile_flow
 
 from ..distributions import GaussianMixture
 from ..point_clouds import PointCloud
@@ -354,6 +355,22 @@ class LinearProcess(ForwardProcess):
         return sample
 
     # ---- flow ------------------------------------------------------------------------------------
+    def flow_map(self):
+        """In one dimension, for Gaussian-mixture data, the exact flow map that conserves each particle's
+        cumulative probability (:mod:`stochthermo.quantile_flow`); ``None`` otherwise (solvers integrate ν)."""
+        if self.structure is None or self.data.dim != 1 or self.matrix_moments:
+            return None
+        return lambda x0, times: quantile_flow(self._moving_mixture, x0, times)
+
+    def _moving_mixture(self, t: float) -> MovingMixture:
+        """The 1-D marginal P_t: weights w_k, centres a_t μ_k, widths s_k = (a_t² S_k + v_t)^{1/2} and their rates."""
+        mom, s = self.moments(t), self.structure
+        variances = mom.scale**2 * s.covariances[:, 0, 0] + mom.variance
+        stds = torch.sqrt(variances)
+        dvariances = 2 * mom.scale * mom.dscale * s.covariances[:, 0, 0] + mom.dvariance
+        return MovingMixture(s.weights, mom.scale * s.means[:, 0], stds, mom.dscale * s.means[:, 0],
+                             dvariances / (2 * stds))
+
     def singular_endpoint(self):
         """For empirical data (kernel width 0) ν is 0/0 at t = 0: a reverse flow takes its last step into
         t = 0 with the posterior frozen (module docstring)."""

@@ -43,13 +43,13 @@ from stochthermo import Distribution, ForwardProcess, ScenarioError, hookimpl
 from stochthermo.ensemble import make_ensemble
 from stochthermo.gaussian import bures_map
 from stochthermo.posterior import posterior_average
-from stochthermo.roots import narrow_bracket, safeguarded_newton
+from stochthermo.roots import safeguarded_newton
 from stochthermo.wasserstein import optimal_coupling
 
 #: h = BANDWIDTH_CONSTANT · n^(−1/(d+4)) · s̄ (module docstring)
 BANDWIDTH_CONSTANT = 1.0
-#: the 1-D preimage: bisection to a bracket 2^-24 of its width, then Newton (quadratic) to float64 resolution
-PREIMAGE_BISECTIONS, PREIMAGE_NEWTON_STEPS = 24, 4
+#: most iterations of the 1-D preimage's safeguarded Newton (from y = x; it stops at float64 resolution)
+PREIMAGE_ITERATIONS = 100
 #: offset of the data sample's random stream from the seed (the prior sample uses the seed itself)
 DATA_STREAM = 1_000_003
 
@@ -144,20 +144,14 @@ class OptimalTransport(ForwardProcess):
         half_width = 60 * math.sqrt(max(float(self.data.covariance()[0, 0]), float(self.prior.covariance()[0, 0])))
         half_width += float((x.detach() - centre).abs().max())
 
-        def root_is_above(mid):
-            # T(mid) may be ±inf far in the tails: the sign still orders the bracket, but 0·inf must not occur
-            moved = s * self.transport_map(mid) if s > 0 else 0.0
-            return (1 - s) * mid + moved < x
-
-        low, high = narrow_bracket(root_is_above, torch.full_like(x, centre - half_width),
-                                   torch.full_like(x, centre + half_width), PREIMAGE_BISECTIONS)
-
         def residual_and_slope(y):
+            # T(y) may be ±inf far in the tails: the sign still orders the bracket, but 0·inf must not occur
             moved = s * self.transport_map(y) if s > 0 else 0.0
             slope = (1 - s) + (s * self.map_derivative(y)[:, None] if s > 0 else 0.0)
             return (1 - s) * y + moved - x, slope
 
-        return safeguarded_newton(residual_and_slope, low, high, PREIMAGE_NEWTON_STEPS)
+        return safeguarded_newton(residual_and_slope, torch.full_like(x, centre - half_width),
+                                  torch.full_like(x, centre + half_width), PREIMAGE_ITERATIONS, start=x)
 
     def map_derivative(self, y: torch.Tensor) -> torch.Tensor:
         """T'(y) = q(y) / p(T(y)) in 1-D (monotone rearrangement), (n,)."""
