@@ -56,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--plot", nargs="?", const="", metavar="DIR",
                      help="also write the figures (PNG and PDF) to DIR (default: beside the output file)")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors; no progress bar")
+    run.add_argument("--executor", choices=["in-process", "local"], default="in-process",
+                     help="where tasks (variant x protocol x seed) compute: this process (default) or a Dask "
+                          "LocalCluster of worker processes (needs stochthermo[distributed])")
+    run.add_argument("--workers", type=int, metavar="N", help="worker processes of --executor local (default: cores)")
+    run.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on the Dask cluster of this scheduler")
+    run.add_argument("--threads", type=int, metavar="N", help="torch threads per task (default: all cores "
+                     "in-process, cores / workers on a LocalCluster, the workers' own on --scheduler)")
+    run.add_argument("--retries", type=int, default=0, metavar="N", help="reruns of a failing task before it is "
+                     "reported (default 0)")
+    run.add_argument("--keep-tasks", action="store_true", help="keep the run directory of task files after success")
     run.set_defaults(handler=_run)
 
     plot = commands.add_parser("plot", help="figures of a run in the paper's layouts")
@@ -89,17 +99,37 @@ def _run(args) -> int:
     from .io import write_dataset
     from .scenario import load_scenario
     from .summary import format_summary
+    from .tasks import TaskStore, run_directory, run_identity
 
+    if args.retries < 0:
+        raise ScenarioError(f"must be >= 0, got {args.retries}", key="--retries")
+    for option, value in (("--workers", args.workers), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            raise ScenarioError(f"must be >= 1, got {value}", key=option)
     scenario = load_scenario(args.scenario, overrides=args.overrides)
     first = scenario.variants[0]
     output = args.output or first.output
     if not output:
         raise ScenarioError("no output file: give -o/--output or an 'output' key", file=args.scenario, key="output")
     try:
-        dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty())
+        store = TaskStore(run_directory(output), run_identity(scenario), scenario.name).open()
     except ScenarioError as exc:
         raise exc.located(file=args.scenario) from None
+    executor = _executor(args)
+    try:
+        dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty(),
+                           executor=executor, store=store, retries=args.retries)
+    except ScenarioError as exc:
+        raise exc.located(file=args.scenario) from None
+    except KeyboardInterrupt:
+        print(f"stochthermo: interrupted; finished tasks are kept in {store.directory}: run the same command to "
+              "resume", file=sys.stderr)
+        return 130
+    finally:
+        executor.close()
     path = write_dataset(dataset, output)
+    if not args.keep_tasks:
+        store.remove()
     figures = []
     if args.plot is not None:
         from .plotting import save_figures
@@ -111,6 +141,23 @@ def _run(args) -> int:
         print(format_summary(dataset, scenario.registry))
         print(f"\nwrote {path}" + "".join(f"\nwrote {f}" for f in figures))
     return 0
+
+
+def _executor(args):
+    """The executor the options ask for."""
+    if args.scheduler and args.executor == "local":
+        raise ScenarioError("give --scheduler (an existing cluster) or --executor local, not both", key="--scheduler")
+    if args.workers is not None and args.executor != "local":
+        raise ScenarioError("--workers sizes a LocalCluster: add --executor local", key="--workers")
+    from .executors import DaskExecutor, InProcess
+
+    if not args.scheduler and args.executor == "in-process":
+        return InProcess(args.threads)
+    executor = (DaskExecutor.connect(args.scheduler, args.threads) if args.scheduler
+                else DaskExecutor.local(args.workers, args.threads))
+    if not args.quiet and executor.dashboard:
+        print(f"Dask dashboard: {executor.dashboard}", file=sys.stderr)
+    return executor
 
 
 def _beside(run_file: Path) -> Path:

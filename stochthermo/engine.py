@@ -12,13 +12,10 @@ Dataset).
 from __future__ import annotations
 
 import functools
-import logging
-import sys
-import time
+from typing import TYPE_CHECKING
 
 import torch
 import xarray as xr
-from tqdm import tqdm
 
 from .dataset import assemble_dataset, check_finite, combine_sweep
 from .device import resolve_device, resolve_dtype
@@ -28,42 +25,40 @@ from .memory import check_memory
 from .observer import Run
 from .scenario import Scenario, Sweep
 from .setup import Protocol
+from .tasks import TaskStore, plan_tasks
 from .transport import transport
 
-log = logging.getLogger("stochthermo")
+if TYPE_CHECKING:
+    from .executors import DaskExecutor, InProcess
 
 
-def simulate(scenario: Scenario | Sweep, *, device: str | None = None, progress: bool = False) -> xr.Dataset:
-    """Run ``scenario`` (on ``device``, overriding the scenario's) and return its Dataset; ``progress``
-    shows a progress bar over protocols × seeds (× sweep variants) on standard error. A :class:`Sweep` runs
-    every variant and stacks their Datasets along one dimension per swept key."""
+def simulate(scenario: Scenario | Sweep, *, device: str | None = None, progress: bool = False,
+             executor: InProcess | DaskExecutor | None = None, store: TaskStore | None = None,
+             retries: int = 0) -> xr.Dataset:
+    """Run ``scenario`` (on ``device``, overriding the scenario's) and return its Dataset.
+
+    The run is split into tasks, one per sweep variant, protocol and seed (:mod:`stochthermo.tasks`), computed
+    by ``executor`` (default: :class:`~stochthermo.executors.InProcess`), which keeps each finished task in
+    ``store`` when one is given and reuses those already there; ``retries`` reruns a failing task before it is
+    reported (:class:`~stochthermo.executors.TaskFailures`). ``progress`` shows a bar over tasks on standard
+    error. A :class:`Sweep` stacks its variants' Datasets along one dimension per swept key."""
+    from .executors import InProcess
+
     variants = scenario.variants
+    torch_device = resolve_device(device or variants[0].device)
     for variant in variants:
-        check_memory(variant.setup, resolve_device(device or variant.device), resolve_dtype(variant.dtype))
-    bar = tqdm(total=sum(len(v.protocols) * len(v.seeds) for v in variants), desc=scenario.name, unit="run",
-               disable=not progress, file=sys.stderr)
-    datasets = [_simulate_scenario(variant, device, bar) for variant in variants]
-    bar.close()
+        check_memory(variant.setup, torch_device, resolve_dtype(variant.dtype))
+    tasks = plan_tasks(scenario, torch_device, variants[0].dtype)
+    results = (executor or InProcess()).run(scenario, tasks, device=torch_device, store=store, retries=retries,
+                                            progress=progress)
+    datasets = []
+    for index, variant in enumerate(variants):
+        nested: dict[str, dict[int, dict]] = {name: {} for name in variant.protocols}
+        for task in tasks:
+            if task.variant == index:
+                nested[task.protocol][task.seed] = results[task.key]
+        datasets.append(assemble_dataset(variant, nested, device=torch_device, dtype=resolve_dtype(variant.dtype)))
     return combine_sweep(scenario, datasets) if isinstance(scenario, Sweep) else datasets[0]
-
-
-def _simulate_scenario(scenario: Scenario, device: str | None, bar: tqdm) -> xr.Dataset:
-    setup = scenario.setup
-    torch_device = resolve_device(device or setup.device)
-    dtype = resolve_dtype(setup.dtype)
-    perturbations = {name: dist.to(torch_device, dtype) for name, dist in setup.perturbations.items()}
-    results: dict[str, dict[int, dict[str, dict]]] = {}
-    for protocol in setup.protocols.values():
-        estimator = protocol.estimator.to(torch_device, dtype)
-        results[protocol.name] = {}
-        for seed in setup.seeds:
-            bar.set_postfix_str(f"{protocol.name}, seed {seed}")
-            start = time.perf_counter()
-            results[protocol.name][seed] = observe_run(scenario, protocol, estimator, perturbations, seed,
-                                                       device=torch_device)
-            log.info("protocol %s, seed %d: %.2f s", protocol.name, seed, time.perf_counter() - start)
-            bar.update()
-    return assemble_dataset(scenario, results, device=torch_device, dtype=dtype)
 
 
 def observe_run(scenario: Scenario, protocol: Protocol, estimator: Estimator, perturbations: dict[str, Distribution],

@@ -30,7 +30,6 @@ import torch
 from .roots import safeguarded_newton
 
 
-
 @dataclass(frozen=True)
 class MovingMixture:
     """P_t = Σ_k w_k N(c_k, s_k²) in 1-D at one time, with the time derivatives of c_k and s_k; each (K,)."""
@@ -82,12 +81,10 @@ def quantile_flow(components: MixtureComponents, x0: torch.Tensor,
 
 
 def mixture_velocity(mixture: MovingMixture, x: torch.Tensor) -> torch.Tensor:
-    r"""The velocity that carries the moving mixture, :math:`
-u = -\partial_t F_t / P_t` at x (n,):
+    r"""The velocity that carries the moving mixture, :math:`\nu = -\partial_t F_t / P_t`, at x (n,):
 
-    .. math:: 
-u(x) = \sum_k r_k(x)\,ig(\dot c_k + \dot s_k z_kig), \qquad z_k = (x - c_k)/s_k, \qquad
-       r_k \propto w_k\,arphi(z_k)/s_k,
+    .. math:: \nu(x) = \sum_k r_k(x)\,\big(\dot c_k + \dot s_k z_k\big), \qquad z_k = (x - c_k)/s_k, \qquad
+       r_k \propto w_k\,\varphi(z_k)/s_k,
 
     each component's own quantile velocity averaged with the responsibilities."""
     z = (x - mixture.centres[:, None]) / mixture.stds[:, None]

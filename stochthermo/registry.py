@@ -73,6 +73,8 @@ class Registry:
         if blocked is None:
             blocked = {n.strip() for n in os.environ.get(DISABLE_VARIABLE, "").split(",") if n.strip()}
         self.blocked = blocked
+        #: the arguments that rebuild this registry elsewhere (a Dask worker): ``Registry(**recipe)``
+        self.recipe = {"entry_points": entry_points, "blocked": set(blocked), "extra": dict(extra or {})}
         self.classes: dict[str, dict[str, type]] = {kind: {} for kind in KINDS}
         self.provider: dict[tuple[str, str], str] = {}
         self.plugins: dict[str, PluginInfo] = {}

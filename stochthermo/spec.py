@@ -145,7 +145,18 @@ def parse_spec(text: str, *, source: str | None = None, overrides: list[str] | t
         if key not in SETTINGS and key not in SECTIONS:
             raise ScenarioError(f"unknown key{did_you_mean(str(key), [*SETTINGS, *SECTIONS])}", key=str(key))
     _check_sweep(raw.get("sweep", {}))
+    if isinstance(raw.get("seeds"), dict):
+        raw["seeds"] = _seed_count(raw["seeds"])
     return ScenarioSpec(text, source, tuple(overrides), _canonical(raw))
+
+
+def _seed_count(seeds: dict) -> list[int]:
+    """``seeds: {count: N}`` -> [0, 1, ..., N − 1]."""
+    count = seeds.get("count")
+    if set(seeds) != {"count"} or isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ScenarioError(f"expected a list of seeds, one seed, or {{count: N}} with N >= 1, got {seeds}",
+                            key="seeds")
+    return list(range(count))
 
 
 def _canonical(raw: dict) -> str:

@@ -68,8 +68,9 @@ def plan_tasks(scenario: Scenario | Sweep, device: torch.device, dtype: str) -> 
     return tasks
 
 
-def _configuration(variant: Scenario) -> dict:
-    config = json.loads(variant.spec.resolved)
+def _configuration(scenario: Scenario | Sweep) -> dict:
+    """The resolved configuration without the keys that do not change numbers."""
+    config = json.loads(scenario.spec.resolved)
     for key in NOT_IN_KEY:
         config.pop(key, None)
     return config
@@ -77,11 +78,9 @@ def _configuration(variant: Scenario) -> dict:
 
 def run_identity(scenario: Scenario | Sweep) -> str:
     """The hash that names the scenario owning a run directory: its configuration without the keys that do
-    not change numbers (so adding seeds or editing comments resumes, changing the physics does not mix)."""
-    config = json.loads(scenario.spec.resolved)
-    for key in NOT_IN_KEY[:-1]:
-        config.pop(key, None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    not change numbers (so adding seeds or sweep values, or editing comments, resumes; changing the physics
+    is refused rather than mixed)."""
+    return hashlib.sha256(json.dumps(_configuration(scenario), sort_keys=True).encode()).hexdigest()
 
 
 def run_directory(output: str | Path) -> Path:
@@ -99,7 +98,8 @@ class TaskStore:
         self.scenario_name = scenario_name
 
     def open(self) -> TaskStore:
-        """Create the directory, or check that an existing one belongs to this scenario."""
+        """Check that an existing directory belongs to this scenario; a new one is created with the first
+        finished task (a run that fails before leaves nothing behind)."""
         manifest = self.directory / MANIFEST
         if manifest.is_file():
             try:
@@ -113,11 +113,6 @@ class TaskStore:
         elif self.directory.exists() and any(self.directory.iterdir()):
             raise ScenarioError(f"{self.directory} exists and is not a stochthermo run directory: remove it or write "
                                 "the output elsewhere", key="output")
-        else:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with atomic_path(manifest) as tmp:
-                tmp.write_text(json.dumps({"scenario": self.scenario_name, "identity": self.identity,
-                                           "stochthermo_version": __version__}, indent=1))
         return self
 
     def path(self, task: Task) -> Path:
@@ -130,6 +125,11 @@ class TaskStore:
         """Write a task's results ``{observer: {variable: array}}`` atomically."""
         arrays = {f"{observer}{SEPARATOR}{name}": np.asarray(value)
                   for observer, variables in measured.items() for name, value in variables.items()}
+        manifest = self.directory / MANIFEST
+        if not manifest.is_file():
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(json.dumps({"scenario": self.scenario_name, "identity": self.identity,
+                                           "stochthermo_version": __version__}, indent=1))
         with atomic_path(self.path(task)) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
 

@@ -1,0 +1,238 @@
+"""Tasks, executors and resumable runs (stochthermo.tasks, stochthermo.executors).
+
+A small sweep (2 x 2 variants x 2 protocols x 2 seeds = 16 tasks) gives the same Dataset, every variable and
+attribute compared exactly, whether it runs in this process, on a Dask LocalCluster of two workers, or is
+interrupted and resumed; a task that fails leaves the others on disk and names itself; a worker killed
+mid-task is replaced and the sweep completes. A test-only observer ("probe") drives the faults through
+environment variables, which the cluster's worker processes inherit.
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from stochthermo import Observer, Variable, hookimpl
+from stochthermo.cli import main
+from stochthermo.engine import simulate
+from stochthermo.errors import ScenarioError
+from stochthermo.executors import InProcess, TaskFailures
+from stochthermo.io import read_run
+from stochthermo.registry import Registry
+from stochthermo.scenario import parse_scenario
+from stochthermo.tasks import TaskStore, plan_tasks, run_directory, run_identity
+
+distributed = pytest.importorskip("distributed")
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+
+FAIL, INTERRUPT, KILL = "STOCHTHERMO_TEST_FAIL", "STOCHTHERMO_TEST_INTERRUPT", "STOCHTHERMO_TEST_KILL_MARKER"
+SWEEP = {
+    "name": "small_sweep", "tau": 1.0, "time_steps": 8, "particles": 128, "seeds": {"count": 2},
+    "data": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [-0.6, 0.6], "stds": [0.3, 0.3]},
+    "prior": {"name": "gaussian", "mean": 0.0, "std": 1.0},
+    "protocols": {"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
+                  "ot": {"process": "optimal_transport"}},
+    "perturbations": {"shifted": {"name": "gaussian", "mean": 1.0, "std": 1.0}},
+    "observers": ["thermodynamics", "response", "probe"],
+    "sweep": {"protocols.cosine.process.schedule": ["cosine", "cond_ot"], "data.means": [[-0.6, 0.6], [-0.8, 0.5]]},
+}
+
+
+class Probe(Observer):
+    """The mean of the generated ensemble (the true reverse process at t = 0); fails, interrupts or kills its
+    process on request."""
+
+    name = "probe"
+
+    def variables(self):
+        return {"probe_mean": Variable((), "mean of the generated ensemble", "1", "E[x_0]", "-")}
+
+    def observe(self, run, measured):
+        where = f"{run.protocol}:{run.seed}"
+        if os.environ.get(FAIL) == where:
+            raise RuntimeError(f"probe asked to fail at {where}")
+        if os.environ.get(INTERRUPT) == where:
+            raise KeyboardInterrupt
+        marker = os.environ.get(KILL)
+        if marker and where == "ot:1" and not Path(marker).exists():
+            Path(marker).write_text("killed once")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"probe_mean": float(run.true.expectation(run.true.positions[0, :, 0]))}
+
+
+class ProbePlugin:
+    @hookimpl
+    def stochthermo_register_observers(self):
+        return [Probe]
+
+
+def _registry():
+    return Registry(entry_points=False, extra={"probe_plugin": ProbePlugin()})
+
+
+def _scenario():
+    return parse_scenario(yaml.safe_dump(SWEEP, sort_keys=False), source="sweep.yaml", registry=_registry())
+
+
+def _store(scenario, directory):
+    return TaskStore(directory, run_identity(scenario), scenario.name).open()
+
+
+@pytest.fixture(scope="module")
+def sequential():
+    return simulate(_scenario(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from stochthermo.executors import DaskExecutor
+
+    executor = DaskExecutor.local(2)
+    yield executor
+    executor.close()
+
+
+def test_sweep_has_one_dimension_per_swept_key_and_seed_count(sequential):
+    assert dict(sequential.sizes) == {"protocols_cosine_process_schedule": 2, "data_means": 2, "protocol": 2,
+                                      "seed": 2, "time": 9, "perturbation": 1}
+    assert list(sequential["protocols_cosine_process_schedule"].values) == ["cosine", "cond_ot"]
+    assert list(sequential.seed.values) == [0, 1]
+    assert np.isfinite(sequential.probe_mean).all()
+    # the data's mean differs between the variants (0 and -0.15): the stacking puts each task's numbers in place
+    assert np.allclose(sequential.probe_mean.sel(data_means="-0.6x0.6"), 0.0, atol=1e-3)
+    assert np.allclose(sequential.probe_mean.sel(data_means="-0.8x0.5"), -0.15, atol=1e-3)
+
+
+def test_local_cluster_gives_the_identical_dataset(sequential, cluster, tmp_path):
+    scenario = _scenario()
+    dataset = simulate(scenario, device="cpu", executor=cluster, store=_store(scenario, tmp_path / "run"))
+    xr.testing.assert_identical(dataset, sequential)
+
+
+def test_two_dimensional_tasks_agree_to_rounding_and_bitwise_at_equal_threads(cluster, tmp_path):
+    """In 2-D the grid split solves a sparse system and torch reduces over many particles: with all cores'
+    threads here and one per worker there, multithreaded reductions round differently and the numbers agree
+    to rounding; at equal thread counts (``--threads``) they are bit for bit identical."""
+    spec = {**{k: v for k, v in SWEEP.items() if k != "sweep"}, "particles": 256, "seeds": [3],
+            "data": {"name": "swiss_roll", "size": 200, "noise": 0.1, "scale": 0.25, "seed": 0},
+            "prior": {"name": "gaussian", "mean": [0.0, 0.0], "std": 1.0},
+            "perturbations": {"narrow": {"name": "gaussian", "mean": [0.0, 0.0], "std": 0.9}},
+            "protocols": {"g3": {"process": {"name": "rotational", "h": 1.1, "g": 3.0, "temperature_final": 0.5}},
+                          "ot": {"process": "optimal_transport"}},
+            "reverse_start": "prior", "observers": ["thermodynamics", "response"]}
+    scenario = parse_scenario(yaml.safe_dump(spec, sort_keys=False), registry=_registry())
+    here = simulate(scenario, device="cpu")
+    there = simulate(scenario, device="cpu", executor=cluster, store=_store(scenario, tmp_path / "run"))
+    assert here.attrs == there.attrs and list(here.data_vars) == list(there.data_vars)
+    xr.testing.assert_identical(here.coords.to_dataset(), there.coords.to_dataset())
+    for name, variable in here.data_vars.items():
+        assert variable.attrs == there[name].attrs and variable.dims == there[name].dims
+        if variable.dtype.kind == "f":
+            np.testing.assert_allclose(variable.values, there[name].values, rtol=1e-11, atol=1e-13, err_msg=name)
+        else:
+            np.testing.assert_array_equal(variable.values, there[name].values, err_msg=name)
+    equal_threads = simulate(scenario, device="cpu", executor=InProcess(torch_threads=cluster.torch_threads))
+    xr.testing.assert_identical(equal_threads, there)
+
+
+def test_interrupted_then_resumed_gives_the_identical_dataset(sequential, tmp_path, monkeypatch):
+    scenario = _scenario()
+    store = _store(scenario, tmp_path / "run")
+    monkeypatch.setenv(INTERRUPT, "ot:0")
+    with pytest.raises(KeyboardInterrupt):
+        simulate(scenario, device="cpu", store=store)
+    tasks = plan_tasks(scenario, torch.device("cpu"), "float64")
+    assert store.count_finished(tasks) == 2  # cosine seeds 0 and 1 of the first variant
+    monkeypatch.delenv(INTERRUPT)
+    resumed = simulate(_scenario(), device="cpu", store=_store(scenario, tmp_path / "run"))
+    xr.testing.assert_identical(resumed, sequential)
+
+
+def test_a_failing_task_is_named_and_the_others_are_kept(tmp_path, monkeypatch):
+    scenario = _scenario()
+    store = _store(scenario, tmp_path / "run")
+    monkeypatch.setenv(FAIL, "cosine:1")
+    with pytest.raises(TaskFailures) as failure:
+        simulate(scenario, device="cpu", store=store, retries=1)
+    message = str(failure.value)
+    assert message.startswith("4 of 16 tasks failed") and "protocol cosine, seed 1" in message
+    assert "probe asked to fail at cosine:1" in message and str(store.directory) in message
+    tasks = plan_tasks(scenario, torch.device("cpu"), "float64")
+    assert store.count_finished(tasks) == 12
+
+
+def test_a_killed_worker_loses_only_its_task(sequential, cluster, tmp_path, monkeypatch):
+    marker = tmp_path / "killed"
+    monkeypatch.setenv(KILL, str(marker))
+    # the cluster's workers were started before the variable was set: restart them so they inherit it
+    cluster.client.restart()
+    scenario = _scenario()
+    dataset = simulate(scenario, device="cpu", executor=cluster, store=_store(scenario, tmp_path / "run"))
+    assert marker.exists()  # a worker did die mid-task
+    xr.testing.assert_identical(dataset, sequential)
+    monkeypatch.delenv(KILL)
+    cluster.client.restart()
+
+
+def test_a_run_directory_of_another_scenario_is_refused(tmp_path):
+    scenario = _scenario()
+    first_task = plan_tasks(scenario, torch.device("cpu"), "float64")[0]
+    _store(scenario, tmp_path / "run").save(first_task, {"probe": {"probe_mean": 0.0}})
+    other = parse_scenario(yaml.safe_dump({**SWEEP, "particles": 256}, sort_keys=False), registry=_registry())
+    with pytest.raises(ScenarioError, match="holds tasks of another scenario"):
+        _store(other, tmp_path / "run")
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "notes.txt").write_text("mine")
+    with pytest.raises(ScenarioError, match="is not a stochthermo run directory"):
+        _store(scenario, tmp_path / "stray")
+
+
+def test_cli_resumes_from_the_run_directory_and_removes_it(write_scenario, tmp_path, capsys):
+    spec = {key: value for key, value in SWEEP.items() if key != "sweep"}
+    spec["observers"] = ["thermodynamics", "response"]
+    path = write_scenario(spec)
+    output = tmp_path / "out" / "run.nc"
+    assert main(["run", str(path), "-q", "-o", str(output), "--keep-tasks"]) == 0
+    directory = run_directory(output)
+    assert len(list(directory.glob("*.npz"))) == 4
+    first = read_run(output)
+    # a rerun reuses every task file (none is rewritten) ...
+    for task_file in directory.glob("*.npz"):
+        os.utime(task_file, (0, 0))
+    assert main(["run", str(path), "-q", "-o", str(output), "--keep-tasks"]) == 0
+    assert all(task_file.stat().st_mtime == 0 for task_file in directory.glob("*.npz"))
+    xr.testing.assert_identical(read_run(output), first)
+    # ... and without --keep-tasks the directory goes once the output is written
+    assert main(["run", str(path), "-q", "-o", str(output)]) == 0
+    assert not directory.exists()
+    xr.testing.assert_identical(read_run(output), first)
+
+
+@pytest.mark.parametrize("arguments, expected", [
+    (["--workers", "0", "--executor", "local"], "--workers: must be >= 1, got 0"),
+    (["--workers", "2"], "--workers: --workers sizes a LocalCluster: add --executor local"),
+    (["--retries", "-1"], "--retries: must be >= 0, got -1"),
+    (["--scheduler", "tcp://127.0.0.1:9", "--executor", "local"], "give --scheduler (an existing cluster) or"),
+])
+def test_bad_executor_options_are_one_line_errors(arguments, expected, write_scenario, tmp_path, capsys):
+    path = write_scenario({key: value for key, value in SWEEP.items() if key not in ("sweep", "observers")})
+    assert main(["run", str(path), "-o", str(tmp_path / "o.nc"), *arguments]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert not (tmp_path / "o.nc").exists() and not run_directory(tmp_path / "o.nc").exists()
+
+
+def test_unreachable_scheduler_is_a_one_line_error(write_scenario, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("stochthermo.executors.CONNECT_TIMEOUT", "1s")
+    path = write_scenario({key: value for key, value in SWEEP.items() if key not in ("sweep", "observers")})
+    assert main(["run", str(path), "-o", str(tmp_path / "o.nc"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--scheduler: cannot reach a Dask scheduler at tcp://127.0.0.1:9" in err, err
+    assert not (tmp_path / "o.nc").exists() and not run_directory(tmp_path / "o.nc").exists()
