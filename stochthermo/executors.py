@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from .device import resolve_device, resolve_dtype
 from .errors import ScenarioError, SimulationError
+from .observation import observe_run
 from .tasks import Task, TaskStore
 
 if TYPE_CHECKING:
@@ -49,7 +50,11 @@ class TaskFailures(SimulationError):
 
     def __init__(self, failures: list[tuple[Task, str]], total: int, directory: Path | None):
         self.failures = failures
-        kept = f"; the {total - len(failures)} finished are kept in {directory} (run again to resume)" if directory \
+        if total == 1:  # a run of one task: its error is the run's
+            super().__init__(failures[0][1])
+            return
+        finished = total - len(failures)
+        kept = f"; the {finished} finished are kept in {directory} (run again to resume)" if directory and finished \
             else ""
         listed = "; ".join(f"task {task.key[:12]} ({task.label}): {error}" for task, error in failures)
         super().__init__(f"{len(failures)} of {total} tasks failed{kept}: {listed}")
@@ -65,8 +70,6 @@ class TaskComputer:
         self._moved: dict[tuple[int, str], Any] = {}
 
     def __call__(self, task: Task) -> dict[str, dict]:
-        from .engine import observe_run
-
         variant = self.variants[task.variant]
         dtype = resolve_dtype(variant.dtype)
         if (task.variant, "") not in self._moved:
@@ -111,6 +114,7 @@ class InProcess:
         compute = TaskComputer(scenario, device)
         results: dict[str, dict] = {}
         failures: list[tuple[Task, str]] = []
+        cause: Exception | None = None  # the first task exception, chained for its traceback
         done = [t for t in tasks if store is not None and store.finished(t)]
         for task in done:
             results[task.key] = store.load(task)
@@ -128,9 +132,10 @@ class InProcess:
                 except ScenarioError:  # bad input found while running: the user's to fix, not a task fault
                     raise
                 except Exception as exc:  # any failure of one task is reported, the others go on
-                    log.warning("task %s (%s) failed (attempt %d of %d): %s", task.key[:12], task.label, attempt + 1,
-                                retries + 1, exc)
+                    log.info("task %s (%s) failed (attempt %d of %d): %s", task.key[:12], task.label, attempt + 1,
+                             retries + 1, exc)
                     error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SimulationError) else str(exc)
+                    cause = cause or exc
             else:
                 failures.append((task, error))
                 continue
@@ -139,7 +144,7 @@ class InProcess:
             bar.update()
         bar.close()
         if failures:
-            raise TaskFailures(failures, len(tasks), store.directory if store else None)
+            raise TaskFailures(failures, len(tasks), store.directory if store else None) from cause
         return results
 
 

@@ -37,12 +37,17 @@ class Column:
 
 @dataclass(frozen=True)
 class RelationColumn:
-    """The status of a relation: ``variable`` holds 1 (holds), 0 (violated) or −1 (not applicable); a row shows
-    FAIL if it is violated for any seed or time."""
+    """The status of a relation: ``variable`` holds 1 (holds), 0 (violated) or −1 (not applicable) per seed;
+    ``slack`` (optional) names its slack, larger minus smaller side. A row shows ``ok`` when every seed
+    holds; with several seeds and a slack, ``FAIL`` when the seed mean of the slack (its minimum over time,
+    per seed) lies more than two standard errors below 0, ``ok`` when more than two above, and ``unres``
+    (unresolved) when the error bar straddles 0; with one seed, or without a slack, ``FAIL`` if any seed
+    violates it."""
 
     header: str
     variable: str
     order: float
+    slack: str | None = None
 
 
 #: a figure of a Dataset: ``figure(ds) -> matplotlib.figure.Figure``

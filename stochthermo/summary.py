@@ -9,29 +9,44 @@ import json
 import numpy as np
 import xarray as xr
 
-from .presentation import Column, relation_columns, summary_columns
+from .presentation import Column, RelationColumn, relation_columns, summary_columns
 from .registry import Registry, default_registry
 
 STATUS_TEXT = {1: "ok", 0: "FAIL", -1: "n/a"}
+UNRESOLVED = "unres"
+#: how many standard errors of the seed mean separate a resolved relation from 0
+RESOLUTION_STANDARD_ERRORS = 2.0
 
 
-def _status(ds: xr.Dataset, name: str, **where) -> str:
+def _selected(ds: xr.Dataset, name: str, where: dict) -> xr.DataArray:
     var = ds[name]
-    values = np.atleast_1d(var.sel(**{k: v for k, v in where.items() if k in var.dims}).values)
-    if (values == 0).any():
+    return var.sel(**{k: v for k, v in where.items() if k in var.dims})
+
+
+def _status(ds: xr.Dataset, column: RelationColumn, where: dict) -> str:
+    """The row's status of a relation (:class:`~stochthermo.presentation.RelationColumn`)."""
+    values = np.atleast_1d(_selected(ds, column.variable, where).values)
+    if not (values == 0).any():
+        return STATUS_TEXT[1] if (values == 1).any() else STATUS_TEXT[-1]
+    if column.slack is None or column.slack not in ds or ds.sizes.get("seed", 1) < 2:
         return STATUS_TEXT[0]
-    return STATUS_TEXT[1] if (values == 1).any() else STATUS_TEXT[-1]
+    slack = _selected(ds, column.slack, where)
+    if "time" in slack.dims:
+        slack = slack.min("time")
+    per_seed = slack.values.reshape(-1)
+    mean, error = per_seed.mean(), per_seed.std(ddof=1) / np.sqrt(len(per_seed))
+    if mean + RESOLUTION_STANDARD_ERRORS * error < 0:
+        return STATUS_TEXT[0]
+    return STATUS_TEXT[1] if mean - RESOLUTION_STANDARD_ERRORS * error > 0 else UNRESOLVED
 
 
 def _value(ds: xr.Dataset, name: str, **where) -> float:
-    var = ds[name]
-    return float(var.sel(**{k: v for k, v in where.items() if k in var.dims}).mean("seed"))
+    return float(_selected(ds, name, where).mean("seed"))
 
 
 def _column_value(ds: xr.Dataset, column: Column, where: dict) -> float:
     if column.statistic == "stderr":
-        var = ds[column.variable]
-        values = var.sel(**{k: v for k, v in where.items() if k in var.dims}).values
+        values = _selected(ds, column.variable, where).values
         return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
     value = _value(ds, column.variable, **where)
     return value / _value(ds, column.per, **where) if column.per else value
@@ -56,16 +71,19 @@ def summary_table(ds: xr.Dataset, registry: Registry | None = None) -> tuple[lis
                 where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
                 rows.append([*(str(v) for v in labels), str(protocol), str(perturbation),
                              *(f"{_column_value(ds, c, where):.5g}" for c in columns),
-                             *(_status(ds, r.variable, **where) for r in relations)])
+                             *(_status(ds, r, where) for r in relations)])
     return header, rows
 
 
 def relation_counts(ds: xr.Dataset, registry: Registry | None = None) -> dict[str, int]:
-    """How many relation statuses (over every coordinate) hold, are violated, or do not apply."""
-    names = [r.variable for r in relation_columns(ds, registry or default_registry())]
-    statuses = np.concatenate([ds[n].values.ravel() for n in names]) if names else np.array([])
-    return {text: int((statuses == code).sum()) for code, text in ((1, "hold"), (0, "violated"),
-                                                                     (-1, "not applicable"))}
+    """How many relation rows of the summary table hold, are violated, are unresolved (their seed-to-seed
+    error bar straddles the bound) or do not apply."""
+    _, rows = summary_table(ds, registry)
+    count = len(relation_columns(ds, registry or default_registry()))
+    statuses = [status for row in rows for status in row[len(row) - count:]] if count else []
+    return {text: statuses.count(code) for code, text in ((STATUS_TEXT[1], "hold"), (STATUS_TEXT[0], "violated"),
+                                                          (UNRESOLVED, "unresolved"), (STATUS_TEXT[-1],
+                                                                                         "not applicable"))}
 
 
 def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:

@@ -24,8 +24,8 @@ from .conformance import (
     require,
 )
 from .device import resolve_device, resolve_dtype
-from .engine import observe_run
 from .errors import ConformanceError, SimulationError
+from .observation import observe_run
 
 __all__ = ["check_distribution", "check_estimator", "check_observer", "check_process", "check_schedule",
            "check_solver", "continuity_residual", "linear_test_equation", "ornstein_uhlenbeck_equation", "require"]

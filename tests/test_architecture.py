@@ -18,6 +18,7 @@ from conftest import run_dict, scenario_dict
 from stochthermo import ConformanceError, Observer, Variable, hookimpl
 from stochthermo.cli import KIND_NAMES, main
 from stochthermo.engine import simulate
+from stochthermo.executors import TaskFailures
 from stochthermo.io import write_dataset
 from stochthermo.plotting import available_figures, save_figures
 from stochthermo.presentation import Column
@@ -132,8 +133,9 @@ def test_undeclared_input_is_not_handed_over():
 
     registry = Registry(entry_points=False, extra={"greedy": _Plugin(observers=[Greedy])})
     scenario = parse_scenario(yaml.safe_dump(scenario_dict(observers=["response", "greedy"])), registry=registry)
-    with pytest.raises(KeyError, match="loss_cost"):
+    with pytest.raises(TaskFailures, match="KeyError: 'loss_cost'") as failure:
         simulate(scenario, device="cpu")
+    assert isinstance(failure.value.__cause__, KeyError)  # the task's own exception, for its traceback
 
 
 # ---- capabilities: a third-party process trained by the neural estimator ----------------------------------

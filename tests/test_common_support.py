@@ -53,3 +53,24 @@ def test_summary_prints_the_standard_error_of_eta_over_seeds():
     assert float(rows[0][column]) == pytest.approx(float(np.std(eta, ddof=1) / np.sqrt(2)), rel=1e-4)
     one = run_dict(scenario_dict(time_steps=8, particles=256))
     assert "eta se" not in format_summary(one).splitlines()[0]
+
+
+def test_a_relation_whose_seed_error_bar_straddles_it_is_unresolved():
+    """With several seeds a relation that some seeds violate is FAIL only when the seed mean of its slack lies
+    more than two standard errors below 0; when the error bar straddles 0 it is 'unres', and counted so."""
+    from stochthermo.summary import relation_counts, summary_table
+
+    ds = run_dict(scenario_dict(time_steps=16, particles=256, seeds=[0, 1, 2]))
+    header, rows = summary_table(ds)
+    column = header.index("(81)eta<=c1")
+    assert rows[0][column] == "ok"
+    straddling = ds.copy(deep=True)
+    straddling["holds_response"][:] = np.array([0, 1, 1]).reshape(straddling.holds_response.shape)
+    straddling["slack_response"][:] = np.array([-1e-3, 2e-3, 1e-3]).reshape(straddling.slack_response.shape)
+    assert summary_table(straddling)[1][0][column] == "unres"
+    assert relation_counts(straddling)["unresolved"] == 1
+    violated = straddling.copy(deep=True)
+    violated["holds_response"][:] = 0
+    violated["slack_response"][:] = np.array([-1e-3, -1.2e-3, -0.9e-3]).reshape(violated.slack_response.shape)
+    assert summary_table(violated)[1][0][column] == "FAIL"
+    assert relation_counts(violated)["violated"] == 1

@@ -94,7 +94,7 @@ class Bounds(Observer):
 
     @classmethod
     def relation_columns(cls, ds):
-        return recorded(ds, [RelationColumn(header, f"holds_{rel.name}", 10 * (i + 1))
+        return recorded(ds, [RelationColumn(header, f"holds_{rel.name}", 10 * (i + 1), f"slack_{rel.name}")
                              for i, (rel, header) in enumerate(zip(RELATIONS, HEADERS, strict=True))])
 
     def __init__(self, rtol: float = 1e-6):

@@ -34,6 +34,12 @@ relative variance is D_0 (docs/theory.md §4). It needs the exact estimator, a d
 finite D_0 (refused otherwise, with the reason); its noise floor — the W_1 between the true weights and a
 multinomial resampling of them on the same particles — is recorded in ``wasserstein_1_bias_*``.
 
+``wasserstein: auto`` (the default) picks, when the scenario is built: ``exact`` in 1-D (the quantile
+ensembles' monotone coupling has no sampling error to remove); ``common_support`` in d ≥ 2 where every
+protocol carries its starts by one deterministic exact flow and every D_0 is finite; ``exact`` otherwise
+(a trained estimator, a stochastic solver, or an infinite D_0, where the importance weights do not
+exist). The method used is recorded in the ``estimator`` attribute of ``wasserstein_1``.
+
 When :math:`D_0 = \infty` the relations say nothing: :math:`v_{loss}`, :math:`c_1` and η are NaN and the reason is
 recorded in the variable ``chi_square_method``.
 """
@@ -55,7 +61,7 @@ from stochthermo.wasserstein import optimal_coupling, sampling_bias, sliced_w1_a
 
 from ..figures import costs_figure, speeds_figure
 
-WASSERSTEIN_METHODS = ("exact", "sliced", "common_support")
+WASSERSTEIN_METHODS = ("auto", "exact", "sliced", "common_support")
 #: offset of the bootstrap stream of the common-support noise floor from the seed
 BOOTSTRAP_STREAM = 6_000_011
 PT = ("perturbation", "time")
@@ -68,13 +74,15 @@ class Response(Observer):
 
     name = "response"
 
-    def __init__(self, wasserstein: str = "exact", projections: int = 128):
+    def __init__(self, wasserstein: str = "auto", projections: int = 128):
         if wasserstein not in WASSERSTEIN_METHODS:
             raise ScenarioError(f"must be one of {', '.join(WASSERSTEIN_METHODS)}, got '{wasserstein}'"
                                 f"{did_you_mean(wasserstein, WASSERSTEIN_METHODS)}", key="wasserstein")
         if projections < 1:
             raise ScenarioError(f"must be >= 1, got {projections}", key="projections")
         self.wasserstein, self.projections = wasserstein, projections
+        #: the method in use: ``wasserstein``, with ``auto`` resolved by :meth:`prepare`
+        self.method = "exact" if wasserstein == "auto" else wasserstein
         #: D_0 depends on the protocol (through P_τ) and the perturbation, not on the seed
         self._chi_square: dict[tuple[str, str], ChiSquare] = {}
 
@@ -96,28 +104,21 @@ class Response(Observer):
         return out
 
     def prepare(self, setup):
-        """For ``common_support``: every protocol must carry both starts by one deterministic exact flow, and
-        every D_0 must be finite (the importance weights' variance)."""
-        if self.wasserstein != "common_support":
-            return
-        for protocol in setup.protocols.values():
-            if not protocol.estimator.exact or protocol.solver.stochastic:
-                raise ScenarioError(f"common_support represents both starts on one set of particles carried by one "
-                                    f"flow: protocol '{protocol.name}' needs the exact estimator and a deterministic "
-                                    "solver (use exact or sliced)", key="wasserstein")
-            start = setup.prior if setup.reverse_start == "prior" else protocol.process.end_distribution()
-            for name, law in setup.perturbations.items():
-                divergence = chi_square(law, start)
-                if not math.isfinite(divergence.value):
-                    raise ScenarioError(f"common_support needs a finite chi-square D_0, the variance of the "
-                                        f"importance weights; perturbation '{name}' has D_0 = inf against the true "
-                                        f"start of protocol '{protocol.name}' ({divergence.method}): use exact or "
-                                        "sliced", key="wasserstein")
+        """Resolve ``auto`` (module docstring); for ``common_support`` check that every protocol carries both
+        starts by one deterministic exact flow and that every D_0 is finite (the importance weights'
+        variance)."""
+        if self.wasserstein == "auto":
+            self.method = ("common_support" if setup.data.dim > 1 and _common_support_problem(setup) is None
+                           else "exact")
+        elif self.wasserstein == "common_support":
+            problem = _common_support_problem(setup)
+            if problem:
+                raise ScenarioError(problem, key="wasserstein")
 
     def _perturbed(self, run) -> dict[str, Trajectory]:
         """The perturbed reverse processes; for ``common_support`` the true particles with importance weights
         w_i ∝ u_i P̃_0†(x_i)/P_0†(x_i) at the start (the same flow carries both laws)."""
-        if self.wasserstein != "common_support":
+        if self.method != "common_support":
             return run.perturbed
         true = run.true
         start = true.positions[-1]
@@ -142,14 +143,14 @@ class Response(Observer):
         return float(coupling.mass @ (x[coupling.rows] - x[coupling.cols]).norm(dim=1))
 
     def _w1_and_rate(self, a, b):
-        if self.wasserstein == "sliced":
+        if self.method == "sliced":
             return sliced_w1_and_rate(a, b, self.projections)
         return w1_and_rate(a, b)
 
     def variables(self):
         return {
             "wasserstein_1": Variable(PT, "W_1 distance between true and perturbed reverse processes", "1",
-                                      "W_1(P_t, P~_t)", "(79)"),
+                                      "W_1(P_t, P~_t)", "(79)", attrs={"estimator": self.method}),
             "wasserstein_1_rate": Variable(PT, "forward-time derivative of W_1", "1", "d_t W_1", "(79)"),
             "loss_speed_squared": Variable(PT, "squared speed of the loss", "1", "v_loss(t)^2", "(80)",
                                            nonfinite=INFINITE_CHI_SQUARE),
@@ -170,10 +171,10 @@ class Response(Observer):
             "wasserstein_1_bias_start": Variable((), "W_1 between two independent samples of the true start "
                                                  "law at the ensemble size (finite-sample bias)", "1",
                                                  "W_1(P_0^dagger_n, P_0^dagger_n')", "(79)",
-                                                 attrs={"estimator": self.wasserstein}),
+                                                 attrs={"estimator": self.method}),
             "wasserstein_1_bias_data": Variable((), "W_1 between two independent samples of the data law at the "
                                                 "ensemble size (finite-sample bias)", "1", "W_1(q_n, q_n')",
-                                                "(79)", attrs={"estimator": self.wasserstein}),
+                                                "(79)", attrs={"estimator": self.method}),
         }
 
     def observe(self, run, measured):
@@ -206,13 +207,29 @@ class Response(Observer):
         n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
         for key, law, index in (("wasserstein_1_bias_start", run.true_start, -1),
                                 ("wasserstein_1_bias_data", run.process.data, 0)):
-            if self.wasserstein == "common_support":
+            if self.method == "common_support":
                 result[key] = np.array(self._noise_floor(run, index))
                 continue
-            projections = self.projections if self.wasserstein == "sliced" else None
+            projections = self.projections if self.method == "sliced" else None
             result[key] = np.array(sampling_bias(law, n, run.seed, projections=projections, device=device,
                                                  dtype=dtype))
         return result
+
+
+def _common_support_problem(setup) -> str | None:
+    """Why the common-support W_1 cannot represent the perturbed starts of ``setup``, or ``None``."""
+    for protocol in setup.protocols.values():
+        if not protocol.estimator.exact or protocol.solver.stochastic:
+            return (f"common_support represents both starts on one set of particles carried by one flow: protocol "
+                    f"'{protocol.name}' needs the exact estimator and a deterministic solver (use exact or sliced)")
+        start = setup.prior if setup.reverse_start == "prior" else protocol.process.end_distribution()
+        for name, law in setup.perturbations.items():
+            divergence = chi_square(law, start)
+            if not math.isfinite(divergence.value):
+                return (f"common_support needs a finite chi-square D_0, the variance of the importance weights; "
+                        f"perturbation '{name}' has D_0 = inf against the true start of protocol '{protocol.name}' "
+                        f"({divergence.method}): use exact or sliced")
+    return None
 
 
 @hookimpl
