@@ -74,3 +74,54 @@ def test_a_relation_whose_seed_error_bar_straddles_it_is_unresolved():
     violated["slack_response"][:] = np.array([-1e-3, -1.2e-3, -0.9e-3]).reshape(violated.slack_response.shape)
     assert summary_table(violated)[1][0][column] == "FAIL"
     assert relation_counts(violated)["violated"] == 1
+
+
+def _gaussian_w1_estimates(dim: int, n: int, seeds: int, shrink: float = 0.9):
+    """W_1(N(0, I), N(0, shrink² I)) by the common support (the first sample reweighted by the density ratio)
+    and by two independent samples, over ``seeds`` seeds; and the closed form (1 − shrink) E|z|."""
+    import math
+
+    import torch
+    from scipy.special import gammaln
+
+    from stochthermo.wasserstein import optimal_coupling
+
+    def w1(x, wx, y, wy):
+        coupling = optimal_coupling(x, wx, y, wy, monotone=False, metric="euclidean")
+        return float(coupling.mass @ (x[coupling.rows] - y[coupling.cols]).norm(dim=1))
+
+    truth = (1 - shrink) * math.sqrt(2) * math.exp(gammaln((dim + 1) / 2) - gammaln(dim / 2))
+    common, two_sample = [], []
+    for seed in range(seeds):
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, dim, generator=generator, dtype=torch.float64)
+        uniform = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        log_ratio = -0.5 * (z**2).sum(1) * (shrink**-2 - 1) - dim * math.log(shrink)
+        weights = torch.exp(log_ratio - log_ratio.max())
+        common.append(w1(z, uniform, z, weights / weights.sum()))
+        two_sample.append(w1(z, uniform, shrink * torch.randn(n, dim, generator=generator, dtype=torch.float64),
+                             uniform))
+    return truth, np.array(common), np.array(two_sample)
+
+
+@pytest.mark.parametrize("dim", [2, 16])
+def test_bias_and_variance_against_two_samples_on_gaussians(dim):
+    """W_1 between N(0, I) and N(0, 0.81 I), whose closed form is 0.1 E|z|, at 256, 512 and 1024 particles.
+    In 2-D the common support is unbiased within its error (bias below 3 standard errors and 3 %) where two
+    samples overshoot by 45-120 %; in 16-D it is biased too (+115-130 %, shrinking with n) but about 6 times
+    less than two independent samples (+670-750 %); its spread over seeds is no larger than twice the
+    two-sample one. (Why the response's ``auto`` takes it only up to d = 4.)"""
+    biases = []
+    for n in (256, 512, 1024):
+        truth, common, two_sample = _gaussian_w1_estimates(dim, n, seeds=6)
+        common_bias, two_sample_bias = common.mean() - truth, two_sample.mean() - truth
+        standard_error = common.std(ddof=1) / np.sqrt(len(common))
+        if dim == 2:
+            assert abs(common_bias) < max(3 * standard_error, 0.03 * truth), (n, common_bias, standard_error)
+            assert two_sample_bias > 0.4 * truth
+        else:
+            assert 0 < common_bias < two_sample_bias / 4, (n, common_bias, two_sample_bias)
+        assert common.std(ddof=1) < 2 * max(two_sample.std(ddof=1), standard_error), n
+        biases.append(common_bias)
+    if dim == 16:
+        assert biases[0] > biases[1] > biases[2]  # the bias shrinks as the support fills the space

@@ -35,10 +35,14 @@ finite D_0 (refused otherwise, with the reason); its noise floor — the W_1 bet
 multinomial resampling of them on the same particles — is recorded in ``wasserstein_1_bias_*``.
 
 ``wasserstein: auto`` (the default) picks, when the scenario is built: ``exact`` in 1-D (the quantile
-ensembles' monotone coupling has no sampling error to remove); ``common_support`` in d ≥ 2 where every
-protocol carries its starts by one deterministic exact flow and every D_0 is finite; ``exact`` otherwise
-(a trained estimator, a stochastic solver, or an infinite D_0, where the importance weights do not
-exist). The method used is recorded in the ``estimator`` attribute of ``wasserstein_1``.
+ensembles' monotone coupling has no sampling error to remove); ``common_support`` in 2 ≤ d ≤
+``COMMON_SUPPORT_MAX_DIM`` where every protocol carries its starts by one deterministic exact flow and every
+D_0 is finite; ``exact`` otherwise (a trained estimator, a stochastic solver, an infinite D_0, where the
+importance weights do not exist, or a higher dimension: between N(0, I) and N(0, 0.81 I) at 1024 particles
+the common support's W_1 is within 3 % of the closed form up to d = 4 but 17 % above it at d = 6, 36 % at
+8 and 115 % at 16, tests/test_common_support.py, while the exact method's two starts share their normal
+draws and their W_1 matches the closed form in any dimension). The method used is recorded in the
+``estimator`` attribute of ``wasserstein_1``.
 
 When :math:`D_0 = \infty` the relations say nothing: :math:`v_{loss}`, :math:`c_1` and η are NaN and the reason is
 recorded in the variable ``chi_square_method``.
@@ -62,6 +66,8 @@ from stochthermo.wasserstein import optimal_coupling, sampling_bias, sliced_w1_a
 from ..figures import costs_figure, speeds_figure
 
 WASSERSTEIN_METHODS = ("auto", "exact", "sliced", "common_support")
+#: the largest dimension in which ``auto`` takes the common support (module docstring)
+COMMON_SUPPORT_MAX_DIM = 4
 #: offset of the bootstrap stream of the common-support noise floor from the seed
 BOOTSTRAP_STREAM = 6_000_011
 PT = ("perturbation", "time")
@@ -108,8 +114,8 @@ class Response(Observer):
         starts by one deterministic exact flow and that every D_0 is finite (the importance weights'
         variance)."""
         if self.wasserstein == "auto":
-            self.method = ("common_support" if setup.data.dim > 1 and _common_support_problem(setup) is None
-                           else "exact")
+            self.method = ("common_support" if 1 < setup.data.dim <= COMMON_SUPPORT_MAX_DIM
+                           and _common_support_problem(setup) is None else "exact")
         elif self.wasserstein == "common_support":
             problem = _common_support_problem(setup)
             if problem:
