@@ -3,7 +3,18 @@
 Installed under the import name ``stochthermo_plugins``.
 """
 
-from . import distributions, estimators, images, neural, point_clouds, schedules, sde_solvers, solvers
+from . import (
+    diffusers_schedule,
+    distributions,
+    estimators,
+    images,
+    neural,
+    point_clouds,
+    schedules,
+    sde_solvers,
+    solvers,
+    torch_module,
+)
 from .observers import (
     bounds,
     estimation,
@@ -18,7 +29,8 @@ from .observers import (
 )
 from .processes import optimal_transport, rotational, scheduled
 
-BUILTIN_MODULES = (schedules, distributions, point_clouds, images, scheduled, rotational, optimal_transport, estimators,
+BUILTIN_MODULES = (schedules, diffusers_schedule, distributions, point_clouds, images, scheduled, rotational,
+                   optimal_transport, estimators, torch_module,
                    neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
                    image_snapshots, estimation, trajectories, fokker_planck,
                    ode_sde_gap)

@@ -23,13 +23,13 @@ class Linear(Cosine):
 
 def test_builtins_register_through_hooks():
     registry = Registry(entry_points=False)
-    assert registry.names("schedule") == ["cond_ot", "cosine", "ornstein_uhlenbeck", "ve", "vp_linear"]
+    assert registry.names("schedule") == ["cond_ot", "cosine", "diffusers", "ornstein_uhlenbeck", "ve", "vp_linear"]
     assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
     assert {"swiss_roll", "moons", "eight_gaussians", "empirical"} <= set(registry.names("distribution"))
     assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics", "monte_carlo_cost",
                                                "image_snapshots", "estimation", "trajectory_thermodynamics",
                                                "fokker_planck_residual", "ode_sde_gap"}
-    assert registry.names("estimator") == ["exact", "neural"]
+    assert registry.names("estimator") == ["exact", "neural", "torch_module"]
     assert registry.names("solver") == ["auto", "euler_maruyama", "exact", "rk4", "stochastic_heun"]
     assert "images" in registry.names("distribution")
     assert registry.provider[("schedule", "cosine")] == "builtin.schedules"

@@ -1,0 +1,128 @@
+"""The ``torch_module`` estimator: an external model's velocity, score or noise prediction turned into the
+probability-flow velocity. Models that return the *exact* quantities for Gaussian data under the VP schedule
+must reproduce the process's exact velocity to rounding (float64 models), through a callable and through a
+TorchScript file, and the estimation observer then finds L = 0."""
+
+import math
+
+import pytest
+import torch
+
+from conftest import run_dict, scenario_dict
+from stochthermo.cli import main
+from stochthermo.scenario import parse_scenario
+
+MEAN, STD = 0.4, 0.7  # the data N(MEAN, STD²)
+BETA_MIN, BETA_MAX = 0.1, 20.0  # vp_linear's defaults
+SPEC = {"data": {"name": "gaussian", "mean": MEAN, "std": STD},
+        "protocols": {"vp": {"process": {"name": "scheduled", "schedule": "vp_linear"}}}}
+
+
+def _moments(t: torch.Tensor):
+    """m_t and v_t = σ_t² of vp_linear (τ = 1)."""
+    integral = BETA_MIN * t + 0.5 * (BETA_MAX - BETA_MIN) * t**2
+    return torch.exp(-0.5 * integral), -torch.expm1(-integral)
+
+
+def exact_epsilon(t, x):
+    """E[ε | x_t = x] for the data N(MEAN, STD²): σ (x − m μ) / (m² c² + σ²)."""
+    m, v = _moments(t[:, None])
+    return v.sqrt() * (x - m * MEAN) / (m**2 * STD**2 + v)
+
+
+def exact_score(t, x):
+    m, v = _moments(t[:, None])
+    return -(x - m * MEAN) / (m**2 * STD**2 + v)
+
+
+def exact_velocity(t, x):
+    """ν = f − T ∇ln P with f = −β x / 2, T = β / 2."""
+    beta = (BETA_MIN + (BETA_MAX - BETA_MIN) * t)[:, None]
+    return -0.5 * beta * x - 0.5 * beta * exact_score(t, x)
+
+
+def wrong_shape(t, x):
+    return x[:, :0]
+
+
+class ExactEpsilon(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.beta_min, self.beta_max, self.mean, self.std = BETA_MIN, BETA_MAX, MEAN, STD
+
+    def forward(self, t, x):
+        integral = self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
+        m, v = torch.exp(-0.5 * integral)[:, None], -torch.expm1(-integral)[:, None]
+        return v.sqrt() * (x - m * self.mean) / (m**2 * self.std**2 + v)
+
+
+def _estimator(**settings):
+    spec = scenario_dict(**SPEC, estimator={"name": "torch_module", "dtype": "float64", **settings})
+    import yaml
+
+    scenario = parse_scenario(yaml.safe_dump(spec))
+    return next(iter(scenario.setup.protocols.values())).estimator
+
+
+@pytest.mark.parametrize("output, model", [("velocity", "exact_velocity"), ("score", "exact_score"),
+                                           ("epsilon", "exact_epsilon")])
+def test_exact_outputs_give_the_exact_velocity(output, model):
+    estimator = _estimator(model=f"test_torch_module:{model}", output=output)
+    x = torch.linspace(-3, 3, 41, dtype=torch.float64)[:, None]
+    for t in (0.05, 0.3, 0.7, 1.0):
+        torch.testing.assert_close(estimator.velocity(t, x), estimator.process.velocity(t, x), rtol=1e-9,
+                                   atol=1e-11)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_torchscript_file_and_unit_time(tmp_path):
+    path = tmp_path / "epsilon.pt"
+    torch.jit.script(ExactEpsilon()).save(str(path))
+    estimator = _estimator(file=str(path), output="epsilon")
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None]
+    torch.testing.assert_close(estimator.velocity(0.4, x), estimator.process.velocity(0.4, x), rtol=1e-9, atol=1e-11)
+    unit = _estimator(model="test_torch_module:exact_velocity", time="unit")
+    torch.testing.assert_close(unit.velocity(0.4, x), estimator.velocity(0.4, x), rtol=1e-9, atol=1e-11)  # τ = 1
+
+
+def test_estimation_observer_finds_no_residual_for_an_exact_model():
+    """An exact noise model: the residual L of Eq. (100) vanishes (to the 1e-6 τ floor at t = 0, where the
+    noise model is read just after 0), D_t stays D_0, and the bound holds."""
+    ds = run_dict(scenario_dict(**SPEC, time_steps=32, particles=512,
+                                estimator={"name": "torch_module", "model": "test_torch_module:exact_epsilon",
+                                           "output": "epsilon", "dtype": "float64"},
+                                observers=["thermodynamics", "response", "estimation"]))
+    assert float(ds.estimation_residual.max()) < 1e-8
+    assert float(ds.estimation_residual_rate.isel(time=slice(1, None)).max()) < 1e-12
+    d_0 = ds.chi_square.values[..., None]
+    assert float(abs(ds.estimated_divergence / d_0 - 1).max()) < 1e-4
+    assert (ds.holds_imperfect_estimation == 1).all()
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({}, "estimator.model: give either 'model'"),
+    ({"model": "no_such_package.models:net"}, "estimator.model: cannot import 'no_such_package.models'"),
+    ({"model": "test_torch_module:missing"}, "estimator.model: module 'test_torch_module' has no 'missing'"),
+    ({"model": "test_torch_module"}, "estimator.model: expected package.module:name"),
+    ({"model": "test_torch_module:wrong_shape"}, "must return a tensor of the shape of x"),
+    ({"model": "test_torch_module:exact_score", "output": "logits"}, "estimator.output: must be one of"),
+    ({"file": "missing.pt"}, "estimator.file:"),
+])
+def test_bad_input(settings, message, write_scenario, tmp_path, capsys):
+    path = write_scenario(scenario_dict(**SPEC, estimator={"name": "torch_module", **settings}))
+    assert main(["run", str(path), "-o", str(tmp_path / "o.nc")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "o.nc").exists()
+
+
+def test_a_score_needs_a_finite_force():
+    spec = scenario_dict(estimator={"name": "torch_module", "model": "test_torch_module:exact_score",
+                                    "output": "score"})
+    import yaml
+
+    from stochthermo.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match="needs a finite force and temperature"):
+        parse_scenario(yaml.safe_dump(spec))
+    assert math.isfinite(BETA_MAX)
