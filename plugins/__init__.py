@@ -4,6 +4,7 @@ Installed under the import name ``stochthermo_plugins``.
 """
 
 from . import (
+    diffusers_model,
     diffusers_schedule,
     distributions,
     estimators,
@@ -30,7 +31,7 @@ from .observers import (
 from .processes import optimal_transport, rotational, scheduled
 
 BUILTIN_MODULES = (schedules, diffusers_schedule, distributions, point_clouds, images, scheduled, rotational,
-                   optimal_transport, estimators, torch_module,
+                   optimal_transport, estimators, torch_module, diffusers_model,
                    neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
                    image_snapshots, estimation, trajectories, fokker_planck,
                    ode_sde_gap)

@@ -42,27 +42,20 @@ EPSILON_TIME_FLOOR = 1e-6
 TIMES = ("forward", "unit", "steps")
 
 
-class TorchModule(Estimator):
-    """A torch callable (``model`` or ``file``) returning the velocity, the score or the noise prediction at
-    (t, x) (module docstring)."""
+class ExternalModel(Estimator):
+    """Base of the estimators that wrap a model trained elsewhere: ``network(t, x)`` in the model's time
+    convention and dtype, read as ``output`` (module docstring)."""
 
-    name = "torch_module"
-
-    def __init__(self, *, process, model: str | None = None, file: Path | None = None, output: str = "velocity",
-                 time: str = "forward", num_train_timesteps: int = 1000, dtype: str = "float32"):
-        super().__init__(process=process)
-        if (model is None) == (file is None):
-            raise ScenarioError("give either 'model' (package.module:name) or 'file' (a TorchScript file)",
-                                key="model")
+    def _configure(self, network, *, output: str, time: str, num_train_timesteps: int, dtype: str) -> None:
         for value, choices, key in ((output, OUTPUTS, "output"), (time, TIMES, "time")):
             if value not in choices:
                 raise ScenarioError(f"must be one of {', '.join(choices)}, got '{value}'", key=key)
         self.output, self.time, self.steps = output, time, num_train_timesteps
         self.model_dtype = resolve_dtype(dtype)
-        #: the loaded callable or TorchScript module
-        self.network = _load_callable(model) if model is not None else _load_script(file)
+        #: the loaded callable or module
+        self.network = network
         if output != "velocity":
-            self._check_score_process(process)
+            self._check_score_process(self.process)
         self._check_model()
 
     def _check_score_process(self, process) -> None:
@@ -116,6 +109,22 @@ class TorchModule(Estimator):
         if isinstance(self.network, torch.nn.Module):
             clone.network = self.network.to(device)
         return clone
+
+
+class TorchModule(ExternalModel):
+    """A torch callable (``model`` or ``file``) returning the velocity, the score or the noise prediction at
+    (t, x) (module docstring)."""
+
+    name = "torch_module"
+
+    def __init__(self, *, process, model: str | None = None, file: Path | None = None, output: str = "velocity",
+                 time: str = "forward", num_train_timesteps: int = 1000, dtype: str = "float32"):
+        super().__init__(process=process)
+        if (model is None) == (file is None):
+            raise ScenarioError("give either 'model' (package.module:name) or 'file' (a TorchScript file)",
+                                key="model")
+        network = _load_callable(model) if model is not None else _load_script(file)
+        self._configure(network, output=output, time=time, num_train_timesteps=num_train_timesteps, dtype=dtype)
 
 
 def _load_callable(spec: str):
