@@ -11,7 +11,8 @@ variance-preserving schedule (m = √ᾱ, σ = √(1 − ᾱ)):
 * ``sample``: :math:`\hat y`, so :math:`\hat\varepsilon = (x - m\hat y)/\sigma`;
 
 and the noise prediction becomes the velocity :math:`\hat\nu = f + T\hat\varepsilon/\sigma` as for
-``torch_module`` (which this estimator is, with a diffusers model inside). The model is evaluated at the
+``torch_module`` (which this estimator is, with a diffusers model inside); below s_0 = 1/N (timestep 0, the
+earliest the model was trained at) the model is read at s_0. The model is evaluated at the
 *fractional* diffusers timestep k = (t/τ)N − 1 (s_k = (k + 1)/N, the ``diffusers`` schedule's convention),
 passed as a float tensor — a Python number would be truncated to an integer by diffusers — in batches of
 ``batch`` images, in the model's ``dtype`` on the run's device; the engine's vectors are reshaped to the
@@ -62,6 +63,7 @@ class DiffusersModel(ExternalModel):
             raise ScenarioError(f"unknown prediction_type '{self.prediction_type}' in {scheduler}",
                                 key="prediction_type")
         model = load_model(Path(path), subfolder, resolve_dtype(dtype))
+        self.epsilon_time_floor = 1 / steps  # timestep k = 0, the earliest the model was trained at
         network = NoisePrediction(model, data.image_layout().shape, self.prediction_type, process, steps, batch)
         self._configure(network, output="epsilon", time="steps", num_train_timesteps=steps, dtype=dtype)
 

@@ -46,6 +46,9 @@ class ExternalModel(Estimator):
     """Base of the estimators that wrap a model trained elsewhere: ``network(t, x)`` in the model's time
     convention and dtype, read as ``output`` (module docstring)."""
 
+    #: the earliest time, as a fraction of τ, at which a noise prediction is read
+    epsilon_time_floor: float = EPSILON_TIME_FLOOR
+
     def _configure(self, network, *, output: str, time: str, num_train_timesteps: int, dtype: str) -> None:
         for value, choices, key in ((output, OUTPUTS, "output"), (time, TIMES, "time")):
             if value not in choices:
@@ -95,7 +98,7 @@ class ExternalModel(Estimator):
 
     def velocity(self, t, x):
         if self.output == "epsilon":  # v_0 = 0: ε̂/√v is 0/0 at t = 0, so the noise model is read just after
-            t = max(t, EPSILON_TIME_FLOOR * self.process.tau)
+            t = max(t, self.epsilon_time_floor * self.process.tau)
         out = self._call(t, x)
         if self.output == "velocity":
             return out
