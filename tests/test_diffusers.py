@@ -10,7 +10,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from conftest import run_dict, scenario_dict
 from stochthermo.errors import ScenarioError
@@ -109,4 +108,3 @@ def _write(tmp_path, config) -> str:
 def test_direct_construction_errors_are_scenario_errors():
     with pytest.raises(ScenarioError, match="num_train_timesteps: must be an integer >= 2"):
         Diffusers(num_train_timesteps=1)
-    yaml.safe_dump(DDPM)  # the inline parameters are plain YAML

@@ -3,8 +3,6 @@ probability-flow velocity. Models that return the *exact* quantities for Gaussia
 must reproduce the process's exact velocity to rounding (float64 models), through a callable and through a
 TorchScript file, and the estimation observer then finds L = 0."""
 
-import math
-
 import pytest
 import torch
 
@@ -125,4 +123,3 @@ def test_a_score_needs_a_finite_force():
 
     with pytest.raises(ScenarioError, match="needs a finite force and temperature"):
         parse_scenario(yaml.safe_dump(spec))
-    assert math.isfinite(BETA_MAX)
