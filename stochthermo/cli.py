@@ -8,6 +8,7 @@ modules (torch, xarray, matplotlib) are imported inside the commands, so ``--hel
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import inspect
 import json
 import logging
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a scenario and write its Dataset (netCDF)")
     run.add_argument("scenario", help="scenario YAML file")
     run.add_argument("-o", "--output", help="netCDF file to write (default: the scenario's 'output')")
+    run.add_argument("--format", choices=["netcdf", "zarr"], default="netcdf",
+                     help="the output: one netCDF-4 file (default) or a Zarr store (needs stochthermo[zarr])")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the scenario's device")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a scenario key (dotted path, YAML value), e.g. --set particles=8192")
@@ -106,6 +109,8 @@ def _run(args) -> int:
     for option, value in (("--workers", args.workers), ("--threads", args.threads)):
         if value is not None and value < 1:
             raise ScenarioError(f"must be >= 1, got {value}", key=option)
+    if args.format == "zarr" and importlib.util.find_spec("zarr") is None:
+        raise ScenarioError("a Zarr store needs zarr: pip install 'stochthermo[zarr]'", key="--format")
     scenario = load_scenario(args.scenario, overrides=args.overrides)
     first = scenario.variants[0]
     output = args.output or first.output
@@ -127,7 +132,7 @@ def _run(args) -> int:
         return 130
     finally:
         executor.close()
-    path = write_dataset(dataset, output)
+    path = write_dataset(dataset, output, args.format)
     if not args.keep_tasks:
         store.remove()
     figures = []

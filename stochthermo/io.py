@@ -1,9 +1,14 @@
-"""Atomic output (a temporary file beside the target, then renamed into place) and reading runs back."""
+"""Atomic output (a temporary file beside the target, then renamed into place) and reading runs back.
+
+A run is one netCDF-4 file (h5netcdf), or, with ``format="zarr"`` (the optional extra ``stochthermo[zarr]``),
+one Zarr store (a directory, Zarr format 2 with consolidated metadata), written beside the target and
+renamed into place as well."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,11 +41,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_dataset(dataset: xr.Dataset, path: str | Path) -> Path:
-    """Write ``dataset`` to ``path`` atomically; on any failure no (partial) file is left behind."""
+FORMATS = ("netcdf", "zarr")
+
+
+def write_dataset(dataset: xr.Dataset, path: str | Path, format: str = "netcdf") -> Path:
+    """Write ``dataset`` to ``path`` atomically (a netCDF file, or a Zarr store); on any failure no (partial)
+    output is left behind."""
+    if format == "zarr":
+        return _write_zarr(dataset, Path(path))
     with atomic_path(path) as tmp:
         dataset.to_netcdf(tmp, engine=ENGINE)
     return Path(path)
+
+
+def _write_zarr(dataset: xr.Dataset, path: Path) -> Path:
+    """The store is written into a temporary directory beside ``path`` and renamed into place; an existing
+    store at ``path`` is moved aside first and removed once the new one is in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def _umask() -> int:
@@ -53,6 +85,9 @@ def read_dataset(path: str | Path) -> xr.Dataset:
     """Load a netCDF file fully into memory."""
     import xarray as xr
 
+    if Path(path).is_dir():  # a Zarr store
+        with xr.open_zarr(path, consolidated=True) as dataset:
+            return dataset.load()
     with xr.open_dataset(path, engine=ENGINE) as dataset:
         return dataset.load()
 
@@ -60,12 +95,13 @@ def read_dataset(path: str | Path) -> xr.Dataset:
 def read_run(path: str | Path) -> xr.Dataset:
     """Load a run written by ``stochthermo run``; a :class:`ScenarioError` naming the file for anything else
     (a missing file, a file that is not netCDF, a netCDF file without a run's provenance)."""
-    if not Path(path).is_file():
+    if not Path(path).exists():
         raise ScenarioError("no such file", file=str(path))
     try:
         dataset = read_dataset(path)
-    except (OSError, ValueError) as exc:
-        raise ScenarioError(f"not a netCDF run file ({type(exc).__name__})", file=str(path)) from None
+    except (OSError, ValueError, KeyError, ImportError) as exc:
+        kind = "Zarr" if Path(path).is_dir() else "netCDF"
+        raise ScenarioError(f"not a {kind} run ({type(exc).__name__})", file=str(path)) from None
     missing = [name for name in RUN_ATTRIBUTES if name not in dataset.attrs]
     if missing or "protocol" not in dataset.dims:
         raise ScenarioError("not a stochthermo run: a netCDF file without the run's provenance attributes "

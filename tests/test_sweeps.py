@@ -236,3 +236,16 @@ def test_unreachable_scheduler_is_a_one_line_error(write_scenario, tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--scheduler: cannot reach a Dask scheduler at tcp://127.0.0.1:9" in err, err
     assert not (tmp_path / "o.nc").exists() and not run_directory(tmp_path / "o.nc").exists()
+
+
+def test_zarr_output_holds_the_same_run(write_scenario, tmp_path):
+    pytest.importorskip("zarr")
+    spec = {key: value for key, value in SWEEP.items() if key not in ("observers", "sweep")}
+    spec["observers"] = ["thermodynamics", "response", "bounds"]
+    path = write_scenario(spec)
+    assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.nc")]) == 0
+    assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.zarr"), "--format", "zarr"]) == 0
+    assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.zarr"), "--format", "zarr"]) == 0  # replaced
+    xr.testing.assert_identical(read_run(tmp_path / "run.zarr"), read_run(tmp_path / "run.nc"))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
+    assert main(["report", str(tmp_path / "run.zarr"), "-o", str(tmp_path / "report.html")]) == 0
