@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .io import atomic_path
-from .presentation import figures
+from .presentation import figure_plan, figures
 from .registry import Registry, default_registry
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ def save_figures(ds: xr.Dataset, directory: str | Path, formats: tuple[str, ...]
     directory.mkdir(parents=True, exist_ok=True)
     stem = stem or re.sub(r"[^A-Za-z0-9_.-]+", "_", ds.attrs.get("scenario_name", "run")).strip("_") or "run"
     written = []
-    for kind, draw in figures(ds, registry or default_registry()).items():
-        fig = draw(ds)
+    for kind, draw, data in figure_plan(ds, registry or default_registry()):
+        fig = draw(data)
         for fmt in formats:
             path = directory / f"{stem}_{kind}.{fmt}"
             with atomic_path(path) as tmp:

@@ -10,6 +10,9 @@ core. A Dataset read from disk is presented by the observer classes of the regis
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -75,6 +78,25 @@ def figures(ds: xr.Dataset, registry) -> dict[str, FigureFunction]:
     for cls in observer_classes(registry):
         out.update(cls.figures(ds))
     return out
+
+
+def figure_plan(ds: xr.Dataset, registry) -> list[tuple[str, FigureFunction, xr.Dataset]]:
+    """``(name, figure, data)`` for every figure of ``ds``. In a sweep, a figure an observer offers for one
+    variant's slice is drawn once per sweep value on that slice (named ``<kind>_<dim>-<label>...``); one it
+    offers only for the whole sweep (e.g. the cost ratio against the swept sizes) is drawn on the whole."""
+    dims = [key.replace(".", "_") for key in json.loads(ds.attrs.get("sweep", "{}"))]
+    if not dims:
+        return [(kind, draw, ds) for kind, draw in figures(ds, registry).items()]
+    plan, per_value = [], set()
+    for labels in itertools.product(*(ds[dim].values for dim in dims)):
+        part = ds.sel(dict(zip(dims, labels, strict=True)))
+        part.attrs = {key: value for key, value in ds.attrs.items() if key != "sweep"}
+        suffix = "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dim}-{label}") for dim, label in zip(dims, labels,
+                                                                                                   strict=True))
+        for kind, draw in figures(part, registry).items():
+            plan.append((f"{kind}_{suffix}", draw, part))
+            per_value.add(kind)
+    return plan + [(kind, draw, ds) for kind, draw in figures(ds, registry).items() if kind not in per_value]
 
 
 def recorded(ds: xr.Dataset, columns: list[Column] | list[RelationColumn]) -> list:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .io import atomic_path
 from .plotting import pyplot
-from .presentation import figures
+from .presentation import figure_plan
 from .registry import Registry, default_registry
 from .summary import reference_lines, relation_counts, summary_table
 
@@ -43,8 +43,8 @@ def render_report(ds: xr.Dataset, registry: Registry | None = None) -> str:
                                                   "tau", "time_steps", "particles") if key in ds.attrs}
     provenance["seeds"] = json.loads(ds.attrs.get("seeds", "[]"))
     provenance.update(json.loads(ds.attrs.get("dependency_versions", "{}")))
-    drawn = "".join(f'<h3>{kind}</h3><img alt="{kind}" src="data:image/png;base64,{_png(draw(ds))}">'
-                    for kind, draw in figures(ds, registry).items())
+    drawn = "".join(f'<h3>{kind}</h3><img alt="{kind}" src="data:image/png;base64,{_png(draw(data))}">'
+                    for kind, draw, data in figure_plan(ds, registry))
     name = html.escape(ds.attrs.get("scenario_name", "run"))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>stochthermo: {name}</title><style>{STYLE}</style></head>

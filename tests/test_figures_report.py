@@ -64,3 +64,14 @@ def test_run_with_plot_and_overrides(write_scenario, tmp_path, capsys):
     assert ds.attrs["particles"] == 256 and '"perturbations.a.mean=0.5"' in ds.attrs["scenario_overrides"]
     assert main(["run", str(path), "-o", str(out), "--set", "particle=3"]) == 2
     assert "particle: unknown key (did you mean 'particles'?)" in capsys.readouterr().err
+
+
+def test_a_sweep_gets_each_figure_per_swept_value_and_a_report(tmp_path):
+    """The built-in figures are per variant: a sweep draws each once per swept value, on that value's slice
+    (they used to fail on the extra dimensions); the report embeds them all."""
+    ds = run_dict({**RUN_1D, "sweep": {"data.stds": [[0.3, 0.3], [0.2, 0.4]]}})
+    written = save_figures(ds, tmp_path, ("png",))
+    names = sorted(p.name for p in written)
+    assert len(names) == 6 and all(p.stat().st_size > 5000 for p in written)
+    assert "test_costs_data_stds-0.2x0.4.png" in names and "test_densities_data_stds-0.3x0.3.png" in names, names
+    assert render_report(ds).count("data:image/png;base64,") == 6
