@@ -93,10 +93,22 @@ def figure_plan(ds: xr.Dataset, registry) -> list[tuple[str, FigureFunction, xr.
         part.attrs = {key: value for key, value in ds.attrs.items() if key != "sweep"}
         suffix = "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dim}-{label}") for dim, label in zip(dims, labels,
                                                                                                    strict=True))
+        caption = ", ".join(f"{dim} = {label}" for dim, label in zip(dims, labels, strict=True))
         for kind, draw in figures(part, registry).items():
-            plan.append((f"{kind}_{suffix}", draw, part))
+            plan.append((f"{kind}_{suffix}", _captioned(draw, caption), part))
             per_value.add(kind)
     return plan + [(kind, draw, ds) for kind, draw in figures(ds, registry).items() if kind not in per_value]
+
+
+def _captioned(draw: FigureFunction, caption: str) -> FigureFunction:
+    """``draw`` with ``caption`` (the swept values) written in the figure's lower left corner."""
+
+    def captioned(ds):
+        fig = draw(ds)
+        fig.text(0.005, 0.005, caption, fontsize=7, va="bottom", ha="left")
+        return fig
+
+    return captioned
 
 
 def recorded(ds: xr.Dataset, columns: list[Column] | list[RelationColumn]) -> list:
