@@ -123,7 +123,7 @@ def load_model(path: Path, subfolder: str | None, dtype: torch.dtype):
         class_name = json.loads(config_file.read_text()).get("_class_name")
     except ValueError:
         raise ScenarioError(f"{config_file}: not a JSON model config", key="path") from None
-    model_class = vars(diffusers).get(str(class_name)) or _lazy_attribute(diffusers, str(class_name))
+    model_class = _lazy_attribute(diffusers, str(class_name))
     if not (isinstance(model_class, type) and issubclass(model_class, diffusers.ModelMixin)):
         raise ScenarioError(f"{config_file}: '{class_name}' is not a diffusers model class", key="path")
     try:

@@ -159,7 +159,7 @@ class TaskJob:
     registry: dict
     task: Task
     device: str
-    directory: str
+    store: TaskStore
     torch_threads: int | None
 
 
@@ -172,7 +172,7 @@ def run_job(job: TaskJob) -> str:
             measured = computer(job.task)
     else:
         measured = computer(job.task)
-    TaskStore(job.directory, "", "").save(job.task, measured)
+    job.store.save(job.task, measured)
     return job.task.key
 
 
@@ -261,7 +261,7 @@ class DaskExecutor:
             raise ValueError("a Dask executor needs a task store: its workers write the task files")
         spec = scenario.spec
         jobs = [TaskJob(spec.text, spec.source, tuple(spec.overrides), scenario.registry.recipe, task, str(device),
-                        str(store.directory), self.torch_threads) for task in tasks if not store.finished(task)]
+                        store, self.torch_threads) for task in tasks if not store.finished(task)]
         bar = _progress(tasks, len(tasks) - len(jobs), scenario.name, progress)
         needs_gpu = device.type == "cuda"
         futures = {self.client.submit(run_job, job, key=f"stochthermo-{job.task.key}", retries=retries, pure=False,

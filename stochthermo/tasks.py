@@ -141,8 +141,5 @@ class TaskStore:
                 measured.setdefault(observer, {})[variable] = stored[name]
         return measured
 
-    def count_finished(self, tasks: list[Task]) -> int:
-        return sum(self.finished(task) for task in tasks)
-
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
