@@ -30,19 +30,24 @@ def safeguarded_newton(residual_and_slope: Callable[[torch.Tensor], tuple[torch.
                        low: torch.Tensor, high: torch.Tensor, iterations: int, *,
                        start: torch.Tensor | None = None) -> torch.Tensor:
     """Elementwise root of an increasing equation inside a bracket [low, high] that holds it, from ``start``
-    (the middle of the bracket by default): Newton's step where it lands inside the bracket, bisection
-    otherwise, the bracket shrunk to the side of the root after every evaluation. Stops after ``iterations``,
-    or once every element has taken a Newton step below ``NEWTON_SETTLED`` (relative; convergence is then
-    quadratic, so the iterate is within float64 resolution of the root) or any step below ``RESOLUTION``."""
+    (the middle of the bracket by default): Newton's step where it lands inside the bracket and is at most
+    half the step before last, bisection otherwise (the bracket at least halves every second iteration, so
+    Newton cannot cycle), the bracket shrunk to the side of the root after every evaluation. Stops after
+    ``iterations``, or once every element has taken a Newton step below ``NEWTON_SETTLED`` (relative;
+    convergence is then quadratic, so the iterate is within float64 resolution of the root) or any step
+    below ``RESOLUTION``."""
     y = 0.5 * (low + high) if start is None else torch.minimum(torch.maximum(start, low), high)
+    last = before_last = (high - low).abs()
     for _ in range(iterations):
         residual, slope = residual_and_slope(y)
         low = torch.where(residual < 0, y, low)
         high = torch.where(residual > 0, y, high)
         newton = y - residual / slope
-        inside = torch.isfinite(newton) & (newton >= low) & (newton <= high)
+        inside = (torch.isfinite(newton) & (newton >= low) & (newton <= high)
+                  & (2 * (newton - y).abs() <= before_last))
         step = torch.where(residual == 0, 0.0, torch.where(inside, newton, 0.5 * (low + high)) - y)
         y = y + step
+        before_last, last = last, step.abs()
         size = step.abs() / (1 + y.abs())
         if bool(((inside & (size <= NEWTON_SETTLED)) | (size <= RESOLUTION)).all()):
             break
