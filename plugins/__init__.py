@@ -21,8 +21,11 @@ from .observers import (
     estimation,
     fokker_planck,
     image_snapshots,
+    long_time_limit,
     monte_carlo,
     ode_sde_gap,
+    ot_bridge,
+    prior_error,
     response,
     snapshots,
     thermodynamics,
@@ -34,4 +37,4 @@ BUILTIN_MODULES = (schedules, diffusers_schedule, distributions, point_clouds, i
                    optimal_transport, estimators, torch_module, diffusers_model,
                    neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
                    image_snapshots, estimation, trajectories, fokker_planck,
-                   ode_sde_gap)
+                   ode_sde_gap, prior_error, long_time_limit, ot_bridge)

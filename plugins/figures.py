@@ -198,3 +198,32 @@ def entropy_production_figure(ds: xr.Dataset) -> Figure:
     axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def basins_figure(ds: xr.Dataset) -> Figure:
+    """The Laguerre cells of the semi-discrete Brenier map beside the basins of Φ_T (the point each prior
+    location flows to) for up to four horizons including T = ∞; first protocol and seed (the flow in the
+    signal level is the same for every VP protocol)."""
+    first = {"protocol": ds.protocol.values[0], "seed": ds.seed.values[0]}
+    basins, cells = ds.flow_basins.sel(first), ds.brenier_cells.sel(first)
+    horizons = ds.horizon.values
+    picks = np.unique(np.linspace(0, len(horizons) - 1, min(4, len(horizons))).round().astype(int))
+    shown = [horizons[i] for i in picks]
+    extent = [float(ds.basin_x[0]), float(ds.basin_x[-1]), float(ds.basin_y[0]), float(ds.basin_y[-1])]
+    count = int(max(np.nanmax(basins.values), np.nanmax(cells.values))) + 1
+    fig, axes = plt().subplots(1, len(shown) + 1, figsize=(3.0 * (len(shown) + 1), 3.2), squeeze=False)
+    panels = [("Brenier map (Laguerre cells)", cells.values)]
+    panels += [(f"flow basins, T = {h:g}" if np.isfinite(h) else "flow basins, T = ∞",
+                basins.sel(horizon=h).values) for h in shown]
+    for ax, (title, image) in zip(axes[0], panels, strict=True):
+        ax.imshow(image, origin="lower", extent=extent, cmap="tab20", vmin=-0.5, vmax=max(count, 20) - 0.5,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    mismatch = ds.basin_mismatch_brenier.sel(first).sel(horizon=horizons[-1])
+    error = ds.basin_mismatch_brenier_error.sel(first).sel(horizon=horizons[-1])
+    fig.suptitle(f"{ds.attrs.get('scenario_name', '')}: prior mass where Φ_∞ and the Brenier map differ = "
+                 f"{float(mismatch):.4f} ± {float(error):.4f}", fontsize=10)
+    fig.tight_layout()
+    return fig

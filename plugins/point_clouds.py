@@ -20,38 +20,43 @@ import torch
 from stochthermo import Distribution, PointCloudStructure, ScenarioError, hookimpl
 from stochthermo.errors import did_you_mean
 from stochthermo.posterior import posterior_average, shared_kernel_average
+from stochthermo.semidiscrete import check_weighted_points
 
 
 class PointCloud(Distribution):
-    """Equally weighted points ``points`` (N_D, d), each smoothed by N(0, std² I), or, with ``kernel``, by one
-    shared N(0, K) (K a (d, d) covariance: the marginals of an anisotropic linear force, whose kernels are
-    sheared). Built by processes for their marginals; the registered point clouds below derive from it."""
+    """Points ``points`` (N_D, d) with ``weights`` (equal when ``None``), each smoothed by N(0, std² I), or,
+    with ``kernel``, by one shared N(0, K) (K a (d, d) covariance: the marginals of an anisotropic linear
+    force, whose kernels are sheared). Built by processes for their marginals; the registered point clouds
+    below derive from it."""
 
     name = "point_cloud"
 
     @classmethod
-    def from_points(cls, points: torch.Tensor, std: float = 0.0, *, kernel: torch.Tensor | None = None) -> PointCloud:
+    def from_points(cls, points: torch.Tensor, std: float = 0.0, *, kernel: torch.Tensor | None = None,
+                    weights: torch.Tensor | None = None) -> PointCloud:
         cloud = cls.__new__(cls)
-        cloud._set(points, std, kernel)
+        cloud._set(points, std, kernel, weights)
         return cloud
 
-    def _set(self, points: torch.Tensor, std: float, kernel: torch.Tensor | None = None) -> None:
+    def _set(self, points: torch.Tensor, std: float, kernel: torch.Tensor | None = None,
+             weights: torch.Tensor | None = None) -> None:
         self.points = points
         #: isotropic kernel width s (None when the kernel is the matrix ``kernel``)
         self.std = None if kernel is not None else float(std)
         self.kernel = kernel
+        #: the points' probabilities (None: equal)
+        self.weights = weights
 
     @property
     def dim(self) -> int:
         return self.points.shape[1]
 
     def point_cloud(self) -> PointCloudStructure:
-        return PointCloudStructure(self.points, self.std, self.kernel)
+        return PointCloudStructure(self.points, self.std, self.kernel, self.weights)
 
     def sample(self, n, generator):
         device = generator.device
-        index = torch.randint(len(self.points), (n,), generator=generator, device=device)
-        chosen = self.points.to(device)[index]
+        chosen = self.points.to(device)[self.point_cloud().draw(n, generator)]
         if self.std == 0:
             return chosen
         noise = torch.randn(chosen.shape, generator=generator, device=device, dtype=chosen.dtype)
@@ -63,23 +68,27 @@ class PointCloud(Distribution):
         if self.std == 0:
             raise ValueError(f"{self.name}: the empirical law (kernel width 0) has no density")
         empty = torch.empty((len(self.points), 0), dtype=x.dtype, device=x.device)
+        log_weights = None if self.weights is None else torch.log(self.weights.to(x))
         if self.kernel is None:
-            return posterior_average(x, self.points.to(x), empty, self.std**2).log_density
-        return shared_kernel_average(x, self.points.to(x), empty, self.kernel.to(x)).log_density
+            return posterior_average(x, self.points.to(x), empty, self.std**2, log_weights).log_density
+        return shared_kernel_average(x, self.points.to(x), empty, self.kernel.to(x), log_weights).log_density
 
     def mean(self):
-        return self.points.mean(0)
+        return self.points.mean(0) if self.weights is None else self.weights @ self.points
 
     def covariance(self):
         centred = self.points - self.mean()
         kernel = self.kernel if self.kernel is not None else self.std**2 * torch.eye(
             self.dim, dtype=self.points.dtype, device=self.points.device)
-        return centred.T @ centred / len(self.points) + kernel
+        if self.weights is None:
+            return centred.T @ centred / len(self.points) + kernel
+        return centred.T @ (self.weights[:, None] * centred) + kernel
 
     def second_moment(self):
-        """E|y|² = mean_i |y_i|² + tr K (without forming the n_d × n_d covariance when K = s² I)."""
+        """E|y|² = Σ_i w_i |y_i|² + tr K (without forming the n_d × n_d covariance when K = s² I)."""
         spread = float(torch.trace(self.kernel)) if self.kernel is not None else self.dim * self.std**2
-        return float((self.points**2).sum(1).mean()) + spread
+        squares = (self.points**2).sum(1)
+        return float(squares.mean() if self.weights is None else self.weights @ squares) + spread
 
     def tail_precisions(self):
         if self.std == 0:
@@ -161,6 +170,32 @@ class Empirical(PointCloud):
         self._set(points, smoothing)
 
 
+class WeightedPoints(PointCloud):
+    """Points listed in the scenario with their probabilities: ``points`` (m points of one dimension),
+    ``weights`` (m positive numbers summing to one; equal when omitted), ``smoothing`` the kernel width (0:
+    the atoms themselves, as semi-discrete optimal transport wants them)."""
+
+    name = "weighted_points"
+
+    def __init__(self, points: list[list[float]], weights: list[float] | None = None, smoothing: float = 0.0):
+        if smoothing < 0:
+            raise ScenarioError(f"must be >= 0, got {smoothing}", key="smoothing")
+        if not points or len({len(point) for point in points}) != 1 or not points[0]:
+            raise ScenarioError("must be a non-empty list of points with the same number of coordinates",
+                                key="points")
+        array = torch.tensor(points, dtype=torch.float64)
+        if weights is not None and len(weights) != len(array):
+            raise ScenarioError(f"must list one weight per point ({len(array)}), got {len(weights)}", key="weights")
+        probabilities = (torch.full((len(array),), 1.0 / len(array), dtype=torch.float64) if weights is None
+                         else torch.tensor(weights, dtype=torch.float64))
+        try:
+            check_weighted_points(array, probabilities)
+        except ValueError as error:
+            raise ScenarioError(str(error), key="points" if "coincide" in str(error) or "finite" in str(error)
+                                else "weights") from None
+        self._set(array, smoothing, weights=None if weights is None else probabilities)
+
+
 def load_points(path: Path, key: str | None = None) -> np.ndarray:
     """An (N, d) float64 array from a .npy, .npz or .csv file; a ScenarioError (key ``path``) saying what is
     wrong with the file otherwise."""
@@ -231,4 +266,4 @@ def _check_points(array: np.ndarray, path: Path) -> np.ndarray:
 
 @hookimpl
 def stochthermo_register_distributions():
-    return [SwissRoll, Moons, EightGaussians, Empirical]
+    return [SwissRoll, Moons, EightGaussians, Empirical, WeightedPoints]

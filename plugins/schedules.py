@@ -10,25 +10,33 @@ from stochthermo import ScenarioError, Schedule, hookimpl
 
 
 class Cosine(Schedule):
-    r"""Cosine schedule: :math:`m = \cos(\pi s/2)`, :math:`\sigma = \sin(\pi s/2)`;
-    :math:`\tau T = (\pi/2)\tan(\pi s/2)`.
+    r"""Cosine schedule: :math:`m = \cos(\pi e s/2)`, :math:`\sigma = \sin(\pi e s/2)`, e = ``end`` (1 by
+    default: the full quarter turn, P_τ = N(0, I));
+    :math:`\tau T = (\pi e/2)\tan(\pi e s/2)`.
 
     Variance preserving with constant angular speed; minimises :math:`\int(\dot m^2 + \dot\sigma^2)dt` under
-    :math:`m^2 + \sigma^2 = 1` (Eqs. (93)-(95))."""
+    :math:`m^2 + \sigma^2 = 1` (Eqs. (93)-(95)). With e < 1 the process stops short of the prior at signal
+    level :math:`m_\tau = \cos(\pi e/2)`, the equivalent Ornstein–Uhlenbeck time :math:`-\ln m_\tau`, with a
+    finite noise speed at t = 0 (which empirical data need): the prior-error studies sweep it."""
 
     name = "cosine"
 
+    def __init__(self, end: float = 1.0):
+        if not 0 < end <= 1:
+            raise ScenarioError(f"must be in (0, 1], got {end}", key="end")
+        self.rate = 0.5 * math.pi * end
+
     def m(self, s):
-        return torch.cos(0.5 * math.pi * s)
+        return torch.cos(self.rate * s)
 
     def sigma(self, s):
-        return torch.sin(0.5 * math.pi * s)
+        return torch.sin(self.rate * s)
 
     def dm(self, s):
-        return -0.5 * math.pi * torch.sin(0.5 * math.pi * s)
+        return -self.rate * torch.sin(self.rate * s)
 
     def dsigma(self, s):
-        return 0.5 * math.pi * torch.cos(0.5 * math.pi * s)
+        return self.rate * torch.cos(self.rate * s)
 
 
 class CondOT(Schedule):

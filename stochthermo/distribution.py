@@ -42,11 +42,30 @@ class MixtureStructure:
 class PointCloudStructure:
     """``points`` (N_D, d), each the centre of an isotropic Gaussian kernel of standard deviation ``std``
     (0: atoms, the empirical law), or, where ``kernel`` is given (and ``std`` is None), of one shared
-    Gaussian kernel N(0, ``kernel``); all points carry the same weight."""
+    Gaussian kernel N(0, ``kernel``); ``weights`` (N_D,) sum to one, ``None`` when all points weigh the same."""
 
     points: torch.Tensor
     std: float | None
     kernel: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
+
+    def probabilities(self) -> torch.Tensor:
+        """w_i (N_D,), 1/N_D each for equal weights."""
+        if self.weights is not None:
+            return self.weights
+        return torch.full((len(self.points),), 1.0 / len(self.points), dtype=self.points.dtype,
+                          device=self.points.device)
+
+    def log_weights(self) -> torch.Tensor | None:
+        """log w_i, or ``None`` for equal weights (the softmax posterior's default)."""
+        return None if self.weights is None else torch.log(self.weights)
+
+    def draw(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """Indices of ``n`` points drawn by weight."""
+        device = generator.device
+        if self.weights is None:
+            return torch.randint(len(self.points), (n,), generator=generator, device=device)
+        return torch.multinomial(self.weights.to(device), n, replacement=True, generator=generator)
 
 
 class Distribution(Component):

@@ -92,11 +92,11 @@ def _online_softmax(rows, squared_norms, bias, scaled_centres, precisions, value
     return running_max, running_sum, running_mean
 
 
-def shared_kernel_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: torch.Tensor, *,
-                          budget: int = DEFAULT_BUDGET) -> PosteriorAverage:
-    """:func:`posterior_average` for equally weighted components N(c_k, V) sharing one (d, d) covariance
-    ``kernel`` = V, by whitening with its Cholesky factor."""
+def shared_kernel_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: torch.Tensor,
+                          log_weights: torch.Tensor | None = None, *, budget: int = DEFAULT_BUDGET) -> PosteriorAverage:
+    """:func:`posterior_average` for components N(c_k, V) sharing one (d, d) covariance ``kernel`` = V (equally
+    weighted when ``log_weights`` is ``None``), by whitening with its Cholesky factor."""
     factor = torch.linalg.cholesky(kernel)
     white = torch.linalg.solve_triangular(factor, torch.cat([x, centres]).T, upper=False).T
-    average = posterior_average(white[:len(x)], white[len(x):], values, 1.0, budget=budget)
+    average = posterior_average(white[:len(x)], white[len(x):], values, 1.0, log_weights, budget=budget)
     return PosteriorAverage(average.mean, average.log_density - torch.log(torch.diagonal(factor)).sum())

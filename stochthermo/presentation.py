@@ -36,6 +36,8 @@ class Column:
     #: ``mean`` over seeds, or ``stderr``: the standard error of that mean (std over seeds / √seeds; NaN for
     #: one seed)
     statistic: str = "mean"
+    #: positions along the variable's own dims to show, e.g. ``{"horizon": -1}`` (the last horizon)
+    position: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ def _value(ds: xr.Dataset, name: str, **where) -> float:
 
 
 def _column_value(ds: xr.Dataset, column: Column, where: dict) -> float:
+    if column.position:
+        ds = ds.isel(column.position)
     if column.statistic == "stderr":
         values = _selected(ds, column.variable, where).values
         return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")

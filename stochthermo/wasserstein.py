@@ -152,6 +152,24 @@ def sample_w2_squared(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: to
     return float(coupling.mass @ ((x[coupling.rows] - y[coupling.cols]) ** 2).sum(1))
 
 
+def w2_and_w1(x: torch.Tensor, wx: torch.Tensor, y: torch.Tensor, wy: torch.Tensor) -> tuple[float, float]:
+    """(W_2, W_1) between two weighted ensembles, each from its own exact plan (sorted in 1-D)."""
+    w2 = sample_w2_squared(x, wx, y, wy) ** 0.5
+    coupling = optimal_coupling(x, wx, y, wy, monotone=False, metric="euclidean")
+    return w2, float(coupling.mass @ (x[coupling.rows] - y[coupling.cols]).norm(dim=1))
+
+
+def law_reference(law: Distribution, count: int, generator: torch.Generator,
+                  dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """What generated particles are compared with: the law's atoms and their weights when it is given as
+    points without smoothing (an exact comparison), else ``count`` fresh draws of equal weight."""
+    cloud = law.point_cloud()
+    device = generator.device
+    if cloud is not None and cloud.std == 0:
+        return cloud.points.to(device, dtype), cloud.probabilities().to(device, dtype)
+    return law.sample(count, generator).to(dtype), torch.full((count,), 1.0 / count, dtype=dtype, device=device)
+
+
 def _paired(a: Trajectory, b: Trajectory) -> bool:
     return (a.normal_scores is not None and b.normal_scores is not None
             and torch.equal(a.normal_scores, b.normal_scores))

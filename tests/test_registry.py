@@ -25,10 +25,12 @@ def test_builtins_register_through_hooks():
     registry = Registry(entry_points=False)
     assert registry.names("schedule") == ["cond_ot", "cosine", "diffusers", "ornstein_uhlenbeck", "ve", "vp_linear"]
     assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
-    assert {"swiss_roll", "moons", "eight_gaussians", "empirical"} <= set(registry.names("distribution"))
+    assert {"swiss_roll", "moons", "eight_gaussians", "empirical",
+            "weighted_points"} <= set(registry.names("distribution"))
     assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics", "monte_carlo_cost",
                                                "image_snapshots", "estimation", "trajectory_thermodynamics",
-                                               "fokker_planck_residual", "ode_sde_gap"}
+                                               "fokker_planck_residual", "ode_sde_gap", "prior_error",
+                                               "long_time_limit", "ot_bridge"}
     assert registry.names("estimator") == ["diffusers", "exact", "neural", "torch_module"]
     assert registry.names("solver") == ["auto", "euler_maruyama", "exact", "rk4", "stochastic_heun"]
     assert "images" in registry.names("distribution")

@@ -212,8 +212,8 @@ class LinearProcess(ForwardProcess):
             kernel, _ = state.smoothed(self.cloud.std**2)
             points = state.matrix(self.cloud.points)
             if kernel.is_matrix:
-                return PointCloud.from_points(points, kernel=kernel.value)
-            return PointCloud.from_points(points, float(torch.sqrt(kernel.value)))
+                return PointCloud.from_points(points, kernel=kernel.value, weights=self.cloud.weights)
+            return PointCloud.from_points(points, float(torch.sqrt(kernel.value)), weights=self.cloud.weights)
         covariance = state.covariance.dense(dim)
         if not state.matrix.value.any():
             like = covariance
@@ -234,8 +234,7 @@ class LinearProcess(ForwardProcess):
             return super().sample_marginal(t, n, generator)
         state = self.state(t)
         device = generator.device
-        points = self.cloud.points.to(device)
-        chosen = points[torch.randint(len(points), (n,), generator=generator, device=device)]
+        chosen = self.cloud.points.to(device)[self.cloud.draw(n, generator)]
         kernel, _ = state.smoothed(self.cloud.std**2)
         factor = LinearMap(torch.linalg.cholesky(kernel.value) if kernel.is_matrix else torch.sqrt(kernel.value))
         return state.matrix(chosen) + factor(torch.randn(chosen.shape, generator=generator, device=device,
@@ -273,7 +272,7 @@ class LinearProcess(ForwardProcess):
         kernel, dkernel = state.smoothed(self.cloud.std**2)
         if not kernel.value.any():
             raise ValueError("the velocity of empirical data is 0/0 at t = 0; the flow handles that endpoint")
-        posterior = _posterior(x, state.matrix(points), points, kernel)  # ȳ and log P_t
+        posterior = _posterior(x, state.matrix(points), points, kernel, self.cloud.log_weights())  # ȳ and log P_t
         velocity = state.dmatrix(posterior.mean) + state.gain(kernel, dkernel)(x - state.matrix(posterior.mean))
         return (velocity, posterior.log_density) if with_density else velocity
 
@@ -331,7 +330,8 @@ class LinearProcess(ForwardProcess):
         if process.cloud is not None:
             centres = process.cloud.points.to(device, dtype)
             widths = torch.full((len(centres),), process.cloud.std**2, device=device, dtype=dtype)
-            weights = torch.ones(len(centres), device=device, dtype=dtype)
+            weights = (torch.ones(len(centres)) if process.cloud.weights is None
+                       else process.cloud.weights).to(device, dtype)
         else:
             s = process.structure
             centres, widths, weights = (v.to(device, dtype) for v in (s.means, s.covariances[:, 0, 0], s.weights))
@@ -384,7 +384,7 @@ class LinearProcess(ForwardProcess):
                              "velocity has no limit there: give the data a kernel width (smoothing/noise)")
         state, initial = self.state(t), self.state(0.0)
         points = self.cloud.points
-        posterior = _posterior(x, state.matrix(points), points, state.covariance).mean
+        posterior = _posterior(x, state.matrix(points), points, state.covariance, self.cloud.log_weights()).mean
         velocity = initial.dmatrix(posterior)
         if noise_speed != 0:
             if self.matrix_moments:
@@ -396,12 +396,13 @@ class LinearProcess(ForwardProcess):
 
 
 
-def _posterior(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: LinearMap) -> PosteriorAverage:
-    """Posterior average of ``values`` and log density under the equally weighted kernels N(c_i, V), V =
-    ``kernel`` (a scalar: V I, or a matrix)."""
+def _posterior(x: torch.Tensor, centres: torch.Tensor, values: torch.Tensor, kernel: LinearMap,
+               log_weights: torch.Tensor | None) -> PosteriorAverage:
+    """Posterior average of ``values`` and log density under the kernels N(c_i, V) weighted by ``log_weights``
+    (equal when ``None``), V = ``kernel`` (a scalar: V I, or a matrix)."""
     if kernel.is_matrix:
-        return shared_kernel_average(x, centres, values, kernel.value)
-    return posterior_average(x, centres, values, kernel.value)
+        return shared_kernel_average(x, centres, values, kernel.value, log_weights)
+    return posterior_average(x, centres, values, kernel.value, log_weights)
 
 
 def _rotated(mom: dict, mu: torch.Tensor):

@@ -1,0 +1,191 @@
+r"""Semi-discrete optimal transport: the Brenier map from a continuous law μ to weighted points
+:math:`\nu = \sum_j w_j\delta_{y_j}` (docs/theory.md §9).
+
+For the squared distance the map is :math:`T(z) = y_{j^*(z)}`,
+:math:`j^*(z) = \arg\min_j(|z - y_j|^2 - g_j)`, whose level sets are the Laguerre cells
+:math:`L_j(g)`; the dual weights g maximise the concave semi-dual
+
+.. math:: F(g) = E_\mu\big[\min_j(|z - y_j|^2 - g_j)\big] + \sum_j w_j g_j, \qquad
+   \partial F/\partial g_j = w_j - \mu(L_j(g)),
+
+so at the optimum every cell holds its weight. Since :math:`|z - y_j|^2 - g_j = |z|^2 - 2\ell_j(z)` with the
+affine functions :math:`\ell_j(z) = z\cdot y_j + (g_j - |y_j|^2)/2`, T is the gradient of the convex
+potential :math:`u(z) = \max_j \ell_j(z)`, and the *soft* map at temperature ε,
+:math:`T_\varepsilon(z) = \sum_j \mathrm{softmax}_j(\ell(z)/\varepsilon)\,y_j`, is the gradient of
+:math:`u_\varepsilon = \varepsilon\log\sum_j e^{\ell_j/\varepsilon}` (convex, smooth, → u as ε → 0).
+
+Two solvers: ``pot``, POT's averaged stochastic gradient on F (``ot.semidiscrete.solve_semidiscrete``, any
+source that samples, any dimension), whose cell masses are then checked by Monte Carlo with their standard
+errors; and ``newton``, the exact damped Newton iteration on Laguerre cells (:mod:`stochthermo.laguerre`: 2-D,
+an isotropic Gaussian source, masses in closed form). ``auto`` takes Newton where it applies.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .distribution import Distribution
+
+#: POT's stochastic solver: iterations and source samples per iteration
+POT_ITERATIONS = 10_000
+POT_BATCH = 64
+#: Monte Carlo samples that check the cell masses of a stochastic solution
+CHECK_SAMPLES = 2**18
+#: largest |cell mass − weight| accepted from the stochastic solver (beyond 3 standard errors of the check)
+POT_MASS_TOLERANCE = 2e-3
+#: the same for the exact Newton solver (closed-form masses)
+NEWTON_MASS_TOLERANCE = 1e-12
+#: offset of the check sample's random stream from the solver's
+CHECK_STREAM = 104_729
+#: rows of z per block when assigning points (bounds the (rows, m) score matrix)
+ASSIGN_BLOCK = 2**14
+METHODS = ("auto", "pot", "newton")
+
+
+def check_weighted_points(points: torch.Tensor, weights: torch.Tensor) -> None:
+    """Refuse what has no semi-discrete map: a weight that is not positive, weights that do not sum to one,
+    two points at the same place (their cells would be one). Raises ``ValueError`` naming the offender."""
+    if points.ndim != 2 or weights.shape != (len(points),):
+        raise ValueError(f"points must be (m, d) and weights (m,), got {tuple(points.shape)} and "
+                         f"{tuple(weights.shape)}")
+    if not bool(torch.isfinite(points).all()):
+        raise ValueError("the points must be finite")
+    smallest = int(weights.argmin())
+    if not float(weights[smallest]) > 0:
+        raise ValueError(f"every weight must be > 0, weight {smallest} is {float(weights[smallest])}")
+    if abs(float(weights.sum()) - 1) > 1e-9:
+        raise ValueError(f"the weights must sum to 1, they sum to {float(weights.sum()):.12g}")
+    unique, inverse = torch.unique(points, dim=0, return_inverse=True)
+    if len(unique) < len(points):
+        counts = torch.bincount(inverse)
+        first = torch.nonzero(inverse == int(counts.argmax())).ravel()[:2].tolist()
+        raise ValueError(f"points {first[0]} and {first[1]} coincide (at {points[first[0]].tolist()}): "
+                         "merge them and add their weights")
+
+
+@dataclass(frozen=True)
+class SemiDiscreteMap:
+    """The Brenier map of dual weights ``dual`` onto ``points`` (m, d) with ``weights`` (m,)."""
+
+    points: torch.Tensor
+    weights: torch.Tensor
+    dual: torch.Tensor
+
+    def affine_scores(self, z: torch.Tensor) -> torch.Tensor:
+        """ℓ_j(z) = z·y_j + (g_j − |y_j|²)/2, (n, m)."""
+        points = self.points.to(z)
+        return z @ points.T + 0.5 * (self.dual.to(z) - (points**2).sum(1))
+
+    def assign(self, z: torch.Tensor) -> torch.Tensor:
+        """j*(z): the index of the cell holding each z, (n,)."""
+        return torch.cat([self.affine_scores(rows).argmax(1) for rows in z.split(ASSIGN_BLOCK)])
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        """T(z) = y_{j*(z)}, (n, d)."""
+        return self.points.to(z)[self.assign(z)]
+
+    def potential(self, z: torch.Tensor) -> torch.Tensor:
+        """The convex potential u(z) = max_j ℓ_j(z), whose gradient is T."""
+        return self.affine_scores(z).max(1).values
+
+    def soft(self, z: torch.Tensor, temperature: float) -> torch.Tensor:
+        """T_ε(z) = Σ_j softmax_j(ℓ(z)/ε) y_j, the gradient of :meth:`soft_potential`."""
+        return torch.softmax(self.affine_scores(z) / temperature, dim=1) @ self.points.to(z)
+
+    def soft_potential(self, z: torch.Tensor, temperature: float) -> torch.Tensor:
+        """u_ε(z) = ε log Σ_j exp(ℓ_j(z)/ε) ≥ u(z), within ε log m of it."""
+        return temperature * torch.logsumexp(self.affine_scores(z) / temperature, dim=1)
+
+
+@dataclass(frozen=True)
+class SemiDiscreteSolution:
+    """A solved map with its convergence diagnostics: the largest |cell mass − weight| (Monte Carlo for the
+    stochastic solver, with the standard error of that cell's estimate; exact for Newton, error 0), the
+    number of empty cells, and whether the error is within the solver's tolerance."""
+
+    map: SemiDiscreteMap
+    method: str
+    mass_error: float
+    mass_standard_error: float
+    empty_cells: int
+    converged: bool
+
+
+def isotropic_gaussian(law: Distribution) -> tuple[np.ndarray, float] | None:
+    """(mean, std) when ``law`` is N(mean, std² I), else ``None``."""
+    mixture = law.mixture()
+    if mixture is None or len(mixture.weights) != 1:
+        return None
+    covariance = mixture.covariances[0].cpu().double()
+    variance = float(covariance[0, 0])
+    if not torch.allclose(covariance, variance * torch.eye(law.dim, dtype=torch.float64), rtol=0, atol=1e-15):
+        return None
+    return mixture.means[0].cpu().double().numpy(), math.sqrt(variance)
+
+
+def resolve_method(method: str, source: Distribution) -> str:
+    """``auto``: Newton for a 2-D isotropic Gaussian source, POT otherwise; ``newton`` elsewhere is refused."""
+    exact = source.dim == 2 and isotropic_gaussian(source) is not None
+    if method == "auto":
+        return "newton" if exact else "pot"
+    if method == "newton" and not exact:
+        raise ValueError("the exact Newton solver needs a 2-D isotropic Gaussian source "
+                         f"(got '{source.name}' in {source.dim}-D): use pot")
+    return method
+
+
+def solve_semidiscrete(source: Distribution, points: torch.Tensor, weights: torch.Tensor, *, method: str = "auto",
+                       seed: int = 0, iterations: int = POT_ITERATIONS, batch: int = POT_BATCH,
+                       check_samples: int = CHECK_SAMPLES) -> SemiDiscreteSolution:
+    """The semi-discrete Brenier map from ``source`` to the weighted points (module docstring); float64."""
+    points, weights = points.double().cpu(), weights.double().cpu()
+    check_weighted_points(points, weights)
+    if source.dim != points.shape[1]:
+        raise ValueError(f"the source has dimension {source.dim}, the points {points.shape[1]}")
+    method = resolve_method(method, source)
+    if method == "newton":
+        from .laguerre import newton_dual_weights
+
+        centre, std = isotropic_gaussian(source)
+        result = newton_dual_weights(points.numpy(), weights.numpy(), centre, std, tolerance=NEWTON_MASS_TOLERANCE)
+        error = float(np.abs(result.masses - weights.numpy()).max())
+        return SemiDiscreteSolution(SemiDiscreteMap(points, weights, torch.from_numpy(result.dual)), method,
+                                    error, 0.0, int((result.masses <= 0).sum()), result.converged)
+    dual = pot_dual_weights(source, points, weights, seed=seed, iterations=iterations, batch=batch)
+    return checked_solution(SemiDiscreteMap(points, weights, dual), source, method, seed=seed,
+                            check_samples=check_samples)
+
+
+def pot_dual_weights(source: Distribution, points: torch.Tensor, weights: torch.Tensor, *, seed: int,
+                     iterations: int, batch: int) -> torch.Tensor:
+    """POT's averaged SGD on the semi-dual, the source sampled from its own seeded stream (CPU, float64)."""
+    from ot.semidiscrete import solve_semidiscrete as pot_solve
+
+    source = source.to(torch.device("cpu"), torch.float64)
+    generator = torch.Generator().manual_seed(seed)
+    return pot_solve(points, lambda n: source.sample(n, generator), a_target=weights, metric="sqeuclidean",
+                     max_iter=iterations, batch_size=batch)
+
+
+def checked_solution(solved: SemiDiscreteMap, source: Distribution, method: str, *, seed: int,
+                     check_samples: int) -> SemiDiscreteSolution:
+    """Cell masses of ``solved`` by Monte Carlo over ``check_samples`` fresh draws of the source."""
+    source = source.to(torch.device("cpu"), torch.float64)
+    generator = torch.Generator().manual_seed(seed + CHECK_STREAM)
+    counts = torch.zeros(len(solved.points), dtype=torch.float64)
+    remaining = check_samples
+    while remaining:
+        n = min(remaining, ASSIGN_BLOCK)
+        counts += torch.bincount(solved.assign(source.sample(n, generator)), minlength=len(counts))
+        remaining -= n
+    masses = counts / check_samples
+    deviation = (masses - solved.weights).abs()
+    worst = int(deviation.argmax())
+    standard_error = math.sqrt(float(solved.weights[worst] * (1 - solved.weights[worst])) / check_samples)
+    error = float(deviation[worst])
+    return SemiDiscreteSolution(solved, method, error, standard_error, int((counts == 0).sum()),
+                                error <= POT_MASS_TOLERANCE + 3 * standard_error)
