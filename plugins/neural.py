@@ -18,7 +18,10 @@ Eq. (100) is measured separately against the exact ν (observer ``estimation``).
 
 Architecture: input x/σ_q and Fourier features :math:`\sin, \cos(2\pi f_j t/\tau)`, :math:`f_j = 2^{j-1}`,
 ``depth`` hidden layers of ``width`` SiLU units, output scaled by σ_q/τ (σ_q the data's standard deviation).
-``objective: score_matching`` wraps the same MLP as a noise predictor (:mod:`.score_model`).
+``objective: score_matching`` wraps the same MLP as a noise predictor (:mod:`.score_model`);
+``fp_residual_weight`` w_R > 0 adds w_R · E|v_t^{3/2} R_t|² to its loss, R the score Fokker–Planck residual
+of the model's own score at the first ``fp_collocation`` points of each batch (arXiv:2311.15996's
+regularisation; the v^{3/2} scaling keeps it finite as v → 0, docs/theory.md §8).
 Training (:mod:`stochthermo.training`) runs on the scenario's device in ``precision`` (float32 by default:
 2.5× the float64 step rate on CPU; the trained network is evaluated in the scenario's dtype), seeded, on
 first use of the estimator, and is cached under ``cache`` (or in the file ``checkpoint``) by a hash of data,
@@ -52,6 +55,8 @@ TABLE_INTERVALS = 4096
 #: intervals of the score-matching check at construction (the full table is built when training starts)
 CHECK_INTERVALS = 64
 OBJECTIVES = ("flow_matching", "score_matching")
+#: the Fokker-Planck penalty's collocation times start here (a fraction of τ): v_t > 0 there
+FP_TIME_FLOOR = 1e-3
 
 
 class VelocityMLP(nn.Module):
@@ -90,7 +95,7 @@ class Neural(Estimator):
                  batch: int = 512, learning_rate: float = 2e-3, weight_decay: float = 0.0, warmup: int = 100,
                  ema: float | None = 0.999, seed: int = 0, record_every: int = 25, checkpoint_every: int = 500,
                  precision: str = "float32", coupling_batch: int | None = None, cache: Path = Path("checkpoints"),
-                 checkpoint: Path | None = None):
+                 checkpoint: Path | None = None, fp_residual_weight: float = 0.0, fp_collocation: int = 64):
         super().__init__(process=process)
         if min(width, depth, frequencies) < 1:
             raise ScenarioError(f"width, depth and frequencies must be >= 1, got {width}, {depth}, {frequencies}",
@@ -120,6 +125,16 @@ class Neural(Estimator):
             problem = process.conditional_target_problem()
         if problem:
             raise ScenarioError(problem, key="objective")
+        if fp_residual_weight < 0:
+            raise ScenarioError(f"must be >= 0, got {fp_residual_weight}", key="fp_residual_weight")
+        if fp_residual_weight > 0 and objective != "score_matching":
+            raise ScenarioError(f"a Fokker-Planck residual weight needs a score: objective '{objective}' has none "
+                                "(use objective: score_matching)", key="fp_residual_weight")
+        if fp_residual_weight > 0 and process.data.dim > 3:
+            raise ScenarioError(f"the residual's exact divergence is taken for d <= 3; the data are "
+                                f"{process.data.dim}-D", key="fp_residual_weight")
+        if fp_collocation < 1:
+            raise ScenarioError(f"must be >= 1, got {fp_collocation}", key="fp_collocation")
         self.architecture = {"width": width, "depth": depth, "frequencies": frequencies}
         if objective == "score_matching":
             score_coefficients(process, CHECK_INTERVALS)  # refuse a divergent force now, not after loading
@@ -128,6 +143,8 @@ class Neural(Estimator):
                                                       else {})
         if isinstance(process, MinibatchCoupling):
             self.objective["coupling_batch"] = coupling_batch
+        if fp_residual_weight > 0:
+            self.objective |= {"fp_residual_weight": fp_residual_weight, "fp_collocation": fp_collocation}
         self.cache, self.checkpoint = cache, checkpoint
         self.result = None  # the TrainingResult, once trained
 
@@ -158,8 +175,23 @@ class Neural(Estimator):
             sampler = (model.sampler(process.data.to(device, precision), self.settings.batch) if score
                        else self._target_sampler(device, precision))
             self.result = train(model, sampler, self.settings, key=key, path=path, device=device,
-                                description=f"{self.name} estimator for {process.name}")
+                                description=f"{self.name} estimator for {process.name}", penalty=self._penalty())
         return self.result.model.to(device, dtype)
+
+    def _penalty(self):
+        """w_R · mean |v^{3/2} R|² over the first ``fp_collocation`` points of each batch (x ~ P_t, so the mean
+        weights the residual by P_t as the observer does), t floored at FP_TIME_FLOOR · τ where v > 0 is tiny;
+        ``None`` without a residual weight."""
+        weight = self.objective.get("fp_residual_weight")
+        if weight is None:
+            return None
+        count, floor = self.objective["fp_collocation"], FP_TIME_FLOOR * self.process.tau
+
+        def penalty(model, t, x):
+            residual = model.fokker_planck_residual(t[:count].clamp(min=floor), x[:count])
+            return weight * (residual**2).sum(1).mean()
+
+        return penalty
 
     def _target_sampler(self, device, dtype):
         process, batch = self.process, self.settings.batch

@@ -106,6 +106,32 @@ class ScoreVelocity(nn.Module):
     def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.net(t, x) if self.weighting == "noise" else self.velocity(t, x)
 
+    def fokker_planck_residual(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        r"""The score Fokker–Planck residual of the model's score ŝ = −ε_θ/√v at (t, x), scaled by
+        :math:`v_t^{3/2}`: :math:`v^{3/2}(\partial_t\hat s - \nabla[T(\nabla\cdot\hat s + |\hat s|^2) - f\cdot\hat s
+        - \nabla\cdot f])`, (n, d), differentiable in the network's parameters (exact autograd divergence).
+        ∂_t ŝ = −∂_tε_θ/√v + ε_θ ∂_t√v/v, with ∂_tε_θ by autograd and ∂_t√v = H√v + T/√v exactly (v̇ = 2Hv + 2T
+        for these processes; differentiating the interpolated table instead would leave an O(step) error).
+        The scaling makes it O(1) as v → 0: for Gaussian data and ŝ = λs it is 2|λ(1 − λ)|T (docs/theory.md
+        §8)."""
+        t = t.detach().requires_grad_(True)
+        x = x.detach().requires_grad_(True)
+        coefficients = self.coefficients(t.detach())
+        std, gain = coefficients[:, 5:6], coefficients[:, 2:3]
+        temperature = (gain * std)[:, 0]
+        noise = self.net(t, x)
+        score = -noise / std
+        dim = x.shape[1]
+        noise_rate = torch.stack([torch.autograd.grad(noise[:, i].sum(), t, create_graph=True)[0]
+                                  for i in range(dim)], dim=1)
+        time_derivative = -noise_rate / std + noise * (coefficients[:, :1] * std + gain) / std**2
+        divergence = sum(torch.autograd.grad(score[:, i].sum(), x, create_graph=True)[0][:, i] for i in range(dim))
+        force = self._force(coefficients, x)
+        bracket = (temperature * (divergence + (score**2).sum(1)) - (force * score).sum(1)
+                   - dim * coefficients[:, 0])
+        gradient = torch.autograd.grad(bracket.sum(), x, create_graph=True)[0]
+        return (time_derivative - gradient) * std**3
+
     def sampler(self, data, batch: int):
         """Batches (t, x, target): y ~ q, ε ~ N(0, I), x = M_t y + √v_t ε; target ε (noise weighting) or
         f_t(x) + (T_t/√v_t) ε (velocity weighting)."""

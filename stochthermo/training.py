@@ -133,10 +133,13 @@ class TrainingResult:
 def train(model: torch.nn.Module, sample_batch: Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor,
                                                                                     torch.Tensor]],
           settings: TrainingSettings, *, key: TrainingKey, path: Path, device: torch.device,
-          progress: bool | None = None, description: str = "training") -> TrainingResult:
+          progress: bool | None = None, description: str = "training",
+          penalty: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+          ) -> TrainingResult:
     """Train ``model(t, x)`` on batches ``(t, x, target)`` from ``sample_batch`` and return the model to use
-    (the EMA weights when ``settings.ema``), saving to and resuming from ``path``. The progress bar shows on a
-    terminal (``progress=None``), always (True) or never (False)."""
+    (the EMA weights when ``settings.ema``), saving to and resuming from ``path``; ``penalty(model, t, x)``, where
+    given, is added to each batch's loss (and to the recorded losses). The progress bar shows on a terminal
+    (``progress=None``), always (True) or never (False)."""
     progress = sys.stderr.isatty() if progress is None else progress
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
@@ -163,6 +166,8 @@ def train(model: torch.nn.Module, sample_batch: Callable[[torch.Generator], tupl
     for step in range(start, settings.steps):
         t, x, target = sample_batch(generator)
         loss = ((model(t, x) - target) ** 2).sum(-1).mean()
+        if penalty is not None:
+            loss = loss + penalty(model, t, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

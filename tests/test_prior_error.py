@@ -288,3 +288,11 @@ def test_ot_bridge_with_a_reverse_sde():
     first, second = (run_dict(spec).sel(protocol="vp", seed=0) for _ in range(2))
     assert float(first.bridge_w2_data[0]) == float(second.bridge_w2_data[0])
     assert float(first.bridge_w2_data[0]) < 1.5 * float(first.bridge_w2_sampling)
+
+
+def test_prior_error_scenario_validates():
+    from pathlib import Path
+
+    from stochthermo.cli import main
+
+    assert main(["validate", str(Path(__file__).parents[1] / "scenarios" / "prior_error.yaml")]) == 0
