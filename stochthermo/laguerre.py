@@ -100,9 +100,10 @@ def _clip(polygon: np.ndarray, edges: np.ndarray, normal: np.ndarray, offset: fl
 
 
 def _edge_geometry(start: np.ndarray, end: np.ndarray):
-    """Distance h of each edge's line from the origin and the coordinates s of its ends along it."""
+    """Distance h of each edge's line from the origin and the coordinates s of its ends along it (a clipped
+    polygon can repeat a vertex: a zero-length edge gets h = s = 0 and contributes nothing)."""
     direction = end - start
-    length = np.hypot(direction[:, 0], direction[:, 1])
+    length = np.maximum(np.hypot(direction[:, 0], direction[:, 1]), 1e-300)
     unit = direction / length[:, None]
     distance = np.abs(start[:, 0] * unit[:, 1] - start[:, 1] * unit[:, 0])
     return distance, (start * unit).sum(1), (end * unit).sum(1)

@@ -60,6 +60,18 @@ def test_exact_cell_masses_match_monte_carlo(centre, std):
     np.testing.assert_allclose(counted, exact, atol=4 * np.sqrt(exact * (1 - exact) / 10**6).max())
 
 
+def test_a_repeated_vertex_changes_no_mass():
+    """Clipping can repeat a vertex; the zero-length edge must contribute nothing (it once gave NaN)."""
+    from stochthermo.laguerre import polygon_mass
+
+    square = np.array([[0.2, -0.1], [1.5, -0.1], [1.5, 0.9], [0.2, 0.9]])
+    repeated = np.insert(square, 2, square[2], axis=0)
+    centre = np.zeros(2)
+    assert polygon_mass(repeated, centre, 1.0) == pytest.approx(polygon_mass(square, centre, 1.0), abs=1e-16)
+    expected = (norm.cdf(1.5) - norm.cdf(0.2)) * (norm.cdf(0.9) - norm.cdf(-0.1))
+    assert polygon_mass(square, centre, 1.0) == pytest.approx(expected, rel=1e-12)
+
+
 def test_newton_solver_reaches_the_weights_and_pot_agrees():
     prior = gaussian([0.0, 0.0], 1.0)
     exact = solve_semidiscrete(prior, POINTS, WEIGHTS, method="newton")
