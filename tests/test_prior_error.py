@@ -308,3 +308,14 @@ def test_prior_error_scenario_validates():
     from stochthermo.cli import main
 
     assert main(["validate", str(Path(__file__).parents[1] / "scenarios" / "prior_error.yaml")]) == 0
+
+
+def test_limit_and_bridge_use_the_prior_whatever_the_reverse_start():
+    """long_time_limit and ot_bridge map the prior, also when the true reverse process starts from P_τ."""
+    observers = [{"name": "long_time_limit", "horizons": [1.0], "samples": 512, "steps": 64, "jacobian_samples": 4,
+                  "grid": 3, "compare_solvers": False},
+                 {"name": "ot_bridge", "bridge_time": 0.4, "steps": [4], "particles": 256}]
+    first, second = (run_dict(prior_error_scenario(observers=observers, reverse_start=start)).sel(protocol="vp", seed=0)
+                     for start in ("prior", "end_distribution"))
+    for name in ("basin_mismatch_brenier", "bridge_w2_data", "plain_w2_data"):
+        np.testing.assert_array_equal(first[name].values, second[name].values)

@@ -75,7 +75,7 @@ class LongTimeLimit(Observer):
         self.horizons, self.samples, self.steps, self.grid = horizons, samples, steps, grid
         self.jacobian_level, self.jacobian_samples = jacobian_level, jacobian_samples
         self.solver, self.compare_solvers = solver, compare_solvers
-        self.dim, self.half_width = None, None
+        self.dim, self.half_width, self.prior = None, None, None
 
     def prepare(self, setup):
         cloud = setup.data.point_cloud()
@@ -94,7 +94,7 @@ class LongTimeLimit(Observer):
             resolve_method(self.solver, setup.prior)
         except ValueError as error:
             raise ScenarioError(str(error), key="solver") from None
-        self.dim = setup.data.dim
+        self.dim, self.prior = setup.data.dim, setup.prior
         self.half_width = GRID_EXTENT * math.sqrt(float(prior_variance[0]))  # the prior's, identical in every variant
 
     def coordinates(self):
@@ -171,7 +171,7 @@ class LongTimeLimit(Observer):
         cloud = run.process.data.point_cloud()
         points, weights = cloud.points.double().cpu(), cloud.probabilities().double().cpu()
         count = len(points)
-        prior = run.true_start.to(torch.device("cpu"), torch.float64)
+        prior = self.prior.to(torch.device("cpu"), torch.float64)  # the prior, whatever the reverse start
         z = prior.sample(self.samples, torch.Generator().manual_seed(run.seed + SAMPLE_STREAM))
         solution = solve_semidiscrete(prior, points, weights, method=self.solver, seed=run.seed + SOLVER_STREAM)
         brenier = solution.map.assign(z)

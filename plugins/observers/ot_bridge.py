@@ -54,9 +54,11 @@ class OtBridge(Observer):
         if memorisation_radius <= 0:
             raise ScenarioError(f"must be > 0, got {memorisation_radius}", key="memorisation_radius")
         self.particles, self.memorisation_radius, self.solver = particles, memorisation_radius, solver
+        self.prior = None
         self.sampler = sampler or Automatic()
 
     def prepare(self, setup):
+        self.prior = setup.prior
         if not 0 < self.bridge_time <= setup.tau:
             raise ScenarioError(f"must lie in (0, tau] = (0, {setup.tau:g}], got {self.bridge_time:g}",
                                 key="bridge_time")
@@ -104,7 +106,7 @@ class OtBridge(Observer):
         process, n = run.process, self.particles
         cloud = process.data.point_cloud()
         points, weights = cloud.points.to(device, dtype), cloud.probabilities().to(device, dtype)
-        prior = run.true_start
+        prior = self.prior.to(device, dtype)  # the generator's prior, whatever the true reverse start
         z = prior.sample(n, torch.Generator(device=device).manual_seed(run.seed + PRIOR_STREAM)).to(dtype)
         brenier = solve_semidiscrete(prior, points, weights, method=self.solver, seed=run.seed + SOLVER_STREAM)
         if not brenier.converged:
