@@ -20,7 +20,7 @@ import torch
 from stochthermo import Distribution, PointCloudStructure, ScenarioError, hookimpl
 from stochthermo.errors import did_you_mean
 from stochthermo.posterior import posterior_average, shared_kernel_average
-from stochthermo.semidiscrete import check_weighted_points
+from stochthermo.semidiscrete import InvalidWeightedPoints, check_weighted_points
 
 
 class PointCloud(Distribution):
@@ -68,7 +68,8 @@ class PointCloud(Distribution):
         if self.std == 0:
             raise ValueError(f"{self.name}: the empirical law (kernel width 0) has no density")
         empty = torch.empty((len(self.points), 0), dtype=x.dtype, device=x.device)
-        log_weights = None if self.weights is None else torch.log(self.weights.to(x))
+        log_weights = self.point_cloud().log_weights()
+        log_weights = None if log_weights is None else log_weights.to(x)
         if self.kernel is None:
             return posterior_average(x, self.points.to(x), empty, self.std**2, log_weights).log_density
         return shared_kernel_average(x, self.points.to(x), empty, self.kernel.to(x), log_weights).log_density
@@ -190,9 +191,8 @@ class WeightedPoints(PointCloud):
                          else torch.tensor(weights, dtype=torch.float64))
         try:
             check_weighted_points(array, probabilities)
-        except ValueError as error:
-            raise ScenarioError(str(error), key="points" if "coincide" in str(error) or "finite" in str(error)
-                                else "weights") from None
+        except InvalidWeightedPoints as error:
+            raise ScenarioError(str(error), key=error.field) from None
         self._set(array, smoothing, weights=None if weights is None else probabilities)
 
 

@@ -54,25 +54,35 @@ ASSIGN_BLOCK = 2**14
 METHODS = ("auto", "pot", "newton")
 
 
+class InvalidWeightedPoints(ValueError):
+    """Weighted points that have no semi-discrete map; ``field`` is ``points`` or ``weights``."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
 def check_weighted_points(points: torch.Tensor, weights: torch.Tensor) -> None:
     """Refuse what has no semi-discrete map: a weight that is not positive, weights that do not sum to one,
-    two points at the same place (their cells would be one). Raises ``ValueError`` naming the offender."""
+    two points at the same place (their cells would be one). Raises :class:`InvalidWeightedPoints` naming the
+    offender."""
     if points.ndim != 2 or weights.shape != (len(points),):
-        raise ValueError(f"points must be (m, d) and weights (m,), got {tuple(points.shape)} and "
-                         f"{tuple(weights.shape)}")
+        raise InvalidWeightedPoints(f"points must be (m, d) and weights (m,), got {tuple(points.shape)} and "
+                                    f"{tuple(weights.shape)}", "points")
     if not bool(torch.isfinite(points).all()):
-        raise ValueError("the points must be finite")
+        raise InvalidWeightedPoints("the points must be finite", "points")
     smallest = int(weights.argmin())
     if not float(weights[smallest]) > 0:
-        raise ValueError(f"every weight must be > 0, weight {smallest} is {float(weights[smallest])}")
+        raise InvalidWeightedPoints(f"every weight must be > 0, weight {smallest} is {float(weights[smallest])}",
+                                    "weights")
     if abs(float(weights.sum()) - 1) > 1e-9:
-        raise ValueError(f"the weights must sum to 1, they sum to {float(weights.sum()):.12g}")
+        raise InvalidWeightedPoints(f"the weights must sum to 1, they sum to {float(weights.sum()):.12g}", "weights")
     unique, inverse = torch.unique(points, dim=0, return_inverse=True)
     if len(unique) < len(points):
         counts = torch.bincount(inverse)
         first = torch.nonzero(inverse == int(counts.argmax())).ravel()[:2].tolist()
-        raise ValueError(f"points {first[0]} and {first[1]} coincide (at {points[first[0]].tolist()}): "
-                         "merge them and add their weights")
+        raise InvalidWeightedPoints(f"points {first[0]} and {first[1]} coincide (at {points[first[0]].tolist()}): "
+                                    "merge them and add their weights", "points")
 
 
 @dataclass(frozen=True)
