@@ -84,7 +84,10 @@ def test_relations_hold_2d(data, perturbation, schedule):
 @given(data=mixtures(1), perturbation=gaussian_perturbations(1))
 def test_response_is_schedule_independent_in_1d(data, perturbation):
     """Every exact flow from N(0, 1) to q has the same end-to-end map, so η is the same for cosine, cond-OT
-    and OT; c_1 and c_2 are not. For OT, v_2 is constant, c_2 = W_2²/τ and c_1 = η."""
+    and OT; c_2 is not: both schedules cost strictly more than the geodesic. (They need not differ from
+    each other: for a centred Gaussian q both run along the geodesic N(0, s_t²) at different speeds, and
+    their costs can agree to 3e-4, as for q = N(0, 0.281²).) For OT, v_2 is constant, c_2 = W_2²/τ and
+    c_1 = η. q = N(0, 1) makes cosine static: its relations compare zeros at rounding level."""
     ds = run_dict(scenario_dict(data=data, time_steps=128, particles=2048, perturbations={"p": perturbation},
                                 protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
                                            "cond_ot": {"process": {"name": "scheduled", "schedule": "cond_ot"}},
@@ -106,7 +109,6 @@ def test_response_is_schedule_independent_in_1d(data, perturbation):
     is_prior = len(data["weights"]) == 1 and data["means"] == [0.0] and data["stds"] == [1.0]
     if not is_prior:  # for q = N(0, 1) cosine is static and cond-OT is not: both claims need q ≠ prior
         assert c2[0] > c2[2] * 1.01 and c2[1] > c2[2] * 1.01  # strictly above the geodesic's
-        assert abs(c2[0] / c2[1] - 1) > 1e-3
     ot = ds.sel(protocol="ot")
     speed = ot.wasserstein_speed_squared.values
     assert np.ptp(speed) <= 1e-12 * speed.max()

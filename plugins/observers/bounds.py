@@ -14,9 +14,9 @@ relation                   inequality                                      equat
 
 A relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot` its scale: the largest of the
 magnitudes of its two sides, of the dissipation that bounds them (:math:`w_D` for integrated relations,
-:math:`\max_t T_t\dot S_t` for pointwise ones) and, for η and c_1, of :math:`\max_t W_1^2/(\tau D_0)`, so
-that two sides that both vanish (a static process, a flow that is a pure translation) compare at rounding
-level. ``rtol`` is the numerical tolerance of the
+:math:`\max_t T_t\dot S_t` for pointwise ones), for η and c_1 of :math:`\max_t W_1^2/(\tau D_0)`, and
+the float64 rounding of :math:`E|y|^2/\tau` (per τ for rates), so that two sides that both vanish (a static
+process, a flow that is a pure translation) compare at rounding level. ``rtol`` is the numerical tolerance of the
 quadratures, recorded in the variable's attributes. It is *not applicable* for a non-conservative process where marked,
 where D_0 is infinite, and, for (80), (82), c_1 ≤ w_D and (83), when the reverse process follows a trained
 estimator rather than the exact velocity (those relations assume ν̂ = ν; Eq. (100) of the ``estimation``
@@ -115,15 +115,18 @@ class Bounds(Observer):
     @staticmethod
     def _natural_scale(rel: Relation, run, measured) -> np.ndarray | float:
         """The dissipation (max_t T Ṡ or w_D) and, for integrated relations of the response, the size
-        η could have, max_t W_1² / (τ D_0): the magnitudes against which rounding is judged."""
+        η could have, max_t W_1² / (τ D_0): the magnitudes against which rounding is judged; never below
+        float64 rounding of the data's E|y|²/τ (a static process, e.g. cosine from the prior to itself, makes
+        every side and every dissipation 0 up to rounding)."""
         response = measured["response"]
-        if "time" in rel.dims:
-            return response["reference_dissipation_rate"].max()
-        if "perturbation" not in rel.dims:
-            return measured["thermodynamics"]["dissipation"]
         tau = float(run.times[-1] - run.times[0])
+        rounding = np.finfo(np.float64).eps * run.process.data.second_moment() / tau
+        if "time" in rel.dims:
+            return max(response["reference_dissipation_rate"].max(), rounding / tau)
+        if "perturbation" not in rel.dims:
+            return max(measured["thermodynamics"]["dissipation"], rounding)
         possible_response = response["wasserstein_1"].max(-1) ** 2 / (tau * response["chi_square"])
-        return np.maximum(response["reference_dissipation"], possible_response)
+        return np.maximum(np.maximum(response["reference_dissipation"], possible_response), rounding)
 
     def observe(self, run, measured):
         out = {}
