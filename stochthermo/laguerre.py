@@ -151,7 +151,6 @@ def _mass_jacobian(points: np.ndarray, cells: LaguerreCells, centre: np.ndarray,
 class NewtonResult:
     dual: np.ndarray
     masses: np.ndarray
-    iterations: int
     converged: bool
 
 
@@ -164,10 +163,10 @@ def newton_dual_weights(points: np.ndarray, weights: np.ndarray, centre: np.ndar
     masses = cell_masses(laguerre_cells(points, dual, centre, std), centre, std)
     floor = 0.5 * min(float(weights.min()), float(masses.min()))
     constant = np.full((m, m), 1.0 / m)
-    for iteration in range(NEWTON_ITERATIONS):
+    for _ in range(NEWTON_ITERATIONS):
         error = np.abs(masses - weights).max()
         if error <= tolerance:
-            return NewtonResult(dual, masses, iteration, True)
+            return NewtonResult(dual, masses, True)
         cells = laguerre_cells(points, dual, centre, std)
         step = np.linalg.solve(_mass_jacobian(points, cells, centre, std) + constant, weights - masses)
         norm = np.linalg.norm(masses - weights)
@@ -179,6 +178,6 @@ def newton_dual_weights(points: np.ndarray, weights: np.ndarray, centre: np.ndar
                 break
             fraction /= 2
         else:
-            return NewtonResult(dual, masses, iteration, False)
+            return NewtonResult(dual, masses, False)
         dual, masses = trial, trial_masses
-    return NewtonResult(dual, masses, NEWTON_ITERATIONS, bool(np.abs(masses - weights).max() <= tolerance))
+    return NewtonResult(dual, masses, bool(np.abs(masses - weights).max() <= tolerance))

@@ -53,9 +53,11 @@ def point_posterior_mean(points: torch.Tensor, weights: torch.Tensor, prior_vari
 
 def point_posterior(points: torch.Tensor, weights: torch.Tensor, prior_variance: float, x: torch.Tensor,
                     a: float) -> torch.Tensor:
-    """The posterior probabilities of the points given x at signal level a, (n, m)."""
-    logits = torch.log(weights.to(x)) - torch.cdist(x, a * points.to(x)) ** 2 / (2 * prior_variance * (1 - a * a))
-    return torch.softmax(logits, dim=1)
+    """The posterior probabilities of the points given x at signal level a, (n, m): the posterior average of
+    the indicator of each point."""
+    indicators = torch.eye(len(points), dtype=x.dtype, device=x.device)
+    return posterior_average(x, a * points.to(x), indicators, prior_variance * (1 - a * a),
+                             torch.log(weights.to(x))).mean
 
 
 def gaussian_posterior_mean(mean: torch.Tensor, covariance: torch.Tensor, prior_variance: float) -> PosteriorMean:
