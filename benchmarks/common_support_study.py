@@ -1,6 +1,17 @@
-"""Study: the common-support W_1 against the two-sample exact W_1 on the Swiss roll (scenarios/swiss_roll.yaml),
-at several particle counts, in one run: ΔW_1 and η per protocol as mean ± standard error over seeds, the
-relative error SE/|ΔW_1| (the issue's 10 % criterion), and the wall time of each method at equal particles.
+"""Study: how many particles each W_1 method needs to resolve the Swiss roll's ΔW_1 (scenarios/swiss_roll.yaml).
+
+Three methods at several particle counts, in one run, each over the same seeds:
+
+* ``exact``: two independent samples, exact W_1 (POT network simplex) at both ends;
+* ``common_support``: the true start's particles with importance weights P̃/P (random particles);
+* ``common_support + sobol``: the same on scrambled-Sobol particles (``particle_sampling: sobol``).
+
+Printed per method, size and protocol: ΔW_1 (mean ± standard error over seeds) and η; the relative error of a
+*single run*, e = sqrt(bias² + sd²) / |ΔW_1^ref|, where the reference ΔW_1^ref is the mean of an independent
+run of the most precise method (common support on Sobol particles at the largest size, on other seeds; its own
+standard error is printed) and the bias is a cell's seed mean minus it; the wall time of each method at equal
+particles. Last, per method, the particles needed for e = 10 % on the rotational protocols (the median over g0,
+g3, g5): the smallest size that reaches it, and the power law e = a N^(-p) fitted over the sizes, extrapolated.
 
     python benchmarks/common_support_study.py [--sizes 256 512 1024] [--seeds 4]
 """
@@ -17,6 +28,30 @@ import numpy as np
 from stochthermo import load_scenario, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
+METHODS = {"exact": ("exact", "random"), "common_support": ("common_support", "random"),
+           "common_support+sobol": ("common_support", "sobol")}
+ROTATIONAL = ("g0", "g3", "g5")
+TARGET = 0.10
+
+
+#: the reference run's seeds start here (independent of the study's seeds 0, 1, ...)
+REFERENCE_SEEDS = 1000
+
+
+def measure(scenario: str, method: str, sampling: str, size: int, seeds: list[int]):
+    overrides = [f"particles={size}", f"seeds={seeds}", "reference={}", f"particle_sampling={sampling}",
+                 f"observers=[{{name: response, wasserstein: {method}}}]"]
+    start = time.perf_counter()
+    ds = simulate(load_scenario(scenario, overrides=overrides)).isel(perturbation=0)
+    return ds, time.perf_counter() - start
+
+
+def particles_for_target(sizes: list[int], errors: list[float]) -> tuple[str, float, float]:
+    """(smallest measured size with error <= TARGET or '>max', fitted exponent p, extrapolated N)."""
+    reached = [n for n, e in zip(sizes, errors, strict=True) if e <= TARGET]
+    slope, intercept = np.polyfit(np.log(sizes), np.log(errors), 1)
+    needed = math.exp((math.log(TARGET) - intercept) / slope) if slope < 0 else math.inf
+    return (str(min(reached)) if reached else f">{max(sizes)}"), -slope, needed
 
 
 def main() -> None:
@@ -25,24 +60,39 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--scenario", default=str(ROOT / "scenarios/swiss_roll.yaml"))
     args = parser.parse_args()
-    print(f"{Path(args.scenario).name}: Delta W_1 and eta, mean +- standard error over {args.seeds} seeds")
-    for size in args.sizes:
-        for method in ("exact", "common_support"):
-            overrides = [f"particles={size}", f"seeds={list(range(args.seeds))}", "reference={}",
-                         f"observers=[{{name: response, wasserstein: {method}}}]"]
-            start = time.perf_counter()
-            ds = simulate(load_scenario(args.scenario, overrides=overrides)).isel(perturbation=0)
-            wall = time.perf_counter() - start
+    sizes = sorted(args.sizes)
+    changes: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+    print(f"{Path(args.scenario).name}: Delta W_1 and eta, mean +- standard error over {args.seeds} seeds", flush=True)
+    for size in sizes:
+        for label, (method, sampling) in METHODS.items():
+            ds, wall = measure(args.scenario, method, sampling, size, list(range(args.seeds)))
+            changes[label, size] = {str(p): ds.wasserstein_1_change.sel(protocol=p).values for p in ds.protocol.values}
             cells = []
-            for protocol in ds.protocol.values:
-                change = ds.wasserstein_1_change.sel(protocol=protocol).values
+            for protocol, change in changes[label, size].items():
                 eta = ds.response.sel(protocol=protocol).values
                 se = change.std(ddof=1) / math.sqrt(len(change))
-                relative = se / abs(change.mean()) if change.mean() else math.inf
-                cells.append(f"{protocol} {change.mean():+.4f}+-{se:.4f} ({relative:4.0%}) "
-                             f"eta {eta.mean():.2e}+-{eta.std(ddof=1) / math.sqrt(len(eta)):.1e}")
-            floor = float(np.mean(ds.wasserstein_1_bias_start.values))
-            print(f"  n={size:5d} {method:15s} {wall:6.1f} s  floor {floor:.4f} | " + " | ".join(cells), flush=True)
+                cells.append(f"{protocol} {change.mean():+.4f}+-{se:.4f} eta {eta.mean():.2e}+-"
+                             f"{eta.std(ddof=1) / math.sqrt(len(eta)):.1e}")
+            print(f"  n={size:5d} {label:21s} {wall:6.1f} s | " + " | ".join(cells), flush=True)
+    ds, _ = measure(args.scenario, "common_support", "sobol", sizes[-1],
+                    list(range(REFERENCE_SEEDS, REFERENCE_SEEDS + args.seeds)))
+    reference = {str(p): ds.wasserstein_1_change.sel(protocol=p).values for p in ds.protocol.values}
+    protocols = list(reference)
+    print(f"\nreference Delta W_1 (common_support+sobol, n={sizes[-1]}, seeds {REFERENCE_SEEDS}...): " + ", ".join(
+        f"{p} {reference[p].mean():+.5f}+-{reference[p].std(ddof=1) / math.sqrt(args.seeds):.5f}" for p in protocols))
+    print("relative error of one run, sqrt(bias^2 + sd^2) / |reference|:")
+    for label in METHODS:
+        errors = {p: [] for p in protocols}
+        for size in sizes:
+            for p in protocols:
+                change, ref = changes[label, size][p], reference[p].mean()
+                errors[p].append(math.sqrt((change.mean() - ref) ** 2 + change.var(ddof=1)) / abs(ref))
+        print(f"  {label:21s} " + " | ".join(f"{p} " + " ".join(f"{e:5.0%}" for e in errors[p]) for p in protocols))
+        found = [particles_for_target(sizes, errors[p]) for p in ROTATIONAL if p in errors]
+        needed = float(np.median([f[2] for f in found]))
+        print(f"  {'':21s} rotational, e = {TARGET:.0%}: reached at n = " + ", ".join(f[0] for f in found)
+              + "; fitted exponents p = " + ", ".join(f"{f[1]:.2f}" for f in found)
+              + f"; extrapolated median N = {needed:.3g}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ import math
 import torch
 
 from stochthermo import Distribution, MixtureStructure, ScenarioError, hookimpl
-from stochthermo.gaussian import cholesky_factor, component_log_densities
+from stochthermo.distribution import gaussian_components
+from stochthermo.gaussian import component_log_densities
 
 WEIGHT_TOLERANCE = 1e-9
 
@@ -88,12 +89,7 @@ class GaussianMixture(Distribution):
         device = generator.device
         labels = torch.multinomial(self.weights.to(device), n, replacement=True, generator=generator)
         noise = torch.randn(n, self.dim, generator=generator, device=device, dtype=self.means.dtype)
-        chol = cholesky_factor(self.covariances.to(device))
-        draws = self.means.to(device)[labels]
-        for k in torch.unique(labels).tolist():  # one product per component: no (n, d, d) gather
-            chosen = labels == k
-            draws[chosen] += noise[chosen] @ chol[k].mT
-        return draws
+        return gaussian_components(labels, self.means.to(device), self.covariances.to(device), noise)
 
     def log_prob(self, x):
         log_components = component_log_densities(x, self.means, self.covariances)
@@ -173,8 +169,14 @@ class Uniform(Distribution):
         return len(self.low)
 
     def sample(self, n, generator):
-        u = torch.rand(n, self.dim, generator=generator, device=generator.device, dtype=self.low.dtype)
-        return self.low.to(u.device) + u * (self.high - self.low).to(u.device)
+        return self.from_unit_cube(torch.rand(n, self.dim, generator=generator, device=generator.device,
+                                              dtype=self.low.dtype))
+
+    def unit_cube_dim(self):
+        return self.dim
+
+    def from_unit_cube(self, u):
+        return self.low.to(u) + u * (self.high - self.low).to(u)
 
     def log_prob(self, x):
         inside = ((x >= self.low) & (x <= self.high)).all(dim=1)

@@ -109,8 +109,8 @@ def _run(args) -> int:
     for option, value in (("--workers", args.workers), ("--threads", args.threads)):
         if value is not None and value < 1:
             raise ScenarioError(f"must be >= 1, got {value}", key=option)
-    if args.format == "zarr" and importlib.util.find_spec("zarr") is None:
-        raise ScenarioError("a Zarr store needs zarr: pip install 'stochthermo[zarr]'", key="--format")
+    if args.format == "zarr" and not all(importlib.util.find_spec(name) for name in ("zarr", "dask")):
+        raise ScenarioError("a Zarr store needs zarr and dask: pip install 'stochthermo[zarr]'", key="--format")
     scenario = load_scenario(args.scenario, overrides=args.overrides)
     first = scenario.variants[0]
     output = args.output or first.output
@@ -121,9 +121,14 @@ def _run(args) -> int:
     except ScenarioError as exc:
         raise exc.located(file=args.scenario) from None
     executor = _executor(args)
+    regions = None
+    if args.format == "zarr":
+        from .zarr_regions import RegionWriter
+
+        regions = RegionWriter(scenario, store.directory)
     try:
         dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty(),
-                           executor=executor, store=store, retries=args.retries)
+                           executor=executor, store=store, retries=args.retries, on_task=regions)
     except ScenarioError as exc:
         raise exc.located(file=args.scenario) from None
     except KeyboardInterrupt:
@@ -132,7 +137,7 @@ def _run(args) -> int:
         return 130
     finally:
         executor.close()
-    path = write_dataset(dataset, output, args.format)
+    path = regions.finish(dataset, output) if regions else write_dataset(dataset, output)
     if not args.keep_tasks:
         store.remove()
     figures = []

@@ -82,8 +82,9 @@ def _autograd_derivative(function, s: torch.Tensor) -> torch.Tensor:
 # ---- distributions -----------------------------------------------------------------------------------------
 def check_distribution(distribution: Distribution, *, n: int = 4096, seed: int = 0) -> None:
     """Samples have shape (n, d), the parameters' dtype and the generator's device, and the same seed gives
-    the same draws; the sample mean agrees with ``mean()`` to 6 standard errors; in 1-D the log-density
-    integrates to 1 and ``from_normal_score`` inverts ``normal_score``."""
+    the same draws; the sample mean agrees with ``mean()`` to 6 standard errors, and so does the mean of
+    uniform points mapped by ``from_unit_cube`` where the law declares a ``unit_cube_dim``; in 1-D the
+    log-density integrates to 1 and ``from_normal_score`` inverts ``normal_score``."""
     label = f"distribution '{distribution.name}'"
     draw = distribution.sample(n, torch.Generator().manual_seed(seed))
     require(draw.shape == (n, distribution.dim), f"{label}: sample shape {tuple(draw.shape)}")
@@ -93,6 +94,13 @@ def check_distribution(distribution: Distribution, *, n: int = 4096, seed: int =
     standard_error = (distribution.covariance().diagonal() / n).sqrt()
     gap = ((draw.mean(0) - distribution.mean()).abs() / standard_error).max()
     require(gap < 6, f"{label}: sample mean is {float(gap):.1f} standard errors from mean()")
+    cube = distribution.unit_cube_dim()
+    if cube is not None:
+        mapped = distribution.from_unit_cube(torch.rand(n, cube, dtype=torch.float64,
+                                                        generator=torch.Generator().manual_seed(seed)))
+        require(mapped.shape == (n, distribution.dim), f"{label}: from_unit_cube shape {tuple(mapped.shape)}")
+        gap = ((mapped.mean(0) - distribution.mean()).abs() / standard_error).max()
+        require(gap < 6, f"{label}: from_unit_cube of uniform points is {float(gap):.1f} standard errors from mean()")
     if distribution.dim != 1:
         return
     z, _ = normal_score_grid(801, device="cpu")

@@ -23,7 +23,7 @@ from .scenario import Scenario, Sweep
 DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "h5netcdf", "h5py")
 
 
-def _final_dims(declared: tuple[str, ...]) -> tuple[str, ...]:
+def final_dims(declared: tuple[str, ...]) -> tuple[str, ...]:
     sweep = tuple(d for d in declared if d in SWEEP_DIMS)
     return ("protocol", *sweep, "seed", *(d for d in declared if d not in SWEEP_DIMS))
 
@@ -65,8 +65,8 @@ def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device,
             stacked = np.stack([np.stack([np.asarray(results[p][s][observer.name][name]) for s in seeds])
                                 for p in protocols])  # (protocol, seed, *declared)
             dims = ("protocol", "seed", *var.dims)
-            order = [dims.index(d) for d in _final_dims(var.dims)]
-            data_vars[name] = xr.Variable(_final_dims(var.dims), stacked.transpose(order), _attributes(var))
+            order = [dims.index(d) for d in final_dims(var.dims)]
+            data_vars[name] = xr.Variable(final_dims(var.dims), stacked.transpose(order), variable_attributes(var))
     dataset = xr.Dataset(data_vars, coords=coords)
     dataset["time"].attrs.update(long_name="forward time", units="1", symbol="t")
     dataset["seed"].attrs.update(long_name="random seed of the particle ensembles", units="1")
@@ -99,7 +99,7 @@ def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
     return combined
 
 
-def _attributes(var: Variable) -> dict:
+def variable_attributes(var: Variable) -> dict:
     attrs = {"long_name": var.long_name, "units": var.units, "symbol": var.symbol,
              "equation": f"arXiv:2407.04495 Eq. {var.equation}"}
     if var.nonfinite:
@@ -135,6 +135,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "tau": scenario.tau,
         "time_steps": scenario.time_steps,
         "particles": scenario.particles,
+        "particle_sampling": scenario.setup.particle_sampling,
         "reverse_start": scenario.reverse_start,
         "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
     }

@@ -24,6 +24,7 @@ from typing import ClassVar
 import torch
 
 from .component import Component
+from .gaussian import cholesky_factor
 from .roots import bisect
 
 LOG_HALF = math.log(0.5)
@@ -67,6 +68,28 @@ class PointCloudStructure:
             return torch.randint(len(self.points), (n,), generator=generator, device=device)
         return torch.multinomial(self.weights.to(device), n, replacement=True, generator=generator)
 
+    def select(self, u: torch.Tensor) -> torch.Tensor:
+        """Indices of the points whose cumulative-probability interval holds each u in [0, 1) (n,): uniform
+        u give draws by weight, stratified u give stratified draws."""
+        return categorical_from_uniform(self.probabilities().to(u), u)
+
+
+def categorical_from_uniform(probabilities: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The inverse cumulative distribution of a categorical law: index k with F_{k-1} <= u < F_k."""
+    edges = torch.cumsum(probabilities, 0)
+    return torch.searchsorted(edges, u.contiguous(), right=True).clamp_max(len(probabilities) - 1)
+
+
+def gaussian_components(labels: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor,
+                        normal: torch.Tensor) -> torch.Tensor:
+    """x_i = mu_k + L_k z_i for the component k = labels_i of each point (L_k L_k^T = S_k), z standard normal."""
+    chol = cholesky_factor(covariances)
+    draws = means[labels].clone()
+    for k in torch.unique(labels).tolist():  # one product per component: no (n, d, d) gather
+        chosen = labels == k
+        draws[chosen] += normal[chosen] @ chol[k].mT
+    return draws
+
 
 class Distribution(Component):
     """Abstract distribution on :math:`\\mathbb R^d`. Tensors are (n, d); densities are (n,)."""
@@ -106,6 +129,41 @@ class Distribution(Component):
     def point_cloud(self) -> PointCloudStructure | None:
         """The point-cloud structure, or ``None`` when the distribution is not given by data points."""
         return None
+
+    # ---- draws as a function of the unit cube (quasi-random and antithetic ensembles) --------------------------
+    def unit_cube_dim(self) -> int | None:
+        """k such that :meth:`from_unit_cube` maps (0, 1)^k onto draws, or ``None`` when it cannot. By default
+        from the structures: d for one Gaussian, d + 1 for a mixture or smoothed point cloud (the first
+        coordinate picks the component), 1 for an empirical law."""
+        mix, cloud = self.mixture(), self.point_cloud()
+        if mix is not None:
+            return self.dim + (len(mix.weights) > 1)
+        if cloud is not None:
+            return 1 if cloud.std == 0 else self.dim + 1
+        return None
+
+    def from_unit_cube(self, u: torch.Tensor) -> torch.Tensor:
+        r"""Draws x = G(u) (n, d) for points u (n, k) of the open unit cube, where G pushes the uniform law on
+        the cube to this distribution: independent uniform u give independent draws, a low-discrepancy
+        (Sobol) or antithetic set u gives a quasi-random or antithetic sample. By default the component is
+        the inverse categorical distribution function of u_0 (when there are several) and the Gaussian part
+        is :math:`\mu_k + L_k \Phi^{-1}(u_{1:})`."""
+        mix, cloud = self.mixture(), self.point_cloud()
+        if mix is not None:
+            several = len(mix.weights) > 1
+            labels = (categorical_from_uniform(mix.weights.to(u), u[:, 0]) if several
+                      else torch.zeros(len(u), dtype=torch.long, device=u.device))
+            return gaussian_components(labels, mix.means.to(u), mix.covariances.to(u),
+                                       torch.special.ndtri(u[:, int(several):]))
+        if cloud is None:
+            raise NotImplementedError(f"{self.name} does not map the unit cube to its draws")
+        labels = cloud.select(u[:, 0])
+        points = cloud.points.to(u)[labels]
+        if cloud.std == 0:
+            return points
+        kernel = (cloud.kernel.to(u) if cloud.kernel is not None
+                  else cloud.std**2 * torch.eye(self.dim, dtype=u.dtype, device=u.device))
+        return points + torch.special.ndtri(u[:, 1:]) @ cholesky_factor(kernel).mT
 
     def tail_precisions(self) -> torch.Tensor | None:
         """Precision matrices (K, d, d) governing the Gaussian tails, or ``None`` for bounded support."""

@@ -15,7 +15,7 @@ import xarray as xr
 
 from .dataset import assemble_dataset, combine_sweep
 from .device import resolve_device, resolve_dtype
-from .executors import DaskExecutor, InProcess
+from .executors import DaskExecutor, InProcess, OnTask
 from .memory import check_memory
 from .scenario import Scenario, Sweep
 from .tasks import TaskStore, plan_tasks
@@ -23,21 +23,22 @@ from .tasks import TaskStore, plan_tasks
 
 def simulate(scenario: Scenario | Sweep, *, device: str | None = None, progress: bool = False,
              executor: InProcess | DaskExecutor | None = None, store: TaskStore | None = None,
-             retries: int = 0) -> xr.Dataset:
+             retries: int = 0, on_task: OnTask | None = None) -> xr.Dataset:
     """Run ``scenario`` (on ``device``, overriding the scenario's) and return its Dataset.
 
     The run is split into tasks, one per sweep variant, protocol and seed (:mod:`stochthermo.tasks`), computed
     by ``executor`` (default: :class:`~stochthermo.executors.InProcess`), which keeps each finished task in
     ``store`` when one is given and reuses those already there; ``retries`` reruns a failing task before it is
-    reported (:class:`~stochthermo.executors.TaskFailures`). ``progress`` shows a bar over tasks on standard
-    error. A :class:`Sweep` stacks its variants' Datasets along one dimension per swept key."""
+    reported (:class:`~stochthermo.executors.TaskFailures`); ``on_task(task, results)`` is called for each
+    finished task as it arrives (:class:`~stochthermo.zarr_regions.RegionWriter`). ``progress`` shows a bar
+    over tasks on standard error. A :class:`Sweep` stacks its variants' Datasets along one dimension per swept key."""
     variants = scenario.variants
     torch_device = resolve_device(device or variants[0].device)
     for variant in variants:
         check_memory(variant.setup, torch_device, resolve_dtype(variant.dtype))
     tasks = plan_tasks(scenario, torch_device, variants[0].dtype)
     results = (executor or InProcess()).run(scenario, tasks, device=torch_device, store=store, retries=retries,
-                                            progress=progress)
+                                            progress=progress, on_task=on_task)
     datasets = []
     for index, variant in enumerate(variants):
         nested: dict[str, dict[int, dict]] = {name: {} for name in variant.protocols}

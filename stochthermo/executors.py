@@ -5,14 +5,15 @@
   ``LocalCluster`` of worker processes on this machine (:meth:`DaskExecutor.local`) or an existing cluster
   reached through its scheduler's address (:meth:`DaskExecutor.connect`).
 
-Whatever the executor, every finished task is written to the run's :class:`~stochthermo.tasks.TaskStore`
-as soon as it finishes (a Dask worker writes its own task file, so a killed worker loses only the task it was
-computing), tasks already in the store are not recomputed, a task that raises is retried ``retries`` times
-and then reported while the others go on, and the results come back as ``{task key: {observer: {variable:
-array}}}`` for the engine to assemble. The numbers do not depend on the executor: they are bit for bit the
-same for the same thread count per task (``--threads``: torch's and the BLAS libraries'); with different
-counts, multithreaded reductions round differently and the numbers agree to rounding, which degenerate exact
-transport plans (W_1 rates) can amplify (2e-5 relative on the Swiss roll; tests/test_sweeps.py).
+Whatever the executor, every finished task is written to the run's :class:`~stochthermo.tasks.TaskStore` as soon as
+it finishes (a Dask worker writes its own task file, so a killed worker loses only the task it was computing), tasks
+already in the store are not recomputed, a task that raises is retried ``retries`` times and then reported while the
+others go on, and the results come back as ``{task key: {observer: {variable: array}}}`` for the engine to assemble;
+``on_task(task, results)``, where given, is called in this process for every finished task as it arrives (those found
+in the store first), e.g. to write its region of a Zarr store. The numbers do not depend on the executor: they are
+bit for bit the same for the same thread count per task (``--threads``: torch's and the BLAS libraries'); with
+different counts, multithreaded reductions round differently and the numbers agree to rounding, which degenerate
+exact transport plans (W_1 rates) can amplify (2e-5 relative on the Swiss roll; tests/test_sweeps.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
     from .scenario import Scenario, Sweep
 
 log = logging.getLogger("stochthermo")
+
+#: called with each finished task and its results ``{observer: {variable: array}}``
+OnTask = Callable[[Task, dict], None]
 
 DISTRIBUTED_HINT = "pip install 'stochthermo[distributed]'"
 #: how long to wait for a Dask scheduler to answer
@@ -99,18 +104,18 @@ class InProcess:
         """Nothing to release."""
 
     def run(self, scenario: Scenario | Sweep, tasks: list[Task], *, device: torch.device, store: TaskStore | None,
-            retries: int = 0, progress: bool = False) -> dict[str, dict]:
+            retries: int = 0, progress: bool = False, on_task: OnTask | None = None) -> dict[str, dict]:
         if not self.torch_threads:
-            return self._run(scenario, tasks, device, store, retries, progress)
+            return self._run(scenario, tasks, device, store, retries, progress, on_task)
         threads = torch.get_num_threads()
         torch.set_num_threads(self.torch_threads)
         try:
             with threadpool_limits(self.torch_threads):  # numpy's and scipy's BLAS too
-                return self._run(scenario, tasks, device, store, retries, progress)
+                return self._run(scenario, tasks, device, store, retries, progress, on_task)
         finally:
             torch.set_num_threads(threads)
 
-    def _run(self, scenario, tasks, device, store, retries, progress):
+    def _run(self, scenario, tasks, device, store, retries, progress, on_task):
         compute = TaskComputer(scenario, device)
         results: dict[str, dict] = {}
         failures: list[tuple[Task, str]] = []
@@ -118,6 +123,8 @@ class InProcess:
         done = [t for t in tasks if store is not None and store.finished(t)]
         for task in done:
             results[task.key] = store.load(task)
+            if on_task:
+                on_task(task, results[task.key])
         bar = _progress(tasks, len(done), scenario.name, progress)
         for task in tasks:
             if task.key in results:
@@ -141,6 +148,8 @@ class InProcess:
                 continue
             if store is not None:
                 store.save(task, results[task.key])
+            if on_task:
+                on_task(task, results[task.key])
             bar.update()
         bar.close()
         if failures:
@@ -254,7 +263,7 @@ class DaskExecutor:
             return None
 
     def run(self, scenario: Scenario | Sweep, tasks: list[Task], *, device: torch.device, store: TaskStore | None,
-            retries: int = 0, progress: bool = False) -> dict[str, dict]:
+            retries: int = 0, progress: bool = False, on_task: OnTask | None = None) -> dict[str, dict]:
         from distributed import as_completed
 
         if store is None:
@@ -263,6 +272,11 @@ class DaskExecutor:
         jobs = [TaskJob(spec.text, spec.source, tuple(spec.overrides), scenario.registry.recipe, task, str(device),
                         store, self.torch_threads) for task in tasks if not store.finished(task)]
         bar = _progress(tasks, len(tasks) - len(jobs), scenario.name, progress)
+        if on_task:
+            pending = {job.task.key for job in jobs}
+            for task in tasks:
+                if task.key not in pending:
+                    on_task(task, store.load(task))
         needs_gpu = device.type == "cuda"
         futures = {self.client.submit(run_job, job, key=f"stochthermo-{job.task.key}", retries=retries, pure=False,
                                       resources={"GPU": 1} if needs_gpu else None): job.task for job in jobs}
@@ -275,6 +289,8 @@ class DaskExecutor:
                     failures.append((task, str(exc) if isinstance(exc, SimulationError) else
                                      f"{type(exc).__name__}: {exc}"))
                 else:
+                    if on_task:
+                        on_task(task, store.load(task))
                     bar.update()
                 bar.set_postfix_str(f"running {sum(not f.done() for f in futures)}, failed {len(failures)}")
         except BaseException:

@@ -61,17 +61,24 @@ def _write_zarr(dataset: xr.Dataset, path: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         dataset.to_zarr(tmp, mode="w", zarr_format=2, consolidated=True)
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        return move_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def move_into_place(store: Path, path: Path) -> Path:
+    """Rename the finished directory ``store`` to ``path``; an existing one at ``path`` is moved aside first and
+    removed once the new one is in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(store, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
 
 

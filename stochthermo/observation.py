@@ -37,7 +37,7 @@ def observe_run(scenario: Scenario, protocol: Protocol, estimator: Estimator, pe
     true_start = setup.prior.to(device, dtype) if from_prior else process.end_distribution()
     flows = functools.partial(transport, estimator, protocol.solver, true_start=true_start,
                               perturbations=perturbations, separate_forward=from_prior, times=times,
-                              particles=setup.particles, seed=seed)
+                              particles=setup.particles, sampling=setup.particle_sampling, seed=seed)
     run = Run(protocol.name, seed, process, estimator, times, perturbations, true_start, setup.reverse_start,
               protocol.solver.stochastic, flows)
     measured: dict[str, dict] = {}

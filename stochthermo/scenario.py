@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from .device import check_device_name, resolve_dtype
+from .distribution import Distribution
+from .ensemble import SAMPLINGS
 from .errors import ScenarioError, did_you_mean
 from .observer import Observer
 from .parameters import SCENARIO_DIRECTORY, coerce
@@ -159,6 +161,8 @@ def _build(spec: ScenarioSpec, registry: Registry) -> Scenario:
         if dist.dim != data.dim:
             raise ScenarioError(f"dimension {dist.dim} differs from the data's {data.dim}", key=f"perturbations.{name}")
         perturbations[name] = dist
+    _check_sampling(settings["particle_sampling"], {"prior": prior, **{f"perturbations.{name}": law
+                                                                       for name, law in perturbations.items()}})
     protocols = {name: _protocol(registry, name, entry, raw, {"data": data, "prior": prior, "tau": tau})
                  for name, entry in _mapping(raw["protocols"], "protocols").items()}
 
@@ -170,6 +174,7 @@ def _build(spec: ScenarioSpec, registry: Registry) -> Scenario:
     seeds = settings["seeds"]
     setup = Setup(name=settings["name"] or Path(spec.source or "scenario").stem, tau=tau,
                   time_steps=settings["time_steps"], particles=settings["particles"],
+                  particle_sampling=settings["particle_sampling"],
                   seeds=tuple([seeds] if isinstance(seeds, int) else seeds), reverse_start=settings["reverse_start"],
                   device=settings["device"], dtype=settings["dtype"], data=data, prior=prior,
                   perturbations=perturbations, protocols=protocols)
@@ -262,11 +267,25 @@ def _check_settings(settings: dict) -> None:
     seeds = settings["seeds"] if isinstance(settings["seeds"], list) else [settings["seeds"]]
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ScenarioError(f"seeds must be distinct non-negative integers, got {seeds}", key="seeds")
+    if settings["particle_sampling"] not in SAMPLINGS:
+        raise ScenarioError(f"must be one of {', '.join(SAMPLINGS)}, got '{settings['particle_sampling']}'"
+                            f"{did_you_mean(settings['particle_sampling'], SAMPLINGS)}", key="particle_sampling")
     if settings["reverse_start"] not in REVERSE_STARTS:
         raise ScenarioError(f"must be one of {', '.join(REVERSE_STARTS)}, got '{settings['reverse_start']}'"
                             f"{did_you_mean(settings['reverse_start'], REVERSE_STARTS)}", key="reverse_start")
     resolve_dtype(settings["dtype"])
     check_device_name(settings["device"])
+
+
+def _check_sampling(sampling: str, laws: dict[str, Distribution]) -> None:
+    """A structured ``particle_sampling`` needs every d ≥ 2 start law to map the unit cube to its draws."""
+    if sampling == "random":
+        return
+    for key, law in laws.items():
+        if law.dim > 1 and law.unit_cube_dim() is None:
+            raise ScenarioError(f"'{sampling}' needs start laws that map the unit cube to their draws; "
+                                f"'{law.name}' ({key}) does not: use particle_sampling: random",
+                                key="particle_sampling")
 
 
 def _check_reference(reference: Any, setup: Setup, observers: list[Observer]) -> dict:

@@ -36,6 +36,9 @@ class Setup:
     tau: float
     time_steps: int
     particles: int
+    #: how the particles of d ≥ 2 ensembles are chosen: ``random``, ``sobol`` or ``antithetic``
+    #: (:mod:`stochthermo.ensemble`)
+    particle_sampling: str
     seeds: tuple[int, ...]
     #: ``end_distribution`` (the true reverse process starts from P_τ) or ``prior``
     reverse_start: str

@@ -44,6 +44,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "tau": (float, 1.0),
     "time_steps": (int, 256),
     "particles": (int, 2048),
+    "particle_sampling": (str, "random"),
     "reverse_start": (str, "end_distribution"),
 }
 SECTIONS = ("data", "prior", "protocols", "perturbations", "estimator", "solver", "observers", "reference",

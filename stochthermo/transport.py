@@ -26,13 +26,14 @@ SOLVER_STREAM = 1_000_003
 
 def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
               perturbations: dict[str, Distribution], separate_forward: bool, times: torch.Tensor, particles: int,
-              seed: int) -> Flows:
-    """The :class:`~stochthermo.observer.Flows` of one protocol and seed on the saved grid ``times``."""
+              seed: int, sampling: str = "random") -> Flows:
+    """The :class:`~stochthermo.observer.Flows` of one protocol and seed on the saved grid ``times``; the
+    ensembles' particles are chosen by ``sampling`` (:mod:`stochthermo.ensemble`)."""
     process = estimator.process
     device, dtype = times.device, times.dtype
 
     def ensemble(law: Distribution):
-        made = make_ensemble(law, particles, seed, device=device, dtype=dtype)
+        made = make_ensemble(law, particles, seed, device=device, dtype=dtype, sampling=sampling)
         # a stochastic solver does not keep a 1-D quantile ensemble in order: its particles are then a weighted
         # sample, no longer a quadrature in the normal score
         return Ensemble(made.positions, made.weights, None) if solver.stochastic else made

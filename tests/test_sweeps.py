@@ -7,6 +7,7 @@ mid-task is replaced and the sweep completes. A test-only observer ("probe") dri
 environment variables, which the cluster's worker processes inherit.
 """
 
+import importlib.util
 import os
 import signal
 import sys
@@ -28,6 +29,9 @@ from stochthermo.io import read_run
 from stochthermo.registry import Registry
 from stochthermo.scenario import parse_scenario
 from stochthermo.tasks import TaskStore, plan_tasks, run_directory, run_identity
+from stochthermo.zarr_regions import RegionWriter
+
+ZARR = all(importlib.util.find_spec(name) for name in ("zarr", "dask"))
 
 distributed = pytest.importorskip("distributed")
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
@@ -111,10 +115,40 @@ def test_sweep_has_one_dimension_per_swept_key_and_seed_count(sequential):
 
 
 def test_local_cluster_gives_the_identical_dataset(sequential, cluster, tmp_path):
+    """... and, written region by region into one Zarr store as the workers' tasks arrive, the same store."""
     scenario = _scenario()
-    dataset = simulate(scenario, device="cpu", executor=cluster, store=_store(scenario, tmp_path / "run"))
+    store = _store(scenario, tmp_path / "run")
+    regions = RegionWriter(scenario, store.directory) if ZARR else None
+    dataset = simulate(scenario, device="cpu", executor=cluster, store=store, on_task=regions)
     xr.testing.assert_identical(dataset, sequential)
     _store(scenario, tmp_path / "run")  # the workers' task files are this scenario's: a rerun resumes there
+    if ZARR:
+        xr.testing.assert_identical(read_run(regions.finish(dataset, tmp_path / "run.zarr")), sequential)
+
+
+@pytest.mark.skipif(not ZARR, reason="needs the zarr extra")
+def test_zarr_regions_are_written_as_tasks_finish(sequential, tmp_path, monkeypatch):
+    """Each finished task writes its own region of the store at once: after a run in which the tasks of
+    protocol 'ot', seed 1 failed, the store in the run directory holds every other task's numbers and the
+    fill value (NaN) in the failed regions; the rerun fills them and the finished store is the run's Dataset."""
+    scenario = _scenario()
+    store = _store(scenario, tmp_path / "run")
+    monkeypatch.setenv(FAIL, "ot:1")
+    with pytest.raises(TaskFailures):
+        simulate(scenario, device="cpu", store=store, on_task=RegionWriter(scenario, store.directory))
+    with xr.open_zarr(store.directory / "regions.zarr", consolidated=False) as partial:
+        written = partial.probe_mean.load()
+    np.testing.assert_array_equal(written.sel(protocol="cosine").values,
+                                  sequential.probe_mean.sel(protocol="cosine").values)
+    np.testing.assert_array_equal(written.sel(protocol="ot", seed=0).values,
+                                  sequential.probe_mean.sel(protocol="ot", seed=0).values)
+    assert written.sel(protocol="ot", seed=1).isnull().all()
+    monkeypatch.delenv(FAIL)
+    regions = RegionWriter(scenario, store.directory)
+    dataset = simulate(scenario, device="cpu", store=store, on_task=regions)
+    path = regions.finish(dataset, tmp_path / "run.zarr")
+    xr.testing.assert_identical(read_run(path), sequential)
+    assert not (store.directory / "regions.zarr").exists()
 
 
 def test_two_dimensional_tasks_agree_to_rounding_and_bitwise_at_equal_threads(cluster, tmp_path):

@@ -63,6 +63,7 @@ class OdeSdeGap(Observer):
 
     def prepare(self, setup):
         self.particles = setup.particles
+        self.particle_sampling = setup.particle_sampling
         for protocol in setup.protocols.values():
             problem = self.sde.check(estimator_equation(protocol.estimator))
             if problem:
@@ -88,7 +89,8 @@ class OdeSdeGap(Observer):
     def observe(self, run, measured):
         times, device, dtype = run.times, run.times.device, run.times.dtype
         n = self.particles
-        start = make_ensemble(run.true_start, n, run.seed, device=device, dtype=dtype)
+        start = make_ensemble(run.true_start, n, run.seed, device=device, dtype=dtype,
+                              sampling=self.particle_sampling)
         equation = estimator_equation(run.estimator)
         reverse = times.flip(0)
         ode, _ = self.ode.solve(equation, start.positions, reverse)
