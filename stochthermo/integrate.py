@@ -50,3 +50,10 @@ def time_integral(values: np.ndarray, times: np.ndarray, axis: int = -1) -> np.n
     import scipy.integrate  # imported on use: it costs 0.6 s at start-up
 
     return scipy.integrate.simpson(values, x=times, axis=axis)
+
+
+def cumulative_integral(values: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """∫_{times[0]}^{times[k]} values dt at every grid point k (cumulative Simpson's rule; 0 at the first)."""
+    import scipy.integrate  # imported on use: it costs 0.6 s at start-up
+
+    return scipy.integrate.cumulative_simpson(values, x=times, initial=0.0)

@@ -156,3 +156,20 @@ def test_refusals(change, key, message):
     with pytest.raises(ScenarioError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
         parse_scenario(yaml.safe_dump(spec), registry=registry)
     assert error.value.key == key
+
+
+def test_conformance_catches_a_wrong_unit_cube_map():
+    """check_distribution maps uniform points through from_unit_cube and compares their mean with mean()."""
+    from stochthermo import ConformanceError
+    from stochthermo.testing import check_distribution
+
+    class Shifted(type(_law("gaussian"))):
+        def from_unit_cube(self, u):
+            return super().from_unit_cube(u) + 1.0
+
+    law = _law("gaussian")
+    check_distribution(law)
+    broken = Shifted.__new__(Shifted)
+    broken.__dict__.update(law.__dict__)
+    with pytest.raises(ConformanceError, match="from_unit_cube of uniform points is"):
+        check_distribution(broken)
