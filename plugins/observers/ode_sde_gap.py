@@ -70,11 +70,12 @@ class OdeSdeGap(Observer):
 
     @classmethod
     def summary_columns(cls, ds):
-        return recorded(ds, [Column("W2(ODE,SDE)", "ode_sde_wasserstein_2", 130),
-                             Column("W2 ODE-q", "ode_wasserstein_2_data", 131),
-                             Column("W2 SDE-q", "sde_wasserstein_2_data", 132),
-                             Column("W2 bias", "wasserstein_2_sampling_bias", 133),
-                             Column("W2 bound", "ode_sde_wasserstein_2_bound", 134)])
+        columns = [Column("W2(ODE,SDE)", "ode_sde_wasserstein_2", 130),
+                   Column("W2 ODE-q", "ode_wasserstein_2_data", 131), Column("W2 SDE-q", "sde_wasserstein_2_data", 132),
+                   Column("W2 bias", "wasserstein_2_sampling_bias", 133)]
+        if "ode_sde_wasserstein_2_bound" in ds and bool(np.isfinite(ds.ode_sde_wasserstein_2_bound).any()):
+            columns.append(Column("W2 bound", "ode_sde_wasserstein_2_bound", 134))  # only where it was evaluated
+        return recorded(ds, columns)
 
     def prepare(self, setup):
         self.particles = setup.particles
