@@ -37,6 +37,8 @@ METHODS = {"exact": ("exact", "random"), "common_support": ("common_support", "r
            "common_support+sobol": ("common_support", "sobol")}
 ROTATIONAL = ("g0", "g3", "g5")
 TARGET = 0.10
+#: a fitted exponent below this is no decay: the error is bias-dominated and no particle count is extrapolated
+FLAT = 0.1
 
 
 #: the reference run's seeds start here (independent of the study's seeds 0, 1, ...)
@@ -92,7 +94,8 @@ def particles_for_target(sizes: list[int], errors: list[float]) -> tuple[str, fl
     """(smallest measured size with error <= TARGET or '>max', fitted exponent p, extrapolated N)."""
     reached = [n for n, e in zip(sizes, errors, strict=True) if e <= TARGET]
     slope, intercept = np.polyfit(np.log(sizes), np.log(errors), 1)
-    needed = math.exp((math.log(TARGET) - intercept) / slope) if slope < 0 else math.inf
+    exponent = (math.log(TARGET) - intercept) / slope if slope < -FLAT else math.inf
+    needed = math.exp(exponent) if exponent < 700 else math.inf  # a flat error never reaches the target
     return (str(min(reached)) if reached else f">{max(sizes)}"), -slope, needed
 
 
@@ -137,7 +140,8 @@ def main() -> None:
         needed = float(np.median([f[2] for f in found]))
         print(f"  {'':21s} rotational, e = {TARGET:.0%}: reached at n = " + ", ".join(f[0] for f in found)
               + "; fitted exponents p = " + ", ".join(f"{f[1]:.2f}" for f in found)
-              + f"; extrapolated median N = {needed:.3g}", flush=True)
+              + f"; extrapolated median N = {needed:.3g}" + (" (the error does not decay: bias)" if math.isinf(needed)
+                                                               else ""), flush=True)
     if args.figure:
         draw(changes, sizes, reference, args.figure)
         print(f"wrote {args.figure}")

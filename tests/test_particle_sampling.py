@@ -173,3 +173,32 @@ def test_conformance_catches_a_wrong_unit_cube_map():
     broken.__dict__.update(law.__dict__)
     with pytest.raises(ConformanceError, match="from_unit_cube of uniform points is"):
         check_distribution(broken)
+
+
+def test_common_support_w1_on_sobol_particles_is_unbiased_and_tighter():
+    """W_1(N(0, I), N(0, 0.81 I)) = 0.1 E|z| in 2-D by the common support (the start's particles reweighted by
+    the density ratio), over 12 seeds: on Sobol particles within 1 % of the closed form at 256 and 1024
+    particles (measured −0.1 %, −0.2 %) with a standard error at least 3 times smaller than on independent
+    particles (measured 4×, 7×)."""
+    from scipy.special import gammaln
+
+    from stochthermo.wasserstein import optimal_coupling
+
+    law, shrink = default_registry().create("distribution", GAUSSIAN_2D, "start"), 0.9
+    truth = (1 - shrink) * math.sqrt(2) * math.exp(gammaln(1.5) - gammaln(1.0))
+
+    def estimates(n, sampling):
+        values = []
+        for seed in range(12):
+            z = make_ensemble(law, n, seed, device="cpu", sampling=sampling).positions
+            log_ratio = -0.5 * (z**2).sum(1) * (shrink**-2 - 1) - 2 * math.log(shrink)
+            weights = torch.softmax(log_ratio, 0)
+            uniform = torch.full((n,), 1.0 / n, dtype=torch.float64)
+            coupling = optimal_coupling(z, uniform, z, weights, monotone=False, metric="euclidean")
+            values.append(float(coupling.mass @ (z[coupling.rows] - z[coupling.cols]).norm(dim=1)))
+        return np.mean(values), np.std(values, ddof=1) / math.sqrt(len(values))
+
+    for n in (256, 1024):
+        (sobol, sobol_se), (_, random_se) = estimates(n, "sobol"), estimates(n, "random")
+        assert abs(sobol / truth - 1) < 0.01, (n, sobol, truth)
+        assert sobol_se < random_se / 3, (n, sobol_se, random_se)
