@@ -48,6 +48,14 @@ OnTask = Callable[[Task, dict], None]
 DISTRIBUTED_HINT = "pip install 'stochthermo[distributed]'"
 #: how long to wait for a Dask scheduler to answer
 CONNECT_TIMEOUT = "10s"
+#: Dask settings of the LocalCluster's workers. Dask's defaults cost a numerical task about a quarter of its
+#: time (the Swiss roll's rotational tasks: 79 s in a worker against 62 s in a plain process): the nanny's
+#: MALLOC_TRIM_THRESHOLD_ fixes glibc's mmap threshold, so every large temporary array is mapped and unmapped
+#: anew, and the profiler samples the task's stack every 10 ms under the GIL. Both off: 60-68 s
+#: (benchmarks/sweep_scaling.py). The BLAS/OpenMP single-thread settings are kept.
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
+                                                         "OPENBLAS_NUM_THREADS": 1},
+                 "distributed.worker.profile.enabled": False}
 
 
 class TaskFailures(SimulationError):
@@ -229,6 +237,7 @@ class DaskExecutor:
         ``torch_threads`` (default cores // workers, so that the workers share the cores without
         oversubscribing them)."""
         distributed = _require_distributed("--executor local")
+        import dask
         cores = os.cpu_count() or 1
         workers = workers or cores
         if workers < 1:
@@ -236,8 +245,10 @@ class DaskExecutor:
         dashboard = ":0" if importlib.util.find_spec("bokeh") else None
         logging.getLogger("distributed").setLevel(logging.ERROR)  # the scheduler runs here: no INFO chatter
         gpus = {"GPU": 1} if torch.cuda.is_available() else None  # CUDA tasks ask for this resource
-        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=gpus,
-                                           dashboard_address=dashboard, silence_logs=logging.ERROR)
+        with dask.config.set(WORKER_CONFIG):  # read when the worker processes start
+            cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                               resources=gpus, dashboard_address=dashboard,
+                                               silence_logs=logging.ERROR)
         threads = torch_threads or max(1, cores // workers)
         return cls(distributed.Client(cluster), cluster=cluster, torch_threads=threads)
 

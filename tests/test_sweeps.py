@@ -126,6 +126,18 @@ def test_local_cluster_gives_the_identical_dataset(sequential, cluster, tmp_path
         xr.testing.assert_identical(read_run(regions.finish(dataset, tmp_path / "run.zarr")), sequential)
 
 
+def test_local_workers_run_without_dask_s_malloc_trim_and_profiler(cluster):
+    """The LocalCluster's workers neither fix glibc's trim threshold nor profile tasks (both cost numerical
+    tasks about a quarter of their time: stochthermo.executors.WORKER_CONFIG), and keep BLAS single-threaded."""
+    def settings():
+        import dask
+
+        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS"),
+                dask.config.get("distributed.worker.profile.enabled"))
+
+    assert set(cluster.client.run(settings).values()) == {(None, "1", False)}
+
+
 @pytest.mark.skipif(not ZARR, reason="needs the zarr extra")
 def test_zarr_regions_are_written_as_tasks_finish(sequential, tmp_path, monkeypatch):
     """Each finished task writes its own region of the store at once: after a run in which the tasks of
