@@ -281,7 +281,8 @@ def test_ode_sde_bound_for_affine_dynamics_in_two_dimensions(schedule, scale, ga
     """For Gaussian data under a linear process with a scaled score (affine ν̂ and f) from P_τ: the closed-form
     ODE end law equals the engine's RK4 flow of 2^14 scrambled-Sobol particles (means to 1e-3 standard
     deviations, covariances to 5e-3), the SDE end law the reverse SDE of 2^15 particles (within 4 standard
-    errors), and the derived bound B ≥ W_2 between the two (measured B / W_2 between 1.03 and 3.0; W_2 from 0.017 to 1.4)."""
+    errors), and the derived bound B ≥ W_2 between the two (measured B / W_2 between 1.03 and 3.0; W_2 from
+    0.017 to 1.4)."""
     estimator, affine_generation = _affine_case(schedule, scale)
     start = estimator.process.end_distribution()
     closed = affine_generation(estimator, start, gamma)
