@@ -23,11 +23,12 @@ import numpy as np
 
 from .dataset import final_dims, variable_attributes
 from .io import move_into_place
+from .scenario import Sweep
 
 if TYPE_CHECKING:
     import xarray as xr
 
-    from .scenario import Scenario, Sweep
+    from .scenario import Scenario
     from .tasks import Task
 
 STORE_NAME = "regions.zarr"
@@ -39,7 +40,7 @@ class RegionWriter:
     def __init__(self, scenario: Scenario | Sweep, directory: str | Path):
         self.scenario = scenario
         self.path = Path(directory) / STORE_NAME
-        self.axes: dict[str, list] = dict(getattr(scenario, "axes", {}) or {})
+        self.axes: dict[str, list] = dict(scenario.axes) if isinstance(scenario, Sweep) else {}
         self.sweep_dims = [key.replace(".", "_") for key in self.axes]
         self._laid_out = False
 
