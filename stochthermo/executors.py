@@ -283,11 +283,17 @@ class DaskExecutor:
         jobs = [TaskJob(spec.text, spec.source, tuple(spec.overrides), scenario.registry.recipe, task, str(device),
                         store, self.torch_threads) for task in tasks if not store.finished(task)]
         bar = _progress(tasks, len(tasks) - len(jobs), scenario.name, progress)
-        if on_task:
-            pending = {job.task.key for job in jobs}
-            for task in tasks:
-                if task.key not in pending:
-                    on_task(task, store.load(task))
+        results: dict[str, dict] = {}
+
+        def collect(task: Task) -> None:  # each task file is read once
+            results[task.key] = store.load(task)
+            if on_task:
+                on_task(task, results[task.key])
+
+        pending = {job.task.key for job in jobs}
+        for task in tasks:
+            if task.key not in pending:
+                collect(task)
         needs_gpu = device.type == "cuda"
         futures = {self.client.submit(run_job, job, key=f"stochthermo-{job.task.key}", retries=retries, pure=False,
                                       resources={"GPU": 1} if needs_gpu else None): job.task for job in jobs}
@@ -300,8 +306,7 @@ class DaskExecutor:
                     failures.append((task, str(exc) if isinstance(exc, SimulationError) else
                                      f"{type(exc).__name__}: {exc}"))
                 else:
-                    if on_task:
-                        on_task(task, store.load(task))
+                    collect(task)
                     bar.update()
                 bar.set_postfix_str(f"running {sum(not f.done() for f in futures)}, failed {len(failures)}")
         except BaseException:
@@ -311,7 +316,7 @@ class DaskExecutor:
             bar.close()
         if failures:
             raise TaskFailures(failures, len(tasks), store.directory)
-        return {task.key: store.load(task) for task in tasks}
+        return results
 
     def close(self) -> None:
         self.client.close()

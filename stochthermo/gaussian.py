@@ -45,6 +45,13 @@ def bures_map(a: torch.Tensor, A: torch.Tensor, b: torch.Tensor, B: torch.Tensor
     return inv_root @ sqrtm_psd(root @ B @ root) @ inv_root
 
 
+def gaussian_wasserstein_2(a: torch.Tensor, A: torch.Tensor, b: torch.Tensor, B: torch.Tensor) -> float:
+    """W_2 between N(a, A) and N(b, B): |a − b|² + tr(A + B − 2(A^½ B A^½)^½), under the root."""
+    root = sqrtm_psd(A)
+    bures = torch.trace(A + B - 2 * sqrtm_psd(root @ B @ root))
+    return math.sqrt(max(float((a - b).square().sum() + bures), 0.0))
+
+
 def cholesky_factor(covariances: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factors L Lᵀ = Σ of (..., d, d) matrices; for diagonal ones (isotropic priors in
     thousands of dimensions) the square root of the diagonal, without the O(d³) factorisation."""

@@ -43,7 +43,7 @@ import torch
 from .capabilities import ForceField
 from .distribution import Distribution
 from .estimator import Estimator
-from .gaussian import sqrtm_psd
+from .gaussian import gaussian_wasserstein_2
 from .integrate import cumulative_integral, rk4, time_integral
 
 #: RK4 steps of the moment equations over [0, τ] (grid points of the bound's quadrature)
@@ -124,13 +124,6 @@ def _split(state: torch.Tensor, d: int):
     """(ODE mean, ODE covariance, SDE mean, SDE covariance) of a packed moment state."""
     n = d + d * d
     return state[:d], state[d:n].reshape(d, d), state[n:n + d], state[n + d:].reshape(d, d)
-
-
-def gaussian_wasserstein_2(a: torch.Tensor, A: torch.Tensor, b: torch.Tensor, B: torch.Tensor) -> float:
-    """W_2 between N(a, A) and N(b, B): |a − b|² + tr(A + B − 2(A^½ B A^½)^½), under the root."""
-    root = sqrtm_psd(A)
-    bures = torch.trace(A + B - 2 * sqrtm_psd(root @ B @ root))
-    return math.sqrt(max(float((a - b).square().sum() + bures), 0.0))
 
 
 def _affinity_problem(estimator, process, fields, d: int, tau: float, device) -> str | None:
