@@ -52,10 +52,14 @@ CONNECT_TIMEOUT = "10s"
 #: time (the Swiss roll's rotational tasks: 79 s in a worker against 62 s in a plain process): the nanny's
 #: MALLOC_TRIM_THRESHOLD_ fixes glibc's mmap threshold, so every large temporary array is mapped and unmapped
 #: anew, and the profiler samples the task's stack every 10 ms under the GIL. Both off: 60-68 s
-#: (benchmarks/sweep_scaling.py). The BLAS/OpenMP single-thread settings are kept.
+#: (benchmarks/sweep_scaling.py). The BLAS/OpenMP single-thread settings are kept. The scheduler (it runs in
+#: this process) hands a worker a task only when its thread is free (worker saturation 1.0; Dask's 1.1 rounds
+#: up to two tasks per one-thread worker, and a long task's queued successor may wait while the other worker
+#: idles at the end of the sweep: 192 s -> 187 s for the Swiss roll's 8 tasks).
 WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ": {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1,
                                                          "OPENBLAS_NUM_THREADS": 1},
-                 "distributed.worker.profile.enabled": False}
+                 "distributed.worker.profile.enabled": False,
+                 "distributed.scheduler.worker-saturation": 1.0}
 
 
 class TaskFailures(SimulationError):

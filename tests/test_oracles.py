@@ -1,7 +1,7 @@
 """Independent oracles for the built-ins (test-only, installed without their dependencies so that they never
 replace the pinned CPU torch): torchcfm's exact minibatch-OT plan (MIT licence) against the sample-based
-optimal-transport process's plan on the same samples. (Meta's flow_matching, the other suggested oracle, is
-licensed CC-BY-NC and is not used.)"""
+optimal-transport process's plan on the same samples. (Meta's flow_matching, licensed CC-BY-NC, is the
+opt-in oracle of tests/test_oracle_flow_matching.py.)"""
 
 import numpy as np
 import pytest

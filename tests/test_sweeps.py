@@ -128,7 +128,8 @@ def test_local_cluster_gives_the_identical_dataset(sequential, cluster, tmp_path
 
 def test_local_workers_run_without_dask_s_malloc_trim_and_profiler(cluster):
     """The LocalCluster's workers neither fix glibc's trim threshold nor profile tasks (both cost numerical
-    tasks about a quarter of their time: stochthermo.executors.WORKER_CONFIG), and keep BLAS single-threaded."""
+    tasks about a quarter of their time: stochthermo.executors.WORKER_CONFIG), keep BLAS single-threaded, and
+    the scheduler hands each worker thread one task at a time."""
     def settings():
         import dask
 
@@ -136,6 +137,9 @@ def test_local_workers_run_without_dask_s_malloc_trim_and_profiler(cluster):
                 dask.config.get("distributed.worker.profile.enabled"))
 
     assert set(cluster.client.run(settings).values()) == {(None, "1", False)}
+    # one task at a time per worker thread: no task waits queued behind a long one while another worker idles
+    assert cluster.client.run_on_scheduler(
+        lambda dask_scheduler: dask_scheduler.WORKER_SATURATION) == 1.0
 
 
 @pytest.mark.skipif(not ZARR, reason="needs the zarr extra")
