@@ -119,15 +119,20 @@ def _load_numpy(path: Path, raw: bytes, key: str | None) -> np.ndarray:
         if isinstance(loaded, np.ndarray):
             return loaded
         with loaded as archive:
-            names = list(archive.files)
-            if key is None and len(names) != 1:
-                raise ScenarioError(f"{path} holds arrays {names}: name one with 'key'", key="key")
-            name = key if key is not None else names[0]
-            if name not in names:
-                raise ScenarioError(f"{path} has no array '{name}'{did_you_mean(name, names)}", key="key")
-            return archive[name]
+            return archive_member(archive, path, key)
     except (ValueError, OSError) as exc:
         raise ScenarioError(f"{path} is not a numeric array file: {exc}", key="path") from None
+
+
+def archive_member(archive: np.lib.npyio.NpzFile, path: Path, key: str | None) -> np.ndarray:
+    """The array ``key`` of an .npz archive read from ``path`` (the only one when ``key`` is None)."""
+    names = list(archive.files)
+    if key is None and len(names) != 1:
+        raise ScenarioError(f"{path} holds arrays {names}: name one with 'key'", key="key")
+    name = key if key is not None else names[0]
+    if name not in names:
+        raise ScenarioError(f"{path} has no array '{name}'{did_you_mean(name, names)}", key="key")
+    return archive[name]
 
 
 def _parse_idx(path: Path, raw: bytes) -> np.ndarray:

@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from stochthermo import Distribution, PointCloudStructure, ScenarioError, hookimpl
-from stochthermo.errors import did_you_mean
 from stochthermo.posterior import posterior_average, shared_kernel_average
 from stochthermo.semidiscrete import InvalidWeightedPoints, check_weighted_points
+
+from .image_files import archive_member
 
 
 class PointCloud(Distribution):
@@ -208,13 +209,7 @@ def load_points(path: Path, key: str | None = None) -> np.ndarray:
             array = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.files)
-                if key is None and len(names) != 1:
-                    raise ScenarioError(f"{path} holds arrays {names}: name one with 'key'", key="key")
-                name = key if key is not None else names[0]
-                if name not in names:
-                    raise ScenarioError(f"{path} has no array '{name}'{did_you_mean(name, names)}", key="key")
-                array = archive[name]
+                array = archive_member(archive, path, key)
         elif suffix == ".csv":
             array = _read_csv(path)
         else:

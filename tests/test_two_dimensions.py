@@ -264,6 +264,10 @@ DATA_FILE_CASES = {
     "empty": (np.zeros((0, 2)), "holds no points"),
     "nan": (np.array([[0.0, 1.0], [np.nan, 2.0]]), "point 1 is not finite"),
     "ragged": ("1.0,2.0\n3.0\n", "line 2: 1 values, but earlier rows have 2 (ragged rows)"),
+    "archive without key": ({"points": np.zeros((3, 2)), "labels": np.arange(3)},
+                            "holds arrays ['points', 'labels']: name one with 'key'"),
+    "archive, misspelt key": ({"points": np.zeros((3, 2)), "labels": np.arange(3), "key": "pionts"},
+                              "has no array 'pionts' (did you mean 'points'?)"),
 }
 
 
@@ -272,17 +276,27 @@ def test_bad_data_files(case, write_scenario, tmp_path, capsys):
     from stochthermo.cli import main
 
     content, expected = DATA_FILE_CASES[case]
-    name = "points.csv" if isinstance(content, str) else "points.npy"
+    data = {"name": "empirical"}
     if isinstance(content, str):
+        name = "points.csv"
         (tmp_path / name).write_text(content)
-    elif content is not None:
-        np.save(tmp_path / name, content)
-    path = write_scenario(scenario_dict(data={"name": "empirical", "path": name},
+    elif isinstance(content, dict):
+        name = "points.npz"
+        arrays = dict(content)
+        if "key" in arrays:
+            data["key"] = arrays.pop("key")
+        np.savez(tmp_path / name, **arrays)
+    else:
+        name = "points.npy"
+        if content is not None:
+            np.save(tmp_path / name, content)
+    path = write_scenario(scenario_dict(data={**data, "path": name},
                                         prior={"name": "gaussian", "mean": [0.0, 0.0]},
                                         perturbations={"p": {"name": "gaussian", "mean": [0.5, 0.0]}}))
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "data.path: " in err and str(tmp_path / name) in err and expected in err, err
+    key = "data.key: " if isinstance(content, dict) else "data.path: "  # an archive's member is named by 'key'
+    assert err.count("\n") == 1 and key in err and str(tmp_path / name) in err and expected in err, err
 
 
 @pytest.mark.parametrize(("change", "expected"), [
