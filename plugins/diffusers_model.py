@@ -65,7 +65,8 @@ class DiffusersModel(ExternalModel):
         model = load_model(Path(path), subfolder, resolve_dtype(dtype))
         self.epsilon_time_floor = 1 / steps  # timestep k = 0, the earliest the model was trained at
         network = NoisePrediction(model, data.image_layout().shape, self.prediction_type, process, steps, batch)
-        self._configure(network, output="epsilon", time="steps", num_train_timesteps=steps, dtype=dtype)
+        self._configure(network, output="epsilon", time="steps", num_train_timesteps=steps, dtype=dtype,
+                        source="path")
 
     def to(self, device, dtype=torch.float64):
         clone = super().to(device, dtype)

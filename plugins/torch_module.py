@@ -1,7 +1,8 @@
 r"""The ``torch_module`` estimator: any torch callable as the reverse process's velocity field.
 
 A model trained elsewhere is named in the scenario as ``model: package.module:name`` (importable; a
-function or an ``nn.Module`` instance) or ``file: model.pt`` (a TorchScript file), and is called as
+function or an ``nn.Module`` instance) or ``file: model.pt2`` (a program saved by ``torch.export.save``, exported
+with a dynamic batch dimension) or ``file: model.pt`` (TorchScript, which torch deprecates), and is called as
 ``model(t, x)`` with ``t`` a tensor (n,) of times and ``x`` (n, d), in the model's ``dtype`` on the run's device
 (the engine's physics stays float64: x is cast down for the call, the output back up). ``output`` says
 what it returns, and the estimator turns it into the probability-flow velocity
@@ -19,12 +20,14 @@ cond-OT, whose force diverges where m_t = 0), and ``epsilon`` the conditional va
 t ≥ ``EPSILON_TIME_FLOOR``·τ (1e-6 τ; the error it makes in ν̂ is of that order). ``time`` is the
 convention of the model's t: ``forward`` (t ∈ [0, τ], the engine's), ``unit`` (t/τ ∈ [0, 1]) or ``steps``
 ((t/τ)·``num_train_timesteps`` − 1, the diffusers timestep k of s_k = (k + 1)/N, fractional). The model
-is checked when the scenario is built: importable, and returning a finite (n, d) tensor on a few points.
+is checked when the scenario is built: importable, and returning a finite (n, d) tensor on batches of two sizes
+(a program exported with a fixed batch size fails there, not in the middle of a run).
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 from pathlib import Path
 
@@ -37,6 +40,8 @@ from stochthermo.device import resolve_dtype
 from .score_model import DIVERGENCE
 
 OUTPUTS = ("velocity", "score", "epsilon")
+#: batch sizes the model is tried on when the scenario is built
+CHECK_BATCHES = (4, 5)
 #: the earliest time (a fraction of τ) at which a noise prediction is read (module docstring)
 EPSILON_TIME_FLOOR = 1e-6
 TIMES = ("forward", "unit", "steps")
@@ -49,12 +54,16 @@ class ExternalModel(Estimator):
     #: the earliest time, as a fraction of τ, at which a noise prediction is read
     epsilon_time_floor: float = EPSILON_TIME_FLOOR
 
-    def _configure(self, network, *, output: str, time: str, num_train_timesteps: int, dtype: str) -> None:
+    def _configure(self, network, *, output: str, time: str, num_train_timesteps: int, dtype: str,
+                   source: str = "model") -> None:
+        """Check and keep the settings; ``source`` is the scenario key that named the model, which its errors
+        name."""
         for value, choices, key in ((output, OUTPUTS, "output"), (time, TIMES, "time")):
             if value not in choices:
                 raise ScenarioError(f"must be one of {', '.join(choices)}, got '{value}'", key=key)
         self.output, self.time, self.steps = output, time, num_train_timesteps
         self.model_dtype = resolve_dtype(dtype)
+        self.source = source
         #: the loaded callable or module
         self.network = network
         if output != "velocity":
@@ -74,14 +83,18 @@ class ExternalModel(Estimator):
                                 key="output")
 
     def _check_model(self) -> None:
-        x = self.process.end_distribution().sample(4, torch.Generator().manual_seed(0))
-        try:
-            value = self.velocity(0.5 * self.process.tau, x)
-        except Exception as exc:  # any failure of the user's model is reported as bad input
-            raise ScenarioError(f"calling the model at (t, x) of shapes (4,), {tuple(x.shape)} failed: "
-                                f"{type(exc).__name__}: {exc}", key="model") from None
-        if not bool(torch.isfinite(value).all()):
-            raise ScenarioError("the model returned non-finite values at t = tau/2", key="model")
+        for n in CHECK_BATCHES:
+            x = self.process.end_distribution().sample(n, torch.Generator().manual_seed(0))
+            try:
+                value = self.velocity(0.5 * self.process.tau, x)
+            except ScenarioError:
+                raise
+            except Exception as exc:  # any failure of the user's model is reported as bad input
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise ScenarioError(f"calling the model at (t, x) of shapes ({n},), {tuple(x.shape)} failed: "
+                                    f"{type(exc).__name__}: {message}", key=self.source) from None
+            if not bool(torch.isfinite(value).all()):
+                raise ScenarioError("the model returned non-finite values at t = tau/2", key=self.source)
 
     def _model_time(self, t: float) -> float:
         s = t / self.process.tau
@@ -93,7 +106,7 @@ class ExternalModel(Estimator):
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ScenarioError(f"the model must return a tensor of the shape of x, {tuple(x.shape)}; got {got}",
-                                key="model")
+                                key=self.source)
         return out.to(x.dtype)
 
     def velocity(self, t, x):
@@ -124,10 +137,11 @@ class TorchModule(ExternalModel):
                  time: str = "forward", num_train_timesteps: int = 1000, dtype: str = "float32"):
         super().__init__(process=process)
         if (model is None) == (file is None):
-            raise ScenarioError("give either 'model' (package.module:name) or 'file' (a TorchScript file)",
-                                key="model")
-        network = _load_callable(model) if model is not None else _load_script(file)
-        self._configure(network, output=output, time=time, num_train_timesteps=num_train_timesteps, dtype=dtype)
+            raise ScenarioError("give either 'model' (package.module:name) or 'file' (a torch.export .pt2 "
+                                "program or a TorchScript file)", key="model")
+        network = _load_callable(model) if model is not None else _load_file(file)
+        self._configure(network, output=output, time=time, num_train_timesteps=num_train_timesteps, dtype=dtype,
+                        source="model" if model is not None else "file")
 
 
 def _load_callable(spec: str):
@@ -147,9 +161,23 @@ def _load_callable(spec: str):
     return model
 
 
-def _load_script(path: Path):
+def _load_file(path: Path):
+    """The module saved in ``path``: a ``.pt2`` program of ``torch.export.save`` (its ``.module()``), any other
+    file as TorchScript."""
     if not Path(path).is_file():
         raise ScenarioError(f"{path}: no such file", key="file")
+    if Path(path).suffix == ".pt2":
+        # torch logs the reader's traceback as a warning before it raises: the error below says it in one line
+        export_log = logging.getLogger("torch.export")
+        level = export_log.level
+        export_log.setLevel(logging.ERROR)
+        try:
+            return torch.export.load(str(path)).module()
+        except Exception as exc:  # whatever the reader raises, the file is not a program it can load
+            raise ScenarioError(f"{path}: not a torch.export program ({type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})", key="file") from None
+        finally:
+            export_log.setLevel(level)
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as exc:

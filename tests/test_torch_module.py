@@ -1,7 +1,7 @@
 """The ``torch_module`` estimator: an external model's velocity, score or noise prediction turned into the
 probability-flow velocity. Models that return the *exact* quantities for Gaussian data under the VP schedule
-must reproduce the process's exact velocity to rounding (float64 models), through a callable and through a
-TorchScript file, and the estimation observer then finds L = 0."""
+must reproduce the process's exact velocity to rounding (float64 models), through a callable, a torch.export
+program and a TorchScript file, and the estimation observer then finds L = 0."""
 
 import pytest
 import torch
@@ -83,6 +83,23 @@ def test_torchscript_file_and_unit_time(tmp_path):
     torch.testing.assert_close(unit.velocity(0.4, x), estimator.velocity(0.4, x), rtol=1e-9, atol=1e-11)  # τ = 1
 
 
+def _export(path, batch_dimension=True):
+    """ExactEpsilon as a torch.export program in ``path``, with a dynamic batch dimension or a fixed one (3)."""
+    example = (torch.rand(3, dtype=torch.float64), torch.rand(3, 1, dtype=torch.float64))
+    batch = torch.export.Dim("batch")
+    shapes = {"t": {0: batch}, "x": {0: batch}} if batch_dimension else None
+    torch.export.save(torch.export.export(ExactEpsilon(), example, dynamic_shapes=shapes), str(path))
+    return path
+
+
+def test_exported_program_file(tmp_path):
+    estimator = _estimator(file=str(_export(tmp_path / "epsilon.pt2")), output="epsilon")
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None]
+    for t in (0.05, 0.4, 1.0):
+        torch.testing.assert_close(estimator.velocity(t, x), estimator.process.velocity(t, x), rtol=1e-9,
+                                   atol=1e-11)
+
+
 def test_estimation_observer_finds_no_residual_for_an_exact_model():
     """An exact noise model: the residual L of Eq. (100) vanishes (to the 1e-6 τ floor at t = 0, where the
     noise model is read just after 0), D_t stays D_0, and the bound holds."""
@@ -105,9 +122,14 @@ def test_estimation_observer_finds_no_residual_for_an_exact_model():
     ({"model": "test_torch_module:wrong_shape"}, "must return a tensor of the shape of x"),
     ({"model": "test_torch_module:exact_score", "output": "logits"}, "estimator.output: must be one of"),
     ({"file": "missing.pt"}, "estimator.file:"),
+    ({"file": "notes.pt2"}, "notes.pt2: not a torch.export program (BadZipFile"),
+    ({"file": "fixed.pt2", "output": "epsilon"}, "estimator.file: calling the model at (t, x) of shapes (4,), (4, 1) "
+                                                 "failed: AssertionError: Guard failed"),
 ])
 def test_bad_input(settings, message, write_scenario, tmp_path, capsys):
-    path = write_scenario(scenario_dict(**SPEC, estimator={"name": "torch_module", **settings}))
+    (tmp_path / "notes.pt2").write_text("not a program")
+    _export(tmp_path / "fixed.pt2", batch_dimension=False)  # exported for batches of 3 only
+    path = write_scenario(scenario_dict(**SPEC, estimator={"name": "torch_module", "dtype": "float64", **settings}))
     assert main(["run", str(path), "-o", str(tmp_path / "o.nc")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
