@@ -185,6 +185,47 @@ def test_chunked_posterior_equals_one_block():
         assert torch.allclose(whole.log_density, direct, atol=1e-10)
 
 
+def test_posterior_workspace_is_reused_without_aliasing_and_per_thread():
+    """The logits buffer is shared between calls of one thread (no result aliases it: an earlier call's output
+    survives a later, larger call), each thread has its own (concurrent calls give the single-threaded numbers),
+    and calls that autograd records allocate their own logits and keep their gradient."""
+    import threading
+
+    from stochthermo.posterior import _WORKSPACES
+
+    generator = torch.Generator().manual_seed(5)
+    centres = torch.randn(400, 2, generator=generator, dtype=torch.float64)
+    values = torch.randn(400, 3, generator=generator, dtype=torch.float64)
+    queries = [torch.randn(n, 2, generator=generator, dtype=torch.float64) for n in (50, 300, 120, 250)]
+    _WORKSPACES.buffers.clear()  # this thread's buffer as a fresh process has it
+    first = posterior_average(queries[0], centres, values, 0.2)
+    kept = first.mean.clone()
+    expected = [posterior_average(q, centres, values, 0.2).mean.clone() for q in queries]
+    assert torch.equal(first.mean, kept)
+    assert _WORKSPACES.buffers[(queries[0].device, torch.float64)].numel() == 300 * 400  # grown once, to the largest
+    for budget in (97, 1000):  # the online softmax over blocks of components uses the same buffer
+        torch.testing.assert_close(posterior_average(queries[1], centres, values, 0.2, budget=budget).mean,
+                                   expected[1], rtol=1e-12, atol=1e-14)
+    results = {}
+
+    def work(index):
+        for _ in range(20):
+            results[index] = posterior_average(queries[index], centres, values, 0.2).mean
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(queries))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for index in range(len(queries)):
+        assert torch.equal(results[index], expected[index]), index
+    x = queries[2].clone().requires_grad_(True)
+    recorded = posterior_average(x, centres, values, 0.2)
+    assert torch.equal(recorded.mean.detach(), expected[2])
+    (gradient,) = torch.autograd.grad(recorded.mean.sum(), x)
+    assert torch.isfinite(gradient).all() and gradient.abs().sum() > 0
+
+
 def test_empirical_data_speed_at_start_cond_ot():
     """Atoms under cond-OT: the reverse flow's last step lands on the data and v_2²(0⁺) = ṁ_0²E|y|² + σ̇_0² n_d."""
     points = SwissRoll(size=400, noise=0.0).points
