@@ -23,6 +23,7 @@ import logging
 import os
 import sys
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,14 +216,15 @@ def _worker_computer(job: TaskJob) -> TaskComputer:
 
 def _worker_device(name: str) -> torch.device:
     """The device of this worker: for CUDA, GPU number (worker name mod the GPUs it sees), so that workers on
-    one machine spread over its GPUs."""
+    one machine spread over its GPUs; a name that is not a number (``dask worker`` names a worker by its
+    address) counts by its CRC-32, the same in every process (Python's string hash is salted per process)."""
     device = resolve_device(name)
     if device.type != "cuda":
         return device
     from distributed import get_worker
 
     worker_name = get_worker().name
-    index = worker_name if isinstance(worker_name, int) else abs(hash(worker_name))
+    index = worker_name if isinstance(worker_name, int) else zlib.crc32(str(worker_name).encode())
     return torch.device("cuda", index % torch.cuda.device_count())
 
 

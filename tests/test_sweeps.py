@@ -300,3 +300,17 @@ def test_zarr_output_holds_the_same_run(write_scenario, tmp_path):
     xr.testing.assert_identical(read_run(tmp_path / "run.zarr"), read_run(tmp_path / "run.nc"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
     assert main(["report", str(tmp_path / "run.zarr"), "-o", str(tmp_path / "report.html")]) == 0
+
+
+@pytest.mark.parametrize("worker_name, gpu", [(0, 0), (4, 1), (5, 2), ("tcp://10.0.0.7:40124", 2)])
+def test_cuda_workers_spread_over_the_gpus(worker_name, gpu, monkeypatch):
+    """A worker of a CUDA run uses GPU (its name mod the GPUs it sees); a name that is an address counts by its
+    CRC-32 (crc32(b"tcp://10.0.0.7:40124") = 1063241978 = 2 mod 3), the same in every process. CPU runs ignore
+    the worker. (No GPU is needed: the device count and the worker are stand-ins.)"""
+    from stochthermo import executors
+
+    monkeypatch.setattr(executors, "resolve_device", torch.device)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    monkeypatch.setattr(distributed, "get_worker", lambda: type("Worker", (), {"name": worker_name})())
+    assert executors._worker_device("cuda") == torch.device("cuda", gpu)
+    assert executors._worker_device("cpu") == torch.device("cpu")
