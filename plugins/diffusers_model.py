@@ -30,6 +30,7 @@ import torch
 from stochthermo import ScenarioError, hookimpl
 from stochthermo.capabilities import HoldsImages
 from stochthermo.device import resolve_dtype
+from stochthermo.errors import first_line
 
 from .diffusers_schedule import read_scheduler_config
 from .torch_module import ExternalModel
@@ -131,7 +132,7 @@ def load_model(path: Path, subfolder: str | None, dtype: torch.dtype):
         return model_class.from_pretrained(str(folder), local_files_only=True, torch_dtype=dtype,
                                            low_cpu_mem_usage=False).eval()
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ScenarioError(f"{folder}: the model could not be loaded ({str(exc).splitlines()[0]})",
+        raise ScenarioError(f"{folder}: the model could not be loaded ({first_line(exc)})",
                             key="path") from None
 
 

@@ -36,6 +36,7 @@ import torch
 from stochthermo import Estimator, ScenarioError, hookimpl
 from stochthermo.capabilities import ForceField, GaussianConditional
 from stochthermo.device import resolve_dtype
+from stochthermo.errors import first_line
 
 from .score_model import DIVERGENCE
 
@@ -90,9 +91,8 @@ class ExternalModel(Estimator):
             except ScenarioError:
                 raise
             except Exception as exc:  # any failure of the user's model is reported as bad input
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 raise ScenarioError(f"calling the model at (t, x) of shapes ({n},), {tuple(x.shape)} failed: "
-                                    f"{type(exc).__name__}: {message}", key=self.source) from None
+                                    f"{type(exc).__name__}: {first_line(exc)}", key=self.source) from None
             if not bool(torch.isfinite(value).all()):
                 raise ScenarioError("the model returned non-finite values at t = tau/2", key=self.source)
 
@@ -175,13 +175,13 @@ def _load_file(path: Path):
             return torch.export.load(str(path)).module()
         except Exception as exc:  # whatever the reader raises, the file is not a program it can load
             raise ScenarioError(f"{path}: not a torch.export program ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'})", key="file") from None
+                                f"{first_line(exc)})", key="file") from None
         finally:
             export_log.setLevel(level)
     try:
         return torch.jit.load(str(path), map_location="cpu")
     except (RuntimeError, ValueError) as exc:
-        raise ScenarioError(f"{path}: not a TorchScript file ({str(exc).splitlines()[0]})", key="file") from None
+        raise ScenarioError(f"{path}: not a TorchScript file ({first_line(exc)})", key="file") from None
 
 
 @hookimpl

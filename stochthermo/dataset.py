@@ -16,7 +16,7 @@ import torch
 import xarray as xr
 
 from . import __version__
-from .errors import SimulationError
+from .errors import SimulationError, first_line
 from .observer import SWEEP_DIMS, Variable
 from .scenario import Scenario, Sweep
 
@@ -92,7 +92,7 @@ def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
         combined = xr.combine_nested(nested, concat_dim=dims, join="exact", combine_attrs="drop_conflicts")
     except ValueError as exc:
         raise SimulationError(f"the sweep over {', '.join(axes)} changes the coordinates of the runs "
-                              f"({str(exc).splitlines()[0]}): drop the observer that depends on it") from None
+                              f"({first_line(exc)}): drop the observer that depends on it") from None
     for dim, key in zip(dims, axes, strict=True):
         combined[dim].attrs.update(long_name=f"swept scenario key {key}", units="1")
     combined.attrs["sweep"] = json.dumps(axes)

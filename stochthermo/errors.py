@@ -59,3 +59,10 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f" (choose from: {', '.join(candidates)})" if candidates else ""
+
+
+def first_line(exc: BaseException, fallback: str = "no message") -> str:
+    """The first non-empty line of an exception's message (a library's message may span a traceback-like
+    block, and a one-line error quotes only its head), or ``fallback`` when it has none."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else fallback

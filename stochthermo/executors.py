@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from .device import resolve_device, resolve_dtype
-from .errors import ScenarioError, SimulationError
+from .errors import ScenarioError, SimulationError, first_line
 from .observation import observe_run
 from .tasks import Task, TaskStore
 
@@ -266,7 +266,7 @@ class DaskExecutor:
         try:
             client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "no answer"
+            reason = first_line(exc, "no answer")
             raise ScenarioError(f"cannot reach a Dask scheduler at {address} ({type(exc).__name__}: {reason})",
                                 key="--scheduler") from None
         return cls(client, torch_threads=torch_threads)

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ScenarioError, did_you_mean
+from .errors import ScenarioError, did_you_mean, first_line
 
 
 class ScenarioLoader(yaml.SafeLoader):
@@ -136,7 +136,7 @@ def parse_spec(text: str, *, source: str | None = None, overrides: list[str] | t
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise ScenarioError(f"invalid YAML: {where}{problem}", file=source) from None
     if not isinstance(raw, dict):
         raise ScenarioError("a scenario must be a mapping of keys to values", file=source)

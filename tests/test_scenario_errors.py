@@ -173,3 +173,14 @@ def test_validate_reports_valid(write_scenario, capsys):
     assert main(["validate", str(write_scenario(scenario_dict()))]) == 0
     assert "valid (1 protocols, 1 perturbations" in capsys.readouterr().out
 
+
+
+def test_first_line_of_an_exception_message():
+    """One-line errors quote a library's message by its first non-empty line, and say so when it has none
+    (before, an empty message raised IndexError inside the error path)."""
+    from stochthermo.errors import first_line
+
+    assert first_line(RuntimeError("\n  reader failed: bad zip  \nTraceback (most recent call last):\n")) == \
+        "reader failed: bad zip"
+    assert first_line(AssertionError()) == "no message"
+    assert first_line(OSError(""), "no answer") == "no answer"
