@@ -67,8 +67,8 @@ def main() -> None:
         sequential = _timed(["--set", seeds, "-o", f"{tmp}/in_process.nc"])
         cluster = _timed(["--set", seeds, "-o", f"{tmp}/cluster.nc", "--executor", "local", "--workers",
                           str(args.workers)])
-        with xr.open_dataset(f"{tmp}/in_process.nc", engine="h5netcdf") as a, \
-                xr.open_dataset(f"{tmp}/cluster.nc", engine="h5netcdf") as b:
+        with xr.open_dataset(f"{tmp}/in_process.nc", engine="netcdf4") as a, \
+                xr.open_dataset(f"{tmp}/cluster.nc", engine="netcdf4") as b:
             difference = _largest_relative_difference(a.load(), b.load())
     speed_up = sequential / cluster
     overhead = (cluster - sequential / args.workers) / tasks

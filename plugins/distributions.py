@@ -9,6 +9,7 @@ import torch
 from stochthermo import Distribution, MixtureStructure, ScenarioError, hookimpl
 from stochthermo.distribution import gaussian_components
 from stochthermo.gaussian import component_log_densities
+from stochthermo.quantile_flow import MAX_NORMAL_SCORE, mixture_quantile
 
 WEIGHT_TOLERANCE = 1e-9
 
@@ -114,10 +115,17 @@ class GaussianMixture(Distribution):
         return torch.logsumexp(torch.special.log_ndtr(-self._standardised(x)) + torch.log(self.weights), dim=1)
 
     def from_normal_score(self, z):
+        """F⁻¹(Φ(z)): exact for a single Gaussian; for a mixture Halley's iteration on F, safeguarded by the
+        components' quantiles (:func:`stochthermo.quantile_flow.mixture_quantile`), or bisection where
+        |z| > ``MAX_NORMAL_SCORE`` (Φ(z) underflows)."""
+        self._require_1d()
         if len(self.weights) == 1:  # a single Gaussian: exact
-            self._require_1d()
             return self.means[0] + self.covariances[0, 0].sqrt() * z[:, None]
-        return super().from_normal_score(z)
+        inside = z.abs() <= MAX_NORMAL_SCORE
+        if not bool(inside.all()):
+            return super().from_normal_score(z)
+        return mixture_quantile(self.weights.to(z), self.means[:, 0].to(z), self.covariances[:, 0, 0].sqrt().to(z),
+                                z)[:, None]
 
 
 class Gaussian(GaussianMixture):

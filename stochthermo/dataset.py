@@ -20,7 +20,7 @@ from .errors import SimulationError, first_line
 from .observer import SWEEP_DIMS, Variable
 from .scenario import Scenario, Sweep
 
-DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "h5netcdf", "h5py")
+DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "netCDF4")
 
 
 def final_dims(declared: tuple[str, ...]) -> tuple[str, ...]:

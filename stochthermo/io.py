@@ -1,6 +1,6 @@
 """Atomic output (a temporary file beside the target, then renamed into place) and reading runs back.
 
-A run is one netCDF-4 file (h5netcdf), or, with ``format="zarr"`` (the optional extra ``stochthermo[zarr]``),
+A run is one netCDF-4 file (netCDF4-python), or, with ``format="zarr"`` (the optional extra ``stochthermo[zarr]``),
 one Zarr store (a directory, Zarr format 2 with consolidated metadata), written beside the target and
 renamed into place as well."""
 
@@ -19,7 +19,7 @@ from .errors import ScenarioError
 if TYPE_CHECKING:
     import xarray as xr
 
-ENGINE = "h5netcdf"  # netCDF-4/HDF5: 64-bit integers and unicode strings round-trip losslessly
+ENGINE = "netcdf4"  # netCDF-4/HDF5: 64-bit integers and unicode strings round-trip losslessly
 #: global attributes every run written by the engine carries (stochthermo.dataset)
 RUN_ATTRIBUTES = ("stochthermo_version", "scenario_sha256", "scenario_text")
 

@@ -11,10 +11,11 @@ because the continuity equation :math:`\partial_t P_t = -\partial_x(\nu_t P_t)` 
 :math:`P_{t_0}`: it is the flow map of the velocity field itself (a perturbed reverse start included). For
 :math:`P_t = \sum_k w_k\,\mathcal N(c_k(t), s_k(t)^2)` the map needs no integration: at each saved time one
 solves :math:`F_t(x) = F_{t_0}(x_{t_0})` (or the survival function's equation in the upper half,
-where :math:`1 - F` would lose its digits) by Newton's method inside the exact bracket
-:math:`\min_k(c_k + s_k\zeta) \le x \le \max_k(c_k + s_k\zeta)`, :math:`\zeta = \Phi^{-1}(F)` (every component's
-quantile of the same level), started from an Adams–Bashforth predictor along the velocity; two or three
-iterations reach float64 resolution. The velocity at the saved points follows from the same mixture
+where :math:`1 - F` would lose its digits) by Halley's iteration from a cubic Hermite predictor along the
+trajectory (one iteration reaches float64 resolution almost everywhere), with Newton's method inside the exact
+bracket :math:`\min_k(c_k + s_k\zeta) \le x \le \max_k(c_k + s_k\zeta)`, :math:`\zeta = \Phi^{-1}(F)` (every
+component's quantile of the same level) as the safeguard. The same solver gives a mixture's quantile function
+(:func:`mixture_quantile`). The velocity at the saved points follows from the same mixture
 (:func:`mixture_velocity`). It is the default ``auto`` solver's choice for 1-D linear processes with smooth data
 (tested against RK4 in tests/test_solvers.py).
 """
@@ -43,7 +44,14 @@ class MovingMixture:
 
 #: t -> the components of P_t
 MixtureComponents = Callable[[float], MovingMixture]
-#: most Newton iterations per saved time (convergence takes two or three from the predictor)
+#: Halley iterations from the predictor (one settles almost every particle) before the bracketed Newton
+#: iteration takes over the particles that have not settled
+HALLEY_ITERATIONS = 2
+#: a Halley step has settled when the error it leaves is below this (relative): float64 resolution
+RESOLUTION = 2.0**-52
+#: normal scores beyond this have levels Φ(−|z|) < 6e−300 that lose their relative precision (subnormal)
+MAX_NORMAL_SCORE = 37.0
+#: most iterations of the bracketed Newton iteration
 NEWTON_ITERATIONS = 60
 INV_SQRT_2PI, INV_SQRT_2 = 1 / math.sqrt(2 * math.pi), 1 / math.sqrt(2)
 
@@ -56,8 +64,8 @@ def quantile_flow(components: MixtureComponents, x0: torch.Tensor,
     grid = [float(t) for t in times]
     x = x0[:, 0]
     mixture = components(grid[0])
-    cdf = _cdf_and_density(x, mixture.weights, mixture.centres, mixture.stds)[0]
-    survival = _cdf_and_density(-x, mixture.weights, -mixture.centres, mixture.stds)[0]
+    cdf = _cdf(x, mixture.weights, mixture.centres[:, None], mixture.stds)
+    survival = _cdf(-x, mixture.weights, -mixture.centres[:, None], mixture.stds)
     # each particle's conserved level, on the side where it keeps its digits (at most 1/2): sign +1 solves
     # F(x) = level, sign −1 solves the survival function's equation, a distribution function of −x
     upper = survival < cdf
@@ -72,12 +80,61 @@ def quantile_flow(components: MixtureComponents, x0: torch.Tensor,
     for k, t in enumerate(grid):
         if k:
             mixture = components(t)
-            predictor = x + (t - grid[k - 1]) * _predicted_slope(velocities, grid, k)
-            x = sign * _solve_level(sign * predictor, level, zeta, mixture.weights, sign * mixture.centres[:, None],
-                                    mixture.stds)
+            predictor = _predicted_position(positions, velocities, grid, k)
+            x = sign * solve_level(level, zeta, mixture.weights, sign * mixture.centres[:, None], mixture.stds,
+                                   start=sign * predictor)
         positions[k, :, 0] = x
         velocities[k, :, 0] = mixture_velocity(mixture, x)
     return positions, velocities
+
+
+def mixture_quantile(weights: torch.Tensor, centres: torch.Tensor, stds: torch.Tensor,
+                     z: torch.Tensor) -> torch.Tensor:
+    """x (n,) = F⁻¹(Φ(z)) of the 1-D mixture Σ w_k N(centres_k, stds_k²) (each (K,)) at normal scores z (n,)
+    with |z| <= ``MAX_NORMAL_SCORE``: the equation F(x) = Φ(z) for z <= 0, 1 − F(x) = Φ(−z) above, each
+    solved where its level keeps its relative precision, from the moment-matched Gaussian's quantile."""
+    sign = torch.where(z > 0, -1.0, 1.0).to(z)
+    zeta = -z.abs()
+    level = 0.5 * torch.special.erfc(-zeta * INV_SQRT_2)
+    mean = (weights * centres).sum()
+    std = torch.sqrt((weights * (stds**2 + (centres - mean) ** 2)).sum())
+    return sign * solve_level(level, zeta, weights, sign * centres[:, None], stds, start=sign * (mean + std * z))
+
+
+def solve_level(level: torch.Tensor, zeta: torch.Tensor, weights: torch.Tensor, centres: torch.Tensor,
+                stds: torch.Tensor, *, start: torch.Tensor) -> torch.Tensor:
+    r"""y (n,) with F(y) = ``level`` (n,) under the mixture Σ_k w_k N(centres_k, stds_k²), centres (K, n),
+    weights and stds (K,); ``zeta`` = Φ⁻¹(level).
+
+    Halley's iteration from ``start``, :math:`y \leftarrow y - \delta_N/(1 - \delta_N P'/(2P))` with
+    :math:`\delta_N = (F - \text{level})/P` (cubic convergence: a particle has settled when the error its step
+    leaves, :math:`|C|\delta^3`, is below ``RESOLUTION``); a particle not settled after ``HALLEY_ITERATIONS`` (a poor
+    start, a density that underflows) is solved by Newton's method safeguarded by the exact bracket
+    :math:`\min_k(c_k + s_k\zeta) \le y \le \max_k(c_k + s_k\zeta)` (every component's quantile of the level)."""
+    y = start
+    for _ in range(HALLEY_ITERATIONS):
+        cdf, density, slope, curvature = _cdf_and_derivatives(y, weights, centres, stds)
+        newton = (cdf - level) / density
+        bend = slope / (2 * density)
+        step = newton / (1 - newton * bend)
+        y = y - step
+        # the error left is C δ³ with Halley's constant C = P'²/(4P²) − P''/(6P) (δ: the step, which is the
+        # error it removed); a non-finite step is not settled
+        error = (bend**2 - curvature / (6 * density)).abs() * step.abs() ** 3
+        unsettled = ~(error <= RESOLUTION * (1 + y.abs()))
+        if not bool(unsettled.any()):
+            return y
+    quantiles = centres[:, unsettled] + stds[:, None] * zeta[unsettled]
+    low, high = quantiles.min(0).values, quantiles.max(0).values
+    weights_, centres_, level_ = weights, centres[:, unsettled], level[unsettled]
+
+    def residual_and_slope(x):
+        cdf, density, *_ = _cdf_and_derivatives(x, weights_, centres_, stds)
+        return cdf - level_, density
+
+    y = y.clone()
+    y[unsettled] = safeguarded_newton(residual_and_slope, low, high, NEWTON_ITERATIONS, start=start[unsettled])
+    return y
 
 
 def mixture_velocity(mixture: MovingMixture, x: torch.Tensor) -> torch.Tensor:
@@ -92,33 +149,40 @@ def mixture_velocity(mixture: MovingMixture, x: torch.Tensor) -> torch.Tensor:
     return (responsibilities * (mixture.dcentres[:, None] + mixture.dstds[:, None] * z)).sum(0)
 
 
-def _predicted_slope(velocities, grid, k):
-    """The mean velocity over [t_{k-1}, t_k] extrapolated from the last two (Adams–Bashforth, error O(h²))."""
+def _predicted_position(positions, velocities, grid, k):
+    """Where the particles will be at t_k, extrapolated from the last two saved times: the cubic Hermite
+    polynomial through the positions and velocities at t_{k−2} and t_{k−1} (error O(h⁴); Euler's step at k = 1)."""
+    h = grid[k] - grid[k - 1]
     if k < 2:
-        return velocities[k - 1, :, 0]
-    ratio = (grid[k] - grid[k - 1]) / (grid[k - 1] - grid[k - 2])
-    return (1 + ratio / 2) * velocities[k - 1, :, 0] - (ratio / 2) * velocities[k - 2, :, 0]
+        return positions[k - 1, :, 0] + h * velocities[k - 1, :, 0]
+    width = grid[k - 1] - grid[k - 2]
+    u = 1 + h / width  # t_k in units of the last interval, from t_{k−2}
+    h10, h01, h11 = u**3 - 2 * u**2 + u, 3 * u**2 - 2 * u**3, u**3 - u**2
+    x0, x1 = positions[k - 2, :, 0], positions[k - 1, :, 0]
+    return x1 + (h01 - 1) * (x1 - x0) + width * (h10 * velocities[k - 2, :, 0] + h11 * velocities[k - 1, :, 0])
 
 
-def _solve_level(start, level, zeta, weights, centres, stds):
-    """y (n,) with F(y) = level under the components N(centres (K, n), stds (K,)²), from ``start``."""
-    quantiles = centres + stds[:, None] * zeta  # every component's quantile of the level brackets the root
-    low, high = quantiles.min(0).values, quantiles.max(0).values
-
-    def residual_and_slope(y):
-        cdf, density = _cdf_and_density(y, weights, centres, stds)
-        return cdf - level, density
-
-    return safeguarded_newton(residual_and_slope, low, high, NEWTON_ITERATIONS, start=start)
+def _cdf(y, weights, centres, stds):
+    """F(y) of the mixture at y (n,), centres (K, 1) or (K, n)."""
+    return _cdf_of_scores((y - centres) / stds[:, None], weights)
 
 
-def _cdf_and_density(y, weights, centres, stds):
-    """F(y) and P(y) of the mixture Σ w_k N(centres_k, stds_k²) at y (n,), centres (K,) or (K, n); components
-    along the first axis, so the sums over them are elementwise additions. In the lower tail, where the
-    equation is solved, F keeps its relative precision (a sum of positive terms)."""
-    if centres.ndim == 1:
-        centres = centres[:, None]
-    z = (y - centres) / stds[:, None]
-    cdf = (weights[:, None] * torch.special.erfc(-z * INV_SQRT_2)).sum(0) * 0.5  # torch's ndtr loses the lower tail
-    density = ((weights / stds)[:, None] * torch.exp(-0.5 * z**2)).sum(0) * INV_SQRT_2PI
-    return cdf, density
+def _cdf_of_scores(z, weights):
+    """F = ½ Σ_k w_k erfc(−z_k/√2) from the components' scores z (K, n) (the sum over the components a
+    matrix-vector product). In the lower tail, where the equations are solved, F keeps its relative precision
+    (a sum of positive terms; torch's ndtr loses it)."""
+    return (0.5 * weights) @ torch.special.erfc(z * -INV_SQRT_2)
+
+
+def _cdf_and_derivatives(y, weights, centres, stds):
+    """F(y) and the density's value and first two derivatives, P, P', P'', of the mixture at y (n,), centres
+    (K, n): with z_k = (y − c_k)/s_k and the components' densities p_k = w_k φ(z_k)/s_k,
+    P = Σ p_k, P' = −Σ p_k z_k/s_k, P'' = Σ p_k (z_k² − 1)/s_k²."""
+    inverse = 1 / stds
+    z = (y - centres) * inverse[:, None]
+    log_coefficients = torch.log(weights * inverse * INV_SQRT_2PI)[:, None]
+    densities = torch.exp(torch.addcmul(log_coefficients, z, z, value=-0.5))
+    reduced = z * inverse[:, None]  # z_k / s_k
+    ones = torch.ones_like(weights)
+    return (_cdf_of_scores(z, weights), ones @ densities, -(ones @ (densities * reduced)),
+            ones @ (densities * torch.addcmul(-(inverse**2)[:, None], reduced, reduced)))

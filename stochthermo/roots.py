@@ -30,13 +30,14 @@ def safeguarded_newton(residual_and_slope: Callable[[torch.Tensor], tuple[torch.
                        low: torch.Tensor, high: torch.Tensor, iterations: int, *,
                        start: torch.Tensor | None = None) -> torch.Tensor:
     """Elementwise root of an increasing equation inside a bracket [low, high] that holds it, from ``start``
-    (the middle of the bracket by default): Newton's step where it lands inside the bracket and is at most
-    half the step before last, bisection otherwise (the bracket at least halves every second iteration, so
-    Newton cannot cycle), the bracket shrunk to the side of the root after every evaluation. Stops after
-    ``iterations``, or once every element has taken a Newton step below ``NEWTON_SETTLED`` (relative;
-    convergence is then quadratic, so the iterate is within float64 resolution of the root) or any step
-    below ``RESOLUTION``."""
-    y = 0.5 * (low + high) if start is None else torch.minimum(torch.maximum(start, low), high)
+    (clamped into the bracket; its middle by default and where ``start`` is NaN): Newton's step where it lands
+    inside the bracket and is at most half the step before last, bisection otherwise (the bracket at least
+    halves every second iteration, so Newton cannot cycle), the bracket shrunk to the side of the root after
+    every evaluation. Stops after ``iterations``, or once every element has taken a Newton step below
+    ``NEWTON_SETTLED`` (relative; convergence is then quadratic, so the iterate is within float64 resolution of
+    the root) or any step below ``RESOLUTION``."""
+    middle = 0.5 * (low + high)
+    y = middle if start is None else torch.where(torch.isnan(start), middle, torch.clamp(start, low, high))
     last = before_last = (high - low).abs()
     for _ in range(iterations):
         residual, slope = residual_and_slope(y)

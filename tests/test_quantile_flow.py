@@ -1,11 +1,18 @@
 """The exact 1-D flow map of Gaussian-mixture marginals (stochthermo.quantile_flow): it agrees with RK4 on the
 process's own velocity to RK4's error, converges onto it as the step shrinks, keeps every particle's
-cumulative probability to float64 resolution, and follows perturbed starts far in the tails."""
+cumulative probability to float64 resolution, and follows perturbed starts far in the tails; the mixture
+quantile it is built on agrees with bisection."""
+
+import math
 
 import torch
 
+from stochthermo.ensemble import normal_score_grid
 from stochthermo.integrate import rk4
+from stochthermo.quantile_flow import mixture_quantile, solve_level
+from stochthermo.roots import bisect
 from stochthermo.scenario import parse_scenario
+from stochthermo_plugins.distributions import GaussianMixture
 
 SCENARIO = """
 name: quantile
@@ -63,3 +70,57 @@ def test_forward_then_reverse_returns_to_the_start():
         there, _ = flow(x0, forward_times)
         back, _ = flow(there[-1], forward_times.flip(0))
         assert torch.allclose(back[-1], x0, rtol=0, atol=1e-11)
+
+
+MIXTURES = [  # (weights, means, stds): the paper's data and bimodal start, separated and very unequal components
+    ([0.5, 0.5], [-0.6, 0.6], [0.3, 0.3]),
+    ([0.39, 0.22, 0.39], [-1.06, 0.0, 1.06], [0.34, 0.57, 0.34]),
+    ([0.01, 0.99], [-30.0, 30.0], [0.01, 3.0]),
+    ([0.3, 0.3, 0.4], [-3.0, 0.0, 3.0], [0.001, 10.0, 0.01]),
+]
+
+
+def _bisected_quantile(weights, means, stds, z):
+    """F⁻¹(Φ(z)) by bisection on log F (lower half) and log(1 − F) (upper half) in a bracket wide enough for
+    every component's quantile."""
+    w, c, s = (torch.tensor(v, dtype=torch.float64) for v in (weights, means, stds))
+    reach = float((c.abs() + s * z.abs().max()).max()) + 1
+    lower = z <= 0
+    sign = torch.where(lower, 1.0, -1.0).to(z)
+    target = torch.special.log_ndtr(-z.abs())
+
+    def above(y):
+        scores = (y - sign * c[:, None]) / s[:, None]
+        return torch.logsumexp(torch.special.log_ndtr(scores) + w.log()[:, None], dim=0) < target
+
+    return sign * bisect(above, torch.full_like(z, -reach), torch.full_like(z, reach))
+
+
+def test_mixture_quantile_agrees_with_bisection_to_float64_resolution():
+    z = torch.cat([torch.linspace(-37.0, 37.0, 2001, dtype=torch.float64), normal_score_grid(4096, device="cpu")[0]])
+    for weights, means, stds in MIXTURES:
+        quantile = mixture_quantile(*(torch.tensor(v, dtype=torch.float64) for v in (weights, means, stds)), z)
+        bisected = _bisected_quantile(weights, means, stds, z)
+        error = ((quantile - bisected).abs() / (1 + bisected.abs())).max()
+        assert error < 1e-13, (weights, float(error))
+
+
+def test_solve_level_recovers_from_a_useless_start():
+    """Halley's iteration from a start far outside the bracket does not settle; the bracketed Newton
+    iteration then finds the root anyway."""
+    weights, means, stds = (torch.tensor(v, dtype=torch.float64) for v in MIXTURES[1])
+    z = normal_score_grid(257, device="cpu")[0]
+    level, zeta = 0.5 * torch.special.erfc(z.abs() / math.sqrt(2)), -z.abs()
+    sign = torch.where(z > 0, -1.0, 1.0).to(z)
+    for start in (torch.full_like(z, 1e3), torch.full_like(z, -40.0), torch.full_like(z, math.nan)):
+        root = sign * solve_level(level, zeta, weights, sign * means[:, None], stds, start=start)
+        assert torch.allclose(root, _bisected_quantile(*MIXTURES[1], z), rtol=0, atol=1e-13)
+
+
+def test_mixture_distribution_quantile_function_inverts_its_distribution_function():
+    mixture = GaussianMixture(weights=[0.39, 0.22, 0.39], means=[-1.06, 0.0, 1.06], stds=[0.34, 0.57, 0.34])
+    z = torch.linspace(-36.0, 36.0, 721, dtype=torch.float64)
+    x = mixture.from_normal_score(z)
+    assert torch.allclose(mixture.normal_score(x), z, rtol=1e-12, atol=1e-12)
+    beyond = torch.tensor([-38.0, 38.0], dtype=torch.float64)  # Φ(z) subnormal: the bisection fallback
+    assert torch.allclose(mixture.normal_score(mixture.from_normal_score(beyond)), beyond, rtol=1e-9)
