@@ -18,7 +18,6 @@ exact transport plans (W_1 rates) can amplify (2e-5 relative on the Swiss roll; 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -248,12 +247,14 @@ class DaskExecutor:
         workers = workers or cores
         if workers < 1:
             raise ScenarioError(f"must be >= 1, got {workers}", key="--workers")
-        dashboard = ":0" if importlib.util.find_spec("bokeh") else None
         logging.getLogger("distributed").setLevel(logging.ERROR)  # the scheduler runs here: no INFO chatter
         gpus = {"GPU": 1} if torch.cuda.is_available() else None  # CUDA tasks ask for this resource
         with dask.config.set(WORKER_CONFIG):  # read when the worker processes start
             cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                               resources=gpus, dashboard_address=dashboard,
+                                               # a free port for the scheduler's HTTP server (and the dashboard
+                                               # where bokeh is installed): a second local run on the same machine
+                                               # would otherwise find 8787 taken and warn
+                                               resources=gpus, dashboard_address=":0",
                                                silence_logs=logging.ERROR)
         threads = torch_threads or max(1, cores // workers)
         return cls(distributed.Client(cluster), cluster=cluster, torch_threads=threads)
