@@ -126,11 +126,11 @@ def solve_level(level: torch.Tensor, zeta: torch.Tensor, weights: torch.Tensor, 
             return y
     quantiles = centres[:, unsettled] + stds[:, None] * zeta[unsettled]
     low, high = quantiles.min(0).values, quantiles.max(0).values
-    weights_, centres_, level_ = weights, centres[:, unsettled], level[unsettled]
+    centres_left, level_left = centres[:, unsettled], level[unsettled]
 
     def residual_and_slope(x):
-        cdf, density, *_ = _cdf_and_derivatives(x, weights_, centres_, stds)
-        return cdf - level_, density
+        cdf, density, *_ = _cdf_and_derivatives(x, weights, centres_left, stds)
+        return cdf - level_left, density
 
     y = y.clone()
     y[unsettled] = safeguarded_newton(residual_and_slope, low, high, NEWTON_ITERATIONS, start=start[unsettled])
