@@ -28,6 +28,8 @@ from .gaussian import cholesky_factor
 from .roots import bisect
 
 LOG_HALF = math.log(0.5)
+#: doublings of the quantile bisection's bracket before giving up
+BRACKET_DOUBLINGS = 40
 
 
 @dataclass(frozen=True)
@@ -191,8 +193,9 @@ class Distribution(Component):
     def from_normal_score(self, z: torch.Tensor) -> torch.Tensor:
         """x = F⁻¹(Φ(z)) for z of shape (n,); returns (n, 1).
 
-        Default: bisection on ``log_cdf`` (z ≤ 0) and ``log_sf`` (z > 0), inside a bracket of ±60 standard
-        deviations around the mean, to below float64 resolution (:func:`stochthermo.roots.bisect`).
+        Default: bisection on ``log_cdf`` (z ≤ 0) and ``log_sf`` (z > 0), to below float64 resolution
+        (:func:`stochthermo.roots.bisect`), inside a bracket of ±60 standard deviations around the mean, doubled
+        until it holds every root (Chebyshev's bound puts only levels below 1/3600 outside it).
         """
         self._require_1d()
         lower = z <= 0
@@ -209,8 +212,13 @@ class Distribution(Component):
             value = log_function(mid[:, None])
             return value < target if increasing else value > target
 
-        return bisect(root_is_above, torch.full_like(target, mean - half_width),
-                      torch.full_like(target, mean + half_width))
+        for _ in range(BRACKET_DOUBLINGS):
+            low, high = torch.full_like(target, mean - half_width), torch.full_like(target, mean + half_width)
+            if bool(root_is_above(low).all()) and not bool(root_is_above(high).any()):
+                return bisect(root_is_above, low, high)
+            half_width *= 2
+        raise ArithmeticError(f"{self.name}: a quantile lies beyond 2^{BRACKET_DOUBLINGS} x 60 standard deviations "
+                              "of the mean")
 
     def _require_1d(self) -> None:
         if self.dim != 1:

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from stochthermo.distribution import Distribution
 from stochthermo.ensemble import normal_score_grid
 from stochthermo.integrate import rk4
 from stochthermo.quantile_flow import mixture_quantile, solve_level
@@ -124,3 +125,14 @@ def test_mixture_distribution_quantile_function_inverts_its_distribution_functio
     assert torch.allclose(mixture.normal_score(x), z, rtol=1e-12, atol=1e-12)
     beyond = torch.tensor([-38.0, 38.0], dtype=torch.float64)  # Φ(z) subnormal: the bisection fallback
     assert torch.allclose(mixture.normal_score(mixture.from_normal_score(beyond)), beyond, rtol=1e-9)
+
+
+def test_default_quantile_bisection_widens_its_bracket_to_hold_the_root():
+    """The base class's bisection (third-party laws; Gaussian mixtures beyond |z| = 37) starts from ±60 standard
+    deviations; for this mixture the quantiles at |z| = 36.9 lie ~368 from the mean, beyond 60 x 6.02."""
+    weights, means, stds = MIXTURES[3]
+    mixture = GaussianMixture(weights=weights, means=means, stds=stds)
+    z = torch.tensor([-36.9, -20.0, 0.0, 20.0, 36.9], dtype=torch.float64)
+    bisected = Distribution.from_normal_score(mixture, z)[:, 0]
+    assert torch.allclose(bisected, _bisected_quantile(weights, means, stds, z), rtol=1e-13, atol=0)
+    assert float(bisected.abs().max()) > 60 * float(mixture.covariance()[0, 0].sqrt())
