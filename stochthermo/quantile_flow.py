@@ -17,7 +17,7 @@ bracket :math:`\min_k(c_k + s_k\zeta) \le x \le \max_k(c_k + s_k\zeta)`, :math:`
 component's quantile of the same level) as the safeguard. The same solver gives a mixture's quantile function
 (:func:`mixture_quantile`). The velocity at the saved points follows from the same mixture
 (:func:`mixture_velocity`). It is the default ``auto`` solver's choice for 1-D linear processes with smooth data
-(tested against RK4 in tests/test_solvers.py).
+(tested against RK4 in tests/test_quantile_flow.py).
 """
 
 from __future__ import annotations

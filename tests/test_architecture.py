@@ -424,7 +424,8 @@ def test_cli_kinds_match_the_registry():
 
 
 def test_docs_references_resolve():
-    """Every "docs/<file>.md §n" or "docs/<file>.md, "Section"" cited in code, scenarios and docs exists."""
+    """Every "docs/<file>.md §n" or "docs/<file>.md, "Section"" and every test file cited in code, scenarios and
+    docs exists."""
     pattern = re.compile(r"docs/(\w+)\.md(?: §(\d+)|, \"([^\"]+)\")?")
     files = [*ROOT.glob("stochthermo/*.py"), *ROOT.rglob("plugins/**/*.py"), *ROOT.glob("scenarios/*.yaml"),
              *ROOT.glob("tests/*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"]
@@ -445,3 +446,5 @@ def test_docs_references_resolve():
     for path in files:
         if path.name != "test_architecture.py":
             assert not outside.search(path.read_text()), f"{path.name} cites a file outside the repository"
+        for test_file in re.findall(r"tests/\w+\.py", path.read_text()):
+            assert (ROOT / test_file).exists(), f"{path.name} cites {test_file}, which does not exist"
