@@ -4,8 +4,11 @@ conformance helpers of every role, presentation contributed by a test-only third
 module graph (no import cycle, no test of a concrete plugin class)."""
 
 import ast
+import gc
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -353,6 +356,29 @@ def test_a_run_too_large_for_memory_is_refused_before_allocating(write_scenario,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{path}: particles: 1000000000000 particles" in err and "GiB" in err, err
     assert not (tmp_path / "big.nc").exists()
+
+
+def test_entry_point_keeps_the_collector_off_the_imported_modules(write_scenario, tmp_path, capsys):
+    """The console script pauses the cyclic collector while a command imports torch, xarray, scipy and the
+    plugins, then freezes those objects and switches the collector back on before the run computes;
+    ``main`` called in-process leaves the caller's collector as it was."""
+    path = write_scenario(scenario_dict(output=str(tmp_path / "o.nc")))
+    probe = ("import gc, sys\n"
+             "from stochthermo import cli, engine\n"
+             "simulate = engine.simulate\n"
+             "def spy(*args, **kwargs):\n"
+             "    print('collector:', gc.isenabled(), gc.get_freeze_count(), file=sys.stderr)\n"
+             "    return simulate(*args, **kwargs)\n"
+             "engine.simulate = spy\n"
+             f"sys.argv = ['stochthermo', 'run', {str(path)!r}, '-q']\n"
+             "cli.entry_point()\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "o.nc").exists(), proc.stderr
+    enabled, frozen = proc.stderr.split("collector:")[1].split()[:2]
+    assert enabled == "True" and int(frozen) > 100_000, proc.stderr  # torch alone holds some 10^5 objects
+    frozen_before = gc.get_freeze_count()
+    assert main(["run", str(path), "-q", "-o", str(tmp_path / "p.nc")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen_before
 
 
 # ---- the module graph --------------------------------------------------------------------------------------
