@@ -9,9 +9,8 @@ modules (the children may write them even where PYTHONDONTWRITEBYTECODE is set: 
 them, and the bare import's torch and xarray have theirs); the medians are compared. The run's command line
 keeps the cyclic garbage collector off its imported modules (``stochthermo.cli.entry_point``), so the same
 bare import with the collector paused is timed too: the floor no command importing torch and xarray can beat.
-With ``--before REV`` (default: the engine before the architecture
-refactor) the same commands of that git revision run too, interleaved in the same run, from a temporary
-worktree put first on ``PYTHONPATH``.
+With ``--before REV`` (default: the engine before the architecture refactor) the same commands of that git
+revision run too, interleaved in the same run, from a temporary worktree put first on ``PYTHONPATH``.
 
     python benchmarks/gmm_end_to_end.py [--repeat 3] [--before REV | --before none]
 """

@@ -211,9 +211,9 @@ def _plot(args) -> int:
     from .io import read_run
     from .plotting import save_figures
 
-    _collect_from_here()
     run_file = Path(args.run)
     dataset = read_run(args.run)
+    _collect_from_here()
     written = save_figures(dataset, args.output or _beside(run_file), tuple(args.format), stem=run_file.stem)
     if not written:
         raise ScenarioError("no registered observer draws a figure from this run's variables", file=args.run)
@@ -226,8 +226,9 @@ def _report(args) -> int:
     from .io import read_run
     from .report import write_report
 
+    dataset = read_run(args.run)
     _collect_from_here()
-    path = write_report(read_run(args.run), args.output or Path(args.run).with_suffix(".html"))
+    path = write_report(dataset, args.output or Path(args.run).with_suffix(".html"))
     print(f"wrote {path}")
     return 0
 
