@@ -67,9 +67,9 @@ def main() -> None:
                     "pass": ([sys.executable, "-c", "pass"], None)}
         if before is not None:
             commands |= {"run before": (run, before), "help before": (HELP, before)}
-        for command, source in commands.values():  # warm-up: file cache, bytecode caches
+        for key, (command, source) in commands.items():  # warm-up: file cache, bytecode caches
             _timed(command, source)
-            if command is run and source is None:  # ru_maxrss of RUSAGE_CHILDREN: the largest child so far
+            if key == "run":  # the first child: ru_maxrss of RUSAGE_CHILDREN is the run's own peak
                 peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB
         for _ in range(args.repeat):
             for key, (command, source) in commands.items():
