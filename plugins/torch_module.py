@@ -102,7 +102,8 @@ class ExternalModel(Estimator):
 
     def _call(self, t: float, x: torch.Tensor) -> torch.Tensor:
         times = torch.full((len(x),), self._model_time(t), dtype=self.model_dtype, device=x.device)
-        out = self.network(times, x.to(self.model_dtype))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph over the weights
+            out = self.network(times, x.to(self.model_dtype))
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ScenarioError(f"the model must return a tensor of the shape of x, {tuple(x.shape)}; got {got}",

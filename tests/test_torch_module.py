@@ -44,14 +44,22 @@ def wrong_shape(t, x):
 
 
 class ExactEpsilon(torch.nn.Module):
+    """The exact noise predictor as a network with trainable parameters (as every trained network has: its
+    outputs require grad)."""
+
     def __init__(self):
         super().__init__()
-        self.beta_min, self.beta_max, self.mean, self.std = BETA_MIN, BETA_MAX, MEAN, STD
+        self.beta_min, self.beta_max = BETA_MIN, BETA_MAX
+        self.mean = torch.nn.Parameter(torch.tensor(MEAN, dtype=torch.float64))
+        self.std = torch.nn.Parameter(torch.tensor(STD, dtype=torch.float64))
 
     def forward(self, t, x):
         integral = self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t**2
         m, v = torch.exp(-0.5 * integral)[:, None], -torch.expm1(-integral)[:, None]
         return v.sqrt() * (x - m * self.mean) / (m**2 * self.std**2 + v)
+
+
+exact_epsilon_module = ExactEpsilon()
 
 
 def _estimator(**settings):
@@ -100,11 +108,12 @@ def test_exported_program_file(tmp_path):
                                    atol=1e-11)
 
 
-def test_estimation_observer_finds_no_residual_for_an_exact_model():
-    """An exact noise model: the residual L of Eq. (100) vanishes (to the 1e-6 τ floor at t = 0, where the
+@pytest.mark.parametrize("model", ["exact_epsilon", "exact_epsilon_module"])
+def test_estimation_observer_finds_no_residual_for_an_exact_model(model):
+    """An exact noise model (a function, and a module with parameters): the residual L of Eq. (100) vanishes (to the 1e-6 τ floor at t = 0, where the
     noise model is read just after 0), D_t stays D_0, and the bound holds."""
     ds = run_dict(scenario_dict(**SPEC, time_steps=32, particles=512,
-                                estimator={"name": "torch_module", "model": "test_torch_module:exact_epsilon",
+                                estimator={"name": "torch_module", "model": f"test_torch_module:{model}",
                                            "output": "epsilon", "dtype": "float64"},
                                 observers=["thermodynamics", "response", "estimation"]))
     assert float(ds.estimation_residual.max()) < 1e-8
