@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     import diffusers
 
-    from stochthermo.scenario import parse_scenario
+    from stochthermo import parse_scenario
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -1,7 +1,7 @@
 """Exact empirical velocity (chunked softmax posterior) against the bare torch operations of the same shapes.
 
 For N particles, M data points in d dimensions, one evaluation of ȳ(x) = Σ_i softmax_i(−|x − c_i|²/2V) y_i
-by :func:`stochthermo.posterior.posterior_average` is timed beside the bare operations — the distance
+by :func:`stochthermo.numerics.posterior_average` is timed beside the bare operations — the distance
 matmul, a softmax and the weighted sum over the full N × M matrix — in the same run. The last case is the
 image-scale one (N_D = 60000 images of n_d = 784 pixels, 1000 particles): there the full velocity of the
 ``scheduled`` cond-OT process at t = τ/2 is timed too. Each case runs in a fresh process, so its peak memory
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from stochthermo.posterior import DEFAULT_BUDGET, posterior_average
+from stochthermo.numerics._posterior import DEFAULT_BUDGET, posterior_average
 
 CASES = ((20000, 20000, 2), (2000, 20000, 784), (1000, 60000, 784))
 IMAGE_CASE = (1000, 60000, 784)
@@ -54,8 +54,7 @@ def run_case(n: int, m: int, d: int, repeat: int) -> None:
     chunked = best_time(lambda: posterior_average(x, points, points, variance), repeat)
     line = ""
     if (n, m, d) == IMAGE_CASE:
-        from stochthermo_plugins.distributions import Gaussian
-        from stochthermo_plugins.point_clouds import PointCloud
+        from stochthermo_plugins.distributions import Gaussian, PointCloud
         from stochthermo_plugins.processes.scheduled import Scheduled
         from stochthermo_plugins.schedules import CondOT
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from stochthermo.integrate import rk4
+from stochthermo.numerics._integrate import rk4
 from stochthermo_plugins.distributions import Gaussian
 from stochthermo_plugins.processes.optimal_transport import OptimalTransport
 

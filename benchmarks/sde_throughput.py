@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from stochthermo import parse_scenario
-from stochthermo.solver import estimator_equation
+from stochthermo.roles._equation import estimator_equation
 
 CASES = {
     "1-D mixture": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [-0.6, 0.6], "stds": [0.3, 0.3]},

@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from stochthermo.registry import default_registry
-from stochthermo.semidiscrete import (
+from stochthermo import default_registry
+from stochthermo.measures._semidiscrete import (
     CHECK_SAMPLES,
     SemiDiscreteMap,
     checked_solution,

@@ -22,10 +22,10 @@ import ot
 import torch
 import yaml
 
-from stochthermo.scenario import parse_scenario
-from stochthermo.training import TrainingKey, train
-from stochthermo_plugins.neural import VelocityMLP
-from stochthermo_plugins.point_clouds import SwissRoll
+from stochthermo import parse_scenario
+from stochthermo.numerics._training import TrainingKey, train
+from stochthermo_plugins.distributions import SwissRoll
+from stochthermo_plugins.estimators.neural import VelocityMLP
 
 SCENARIO = {"data": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [-0.6, 0.6], "stds": [0.3, 0.3]},
             "prior": {"name": "gaussian", "mean": 0.0, "std": 1.0},
@@ -75,7 +75,7 @@ def main() -> None:
         start = time.perf_counter()
         bare_loop(sampler, args.steps, settings.learning_rate)
         bare.append(args.steps / (time.perf_counter() - start))
-    print(f"stochthermo.training.train: {max(ours):.1f} steps/s; minimal loop: {max(bare):.1f} steps/s; "
+    print(f"stochthermo.numerics.train: {max(ours):.1f} steps/s; minimal loop: {max(bare):.1f} steps/s; "
           f"ratio {max(ours) / max(bare):.3f} (target >= 0.9)")
     print("minibatch OT coupling (ot.emd, 2-D Swiss roll vs N(0, I)):")
     roll = SwissRoll(size=20000)

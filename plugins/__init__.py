@@ -1,21 +1,16 @@
 """The built-in plugins of stochthermo, registered through the same hooks a third party uses.
 
-Installed under the import name ``stochthermo_plugins``.
+Installed under the import name ``stochthermo_plugins``, one package per role, named as the registry's
+kinds are: ``schedules``, ``distributions``, ``processes``, ``estimators``, ``solvers``, ``observers``. A
+module imports the public API of :mod:`stochthermo` and modules of its own role's package only (a test
+enforces it); what several roles need lives in the engine's public packages.
+
+:data:`BUILTIN_MODULES` lists the modules that implement hooks, in registration order; each is registered
+as the plugin ``builtin.<role>.<module>``.
 """
 
-from . import (
-    diffusers_model,
-    diffusers_schedule,
-    distributions,
-    estimators,
-    images,
-    neural,
-    point_clouds,
-    schedules,
-    sde_solvers,
-    solvers,
-    torch_module,
-)
+from .distributions import analytic, images, point_clouds
+from .estimators import diffusers_model, exact, neural, torch_module
 from .observers import (
     bounds,
     estimation,
@@ -32,9 +27,10 @@ from .observers import (
     trajectories,
 )
 from .processes import optimal_transport, rotational, scheduled
+from .schedules import diffusers, standard
+from .solvers import ode, sde
 
-BUILTIN_MODULES = (schedules, diffusers_schedule, distributions, point_clouds, images, scheduled, rotational,
-                   optimal_transport, estimators, torch_module, diffusers_model,
-                   neural, solvers, sde_solvers, thermodynamics, response, bounds, snapshots, monte_carlo,
-                   image_snapshots, estimation, trajectories, fokker_planck,
-                   ode_sde_gap, prior_error, long_time_limit, ot_bridge)
+BUILTIN_MODULES = (standard, diffusers, analytic, point_clouds, images, scheduled, rotational, optimal_transport,
+                   exact, torch_module, diffusers_model, neural, ode, sde, thermodynamics, response, bounds,
+                   snapshots, monte_carlo, image_snapshots, estimation, trajectories, fokker_planck, ode_sde_gap,
+                   prior_error, long_time_limit, ot_bridge)

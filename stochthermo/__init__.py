@@ -4,9 +4,12 @@ Measures entropy production, Wasserstein speed, the distance to the optimal-tran
 response of generation to a perturbed start, and checks the speed-accuracy relations of
 Ikeda, Uda, Okanohara & Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025).
 
-The public API is :data:`__all__`; names are imported on first use, so ``import stochthermo`` (and the
-command line's ``--help``) stays cheap. Modules a plugin may import: those listed in docs/architecture.md
-("Public modules"); the others are private.
+The public API is ``__all__``; names are imported on first use, so ``import stochthermo`` (and the
+command line's ``--help``) stays cheap. A plugin imports this package, :mod:`stochthermo.roles`,
+:mod:`stochthermo.numerics`, :mod:`stochthermo.measures`, :mod:`stochthermo.present`,
+:mod:`stochthermo.testing`, :mod:`stochthermo.types`, :mod:`stochthermo.errors` and :mod:`stochthermo.hookspecs`;
+every module whose name starts with an underscore, and the ``engine`` and ``output`` packages, are the
+engine's own (docs/architecture.md, "Public API").
 """
 
 from importlib import import_module
@@ -19,16 +22,21 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "Distribution": "distribution", "MixtureStructure": "distribution", "PointCloudStructure": "distribution",
-    "PluginError": "errors", "ScenarioError": "errors", "SimulationError": "errors", "StochthermoError": "errors",
-    "ConformanceError": "errors",
-    "Estimator": "estimator", "ForwardProcess": "process", "Schedule": "schedule", "Solver": "solver",
-    "Equation": "solver", "Observer": "observer", "Run": "observer", "Flows": "observer", "Variable": "observer",
-    "Protocol": "setup", "Setup": "setup", "hookimpl": "hookspecs",
-    "Column": "presentation", "RelationColumn": "presentation",
-    "ScenarioSpec": "spec", "read_spec": "spec", "parse_spec": "spec",
-    "Scenario": "scenario", "Sweep": "scenario", "load_scenario": "scenario", "parse_scenario": "scenario",
-    "build": "scenario", "Registry": "registry", "simulate": "engine",
+    **dict.fromkeys(["Component", "Distribution", "MixtureStructure", "PointCloudStructure", "Schedule",
+                     "ForwardProcess", "Estimator", "Solver", "Equation", "Observer", "Run", "Flows", "Variable",
+                     "Trajectory", "DrivingProtocol", "Setup", "Column", "RelationColumn", "RelationStatus"],
+                    "roles"),
+    **dict.fromkeys(["PluginError", "ScenarioError", "SimulationError", "StochthermoError", "ConformanceError"],
+                    "errors"),
+    "hookimpl": "hookspecs",
+    **dict.fromkeys(["ScenarioSpec", "read_spec", "parse_spec"], "engine._spec"),
+    **dict.fromkeys(["Scenario", "Sweep", "load_scenario", "parse_scenario", "build"], "engine._build"),
+    **dict.fromkeys(["Registry", "default_registry"], "engine._registry"),
+    "simulate": "engine._simulate",
+    **dict.fromkeys(["run", "RunResult"], "engine._run"),
+    **dict.fromkeys(["Executor", "InProcess", "DaskExecutor", "TaskFailures", "OnTask"], "engine._executors"),
+    **dict.fromkeys(["Task", "TaskStore"], "engine._tasks"),
+    "open_run": "output._files",
 }
 __all__ = sorted([*_EXPORTS, "__version__"])
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import inspect
 import json
 import logging
 import os
 import sys
+import traceback
 from pathlib import Path
 
-from . import __version__
-from .errors import ScenarioError, SimulationError, StochthermoError
+from stochthermo import __version__
+from stochthermo.errors import ScenarioError, SimulationError, StochthermoError, first_line
 
 #: plugin roles (``stochthermo describe KIND NAME``); stochthermo.registry.KINDS is checked against it in the tests
 KIND_NAMES = ("distribution", "estimator", "observer", "process", "schedule", "solver")
@@ -63,11 +63,37 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except SimulationError as exc:
-        print(f"stochthermo: run failed: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, f"run failed: {_one_line(exc)}", 1)
+    except ScenarioError as exc:
+        flag = f" ({FLAGS[exc.option]})" if exc.option in FLAGS else ""
+        return _fail(args, f"error: {_one_line(exc)}{flag}", 2)
     except StochthermoError as exc:
-        print(f"stochthermo: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, f"error: {_one_line(exc)}", 2)
+    except OSError as exc:  # the disk is full, a directory is read-only, a file vanished
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(args, f"error: {where}{exc.strerror or first_line(exc)}", 2)
+    except MemoryError:
+        return _fail(args, "error: out of memory: lower particles or time_steps", 2)
+    except Exception as exc:  # a bug: said so in one line, the traceback kept for --debug
+        return _fail(args, f"internal error: {type(exc).__name__}: {first_line(exc)} (a bug in stochthermo or a "
+                           "plugin: please report it with the scenario; --debug shows the traceback)", 2)
+
+
+#: run options (:func:`stochthermo.run`) whose refusals the command line completes with the flag that allows them
+FLAGS = {"force": "--force", "no-recompute": "--no-recompute"}
+
+
+def _one_line(exc: Exception) -> str:
+    """An error's message on one line (a plugin's multi-line message is joined)."""
+    return " ".join(str(exc).split("\n"))
+
+
+def _fail(args, message: str, status: int) -> int:
+    """Print ``stochthermo: <message>`` (after the traceback with ``--debug``) and return ``status``."""
+    if args.debug:
+        traceback.print_exc()
+    print(f"stochthermo: {message}", file=sys.stderr)
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stochthermo {__version__}")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                         help="verbosity of log messages on standard error")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error before its line")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a scenario and write its Dataset (netCDF)")
@@ -99,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retries", type=int, default=0, metavar="N", help="reruns of a failing task before it is "
                      "reported (default 0)")
     run.add_argument("--keep-tasks", action="store_true", help="keep the run directory of task files after success")
+    run.add_argument("--force", action="store_true", help="replace an existing output that is not a result of "
+                     "stochthermo")
+    run.add_argument("--no-recompute", action="store_true", help="refuse a damaged task file of an earlier run "
+                     "instead of recomputing its task")
     run.set_defaults(handler=_run)
 
     plot = commands.add_parser("plot", help="figures of a run in the paper's layouts")
@@ -127,55 +158,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the library's run options (:func:`stochthermo.run`) that name a command-line flag, for the flag in errors
+RUN_FLAGS = {"format": "--format", "retries": "--retries", "workers": "--workers", "threads": "--threads",
+             "executor": "--executor", "scheduler": "--scheduler", "overrides": "--set"}
+
+
 def _run(args) -> int:
-    import scipy.integrate  # noqa: F401  (every run integrates over time: imported before the collector is back)
+    from stochthermo.engine._run import execute
+    from stochthermo.engine._tasks import run_directory
+    from stochthermo.present._summary import format_summary
 
-    from .engine import simulate
-    from .io import write_dataset
-    from .scenario import load_scenario
-    from .summary import format_summary
-    from .tasks import TaskStore, run_directory, run_identity
-
-    if args.retries < 0:
-        raise ScenarioError(f"must be >= 0, got {args.retries}", key="--retries")
-    for option, value in (("--workers", args.workers), ("--threads", args.threads)):
-        if value is not None and value < 1:
-            raise ScenarioError(f"must be >= 1, got {value}", key=option)
-    if args.format == "zarr" and not all(importlib.util.find_spec(name) for name in ("zarr", "dask")):
-        raise ScenarioError("a Zarr store needs zarr and dask: pip install 'stochthermo[zarr]'", key="--format")
-    scenario = load_scenario(args.scenario, overrides=args.overrides)
-    _collect_from_here()
-    first = scenario.variants[0]
-    output = args.output or first.output
-    if not output:
-        raise ScenarioError("no output file: give -o/--output or an 'output' key", file=args.scenario, key="output")
     try:
-        store = TaskStore(run_directory(output), run_identity(scenario), scenario.name).open()
+        result = execute(args.scenario, overrides=args.overrides, output=args.output, format=args.format,
+                         device=args.device, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
+                         threads=args.threads, retries=args.retries, keep_tasks=args.keep_tasks, force=args.force,
+                         recompute=not args.no_recompute, progress=not args.quiet and sys.stderr.isatty(),
+                         require_output=True,
+                         before_compute=_collect_from_here)
     except ScenarioError as exc:
-        raise exc.located(file=args.scenario) from None
-    executor = _executor(args)
-    regions = None
-    if args.format == "zarr":
-        from .zarr_regions import RegionWriter
-
-        regions = RegionWriter(scenario, store.directory)
-    try:
-        dataset = simulate(scenario, device=args.device, progress=not args.quiet and sys.stderr.isatty(),
-                           executor=executor, store=store, retries=args.retries, on_task=regions)
-    except ScenarioError as exc:
-        raise exc.located(file=args.scenario) from None
+        if exc.key in RUN_FLAGS:
+            raise ScenarioError(exc.problem, file=exc.file, key=RUN_FLAGS[exc.key], option=exc.option) from None
+        raise
     except KeyboardInterrupt:
-        print(f"stochthermo: interrupted; finished tasks are kept in {store.directory}: run the same command to "
-              "resume", file=sys.stderr)
+        where = run_directory(args.output) if args.output else "the run directory beside the output"
+        print(f"stochthermo: interrupted; finished tasks are kept in {where}: run the same command to resume",
+              file=sys.stderr)
         return 130
-    finally:
-        executor.close()
-    path = regions.finish(dataset, output) if regions else write_dataset(dataset, output)
-    if not args.keep_tasks:
-        store.remove()
+    dataset, path, scenario = result.dataset, result.path, result.scenario
+    first = scenario.variants[0]
     figures = []
     if args.plot is not None:
-        from .plotting import save_figures
+        from stochthermo.present._plotting import save_figures
 
         figures = save_figures(dataset, args.plot or _beside(path), stem=path.stem, registry=scenario.registry)
     if not args.quiet:
@@ -186,33 +199,16 @@ def _run(args) -> int:
     return 0
 
 
-def _executor(args):
-    """The executor the options ask for."""
-    if args.scheduler and args.executor == "local":
-        raise ScenarioError("give --scheduler (an existing cluster) or --executor local, not both", key="--scheduler")
-    if args.workers is not None and args.executor != "local":
-        raise ScenarioError("--workers sizes a LocalCluster: add --executor local", key="--workers")
-    from .executors import DaskExecutor, InProcess
-
-    if not args.scheduler and args.executor == "in-process":
-        return InProcess(args.threads)
-    executor = (DaskExecutor.connect(args.scheduler, args.threads) if args.scheduler
-                else DaskExecutor.local(args.workers, args.threads))
-    if not args.quiet and executor.dashboard:
-        print(f"Dask dashboard: {executor.dashboard}", file=sys.stderr)
-    return executor
-
-
 def _beside(run_file: Path) -> Path:
     return run_file.parent / f"{run_file.stem}_figures"
 
 
 def _plot(args) -> int:
-    from .io import read_run
-    from .plotting import save_figures
+    from stochthermo.output._files import open_run
+    from stochthermo.present._plotting import save_figures
 
     run_file = Path(args.run)
-    dataset = read_run(args.run)
+    dataset = open_run(args.run)
     _collect_from_here()
     written = save_figures(dataset, args.output or _beside(run_file), tuple(args.format), stem=run_file.stem)
     if not written:
@@ -223,18 +219,21 @@ def _plot(args) -> int:
 
 
 def _report(args) -> int:
-    from .io import read_run
-    from .report import write_report
+    from stochthermo.output._files import open_run
+    from stochthermo.present._report import write_report
 
-    dataset = read_run(args.run)
+    output = Path(args.output or Path(args.run).with_suffix(".html"))
+    if output.exists() and Path(args.run).exists() and os.path.samefile(output, args.run):
+        raise ScenarioError(f"the report's output {output} is the run file itself", file=args.run)
+    dataset = open_run(args.run)
     _collect_from_here()
-    path = write_report(dataset, args.output or Path(args.run).with_suffix(".html"))
+    path = write_report(dataset, output)
     print(f"wrote {path}")
     return 0
 
 
 def _validate(args) -> int:
-    from .scenario import load_scenario
+    from stochthermo.engine._build import load_scenario
 
     scenario = load_scenario(args.scenario)
     first = scenario.variants[0]
@@ -245,7 +244,7 @@ def _validate(args) -> int:
 
 
 def _plugins(args) -> int:
-    from .registry import default_registry
+    from stochthermo.engine._registry import default_registry
 
     registry = default_registry()
     records = [{"name": info.name, "version": info.version, "source": info.source, "provides": info.provides}
@@ -263,15 +262,16 @@ def _plugins(args) -> int:
 
 
 def _describe(args) -> int:
-    from .parameters import parameters_of, type_name
-    from .registry import default_registry
+    from stochthermo.engine._parameters import parameters_of, type_name
+    from stochthermo.engine._registry import default_registry
+    from stochthermo.present._text import plain_text
 
     cls = default_registry().get(args.kind, args.name)
     print(f"{args.kind} '{args.name}' ({cls.__module__}.{cls.__qualname__})\n")
-    print(inspect.cleandoc(cls.__doc__ or "(no documentation)"))
+    print(plain_text(inspect.cleandoc(cls.__doc__ or "(no documentation)")))
     module_doc = sys.modules[cls.__module__].__doc__
     if module_doc:
-        print("\n" + inspect.cleandoc(module_doc))
+        print("\n" + plain_text(inspect.cleandoc(module_doc)))
     params = parameters_of(cls)
     print("\nparameters:" if params else "\nparameters: none")
     for p in params:

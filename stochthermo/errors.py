@@ -17,12 +17,15 @@ class StochthermoError(Exception):
 class ScenarioError(StochthermoError):
     """A scenario file (or an override of one) is invalid.
 
-    ``key`` is the dotted path inside the file, e.g. ``protocols.cosine.schedule``.
+    ``key`` is the dotted path inside the file, e.g. ``protocols.cosine.schedule``; ``option`` names the run
+    option that would accept what was refused (``force``, ``no-recompute``), which the command line shows as
+    its flag.
     """
 
-    def __init__(self, message: str, *, file: str | None = None, key: str | None = None):
+    def __init__(self, message: str, *, file: str | None = None, key: str | None = None, option: str | None = None):
         self.file = file
         self.key = key
+        self.option = option
         self.problem = message
         super().__init__(self._render())
 
@@ -35,7 +38,7 @@ class ScenarioError(StochthermoError):
         key = self.key
         if key_prefix:
             key = f"{key_prefix}.{key}" if key else key_prefix
-        return ScenarioError(self.problem, file=file or self.file, key=key)
+        return ScenarioError(self.problem, file=file or self.file, key=key, option=self.option)
 
 
 class PluginError(StochthermoError):

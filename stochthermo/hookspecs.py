@@ -4,7 +4,7 @@ Every hook is a *registration* hook: it is called once, when the registry loads,
 returns a list of classes (possibly empty). The registry checks each class (a subclass of the right base,
 not abstract, a snake_case ``name``) and rejects a name registered twice, naming both plugins.
 
-Implement a hook in a module or object with the :data:`hookimpl` marker and expose it through the
+Implement a hook in a module or object with the ``stochthermo.hookimpl`` marker and expose it through the
 ``stochthermo.plugins`` entry-point group::
 
     [project.entry-points."stochthermo.plugins"]

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from stochthermo.engine import simulate
-from stochthermo.scenario import parse_scenario
-from stochthermo.testing import continuity_residual  # noqa: F401  (re-exported for the tests)
+from stochthermo.engine._build import parse_scenario
+from stochthermo.engine._simulate import simulate
+from stochthermo.testing import continuity_residual  # noqa: F401  (re-exported for the tests
 
 # CI explores a fixed set of examples (reproducible landings); local runs draw new ones each time.
 settings.register_profile("ci", derandomize=True, print_blob=True)

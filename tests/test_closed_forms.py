@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from conftest import continuity_residual, run_dict, scenario_dict
-from stochthermo.registry import default_registry
+from stochthermo.engine._registry import default_registry
 from stochthermo_plugins.distributions import Gaussian, GaussianMixture
 from stochthermo_plugins.processes.optimal_transport import OptimalTransport
 from stochthermo_plugins.processes.scheduled import Scheduled
@@ -142,9 +142,9 @@ def test_transported_quantiles_are_marginal_quantiles(schedule):
     ds_times = torch.linspace(0, 1, 257, dtype=torch.float64)
     data = GaussianMixture([0.5, 0.5], [-0.6, 0.6], [0.3, 0.3])
     process = Scheduled(data=data, prior=PRIOR, tau=1.0, schedule=default_registry().get("schedule", schedule)())
-    from stochthermo.ensemble import make_ensemble
-    from stochthermo.solver import process_equation
-    from stochthermo.trajectory import run_flows
+    from stochthermo.measures._ensemble import make_ensemble
+    from stochthermo.roles._equation import process_equation
+    from stochthermo.roles._trajectory import run_flows
     from stochthermo_plugins.solvers import RungeKutta4
 
     ensemble = make_ensemble(process.end_distribution(), 257, 0, device="cpu")

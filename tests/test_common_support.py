@@ -7,7 +7,7 @@ import yaml
 
 from conftest import run_dict, scenario_dict
 from stochthermo import ScenarioError
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
 
 SMOOTH = {"shifted": {"name": "gaussian", "mean": 1.0, "std": 1.0}, "narrow": {"name": "gaussian", "std": 0.8}}
 
@@ -44,7 +44,7 @@ def test_refusals(change, message):
 
 
 def test_summary_prints_the_standard_error_of_eta_over_seeds():
-    from stochthermo.summary import format_summary, summary_table
+    from stochthermo.present._summary import format_summary, summary_table
 
     two = run_dict(scenario_dict(time_steps=8, particles=256, seeds=[0, 1], solver={"name": "euler_maruyama"}))
     header, rows = summary_table(two)
@@ -58,7 +58,7 @@ def test_summary_prints_the_standard_error_of_eta_over_seeds():
 def test_a_relation_whose_seed_error_bar_straddles_it_is_unresolved():
     """With several seeds a relation that some seeds violate is FAIL only when the seed mean of its slack lies
     more than two standard errors below 0; when the error bar straddles 0 it is 'unres', and counted so."""
-    from stochthermo.summary import relation_counts, summary_table
+    from stochthermo.present._summary import relation_counts, summary_table
 
     ds = run_dict(scenario_dict(time_steps=16, particles=256, seeds=[0, 1, 2]))
     header, rows = summary_table(ds)
@@ -84,7 +84,7 @@ def _gaussian_w1_estimates(dim: int, n: int, seeds: int, shrink: float = 0.9):
     import torch
     from scipy.special import gammaln
 
-    from stochthermo.wasserstein import optimal_coupling
+    from stochthermo.measures._wasserstein import optimal_coupling
 
     def w1(x, wx, y, wy):
         coupling = optimal_coupling(x, wx, y, wy, monotone=False, metric="euclidean")

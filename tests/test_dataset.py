@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from conftest import run_dict, scenario_dict
-from stochthermo.io import read_dataset, write_dataset
+from stochthermo.output._files import read_dataset, write_dataset
 
 SPEC = scenario_dict(
     protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
@@ -42,7 +42,7 @@ def test_provenance(dataset):
     assert "tau: 1.0" in text
     assert json.loads(attrs["seeds"]) == [0, 3]
     assert attrs["dtype"] == "float64" and attrs["device"] == "cpu"
-    assert "torch" in attrs["dependency_versions"] and "builtin.schedules" in attrs["plugins"]
+    assert "torch" in attrs["dependency_versions"] and "builtin.schedules.standard" in attrs["plugins"]
 
 
 def test_same_scenario_same_dataset(dataset):

@@ -14,8 +14,7 @@ import torch
 from conftest import run_dict, scenario_dict
 from stochthermo.errors import ScenarioError
 from stochthermo.testing import check_schedule
-from stochthermo_plugins.diffusers_schedule import Diffusers
-from stochthermo_plugins.schedules import VPLinear
+from stochthermo_plugins.schedules import Diffusers, VPLinear
 
 diffusers = pytest.importorskip("diffusers")
 

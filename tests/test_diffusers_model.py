@@ -11,7 +11,7 @@ import yaml
 
 from conftest import scenario_dict
 from stochthermo.cli import main
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -6,9 +6,9 @@ import pytest
 
 from conftest import run_dict, scenario_dict
 from stochthermo.cli import main
-from stochthermo.io import write_dataset
-from stochthermo.plotting import available_figures, save_figures
-from stochthermo.report import render_report
+from stochthermo.output._files import write_dataset
+from stochthermo.present._plotting import available_figures, save_figures
+from stochthermo.present._report import render_report
 
 RUN_1D = scenario_dict(protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
                                   "ot": {"process": "optimal_transport"}},
@@ -58,7 +58,7 @@ def test_run_with_plot_and_overrides(write_scenario, tmp_path, capsys):
     assert main(["run", str(path), "-o", str(out), "--plot", "--set", "particles=256",
                  "--set", "perturbations.a.mean=0.5"]) == 0
     assert (tmp_path / "o" / "r_figures" / "r_costs.pdf").exists()
-    from stochthermo.io import read_dataset
+    from stochthermo.output._files import read_dataset
 
     ds = read_dataset(out)
     assert ds.attrs["particles"] == 256 and '"perturbations.a.mean=0.5"' in ds.attrs["scenario_overrides"]

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stochthermo.engine import simulate
-from stochthermo.scenario import load_scenario, parse_scenario
+from stochthermo.engine._build import load_scenario, parse_scenario
+from stochthermo.engine._simulate import simulate
 
 SCENARIO = Path(__file__).parents[1] / "scenarios" / "gmm.yaml"
 #: paper Table I, η per perturbation and protocol

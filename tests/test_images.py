@@ -14,15 +14,12 @@ from PIL import Image
 
 from conftest import run_dict, scenario_dict
 from stochthermo import MixtureStructure, ScenarioError
-from stochthermo.divergence import KL_PROXY, chi_square
-from stochthermo.engine import simulate
-from stochthermo.ensemble import make_ensemble
-from stochthermo.plotting import available_figures
-from stochthermo.scenario import load_scenario, parse_scenario
-from stochthermo_plugins.distributions import Gaussian, GaussianMixture
-from stochthermo_plugins.image_files import read_images
-from stochthermo_plugins.images import Images
-from stochthermo_plugins.point_clouds import PointCloud
+from stochthermo.engine._build import load_scenario, parse_scenario
+from stochthermo.engine._simulate import simulate
+from stochthermo.measures._divergence import KL_PROXY, chi_square
+from stochthermo.measures._ensemble import make_ensemble
+from stochthermo.present._plotting import available_figures
+from stochthermo_plugins.distributions import Gaussian, GaussianMixture, Images, PointCloud, read_images
 from stochthermo_plugins.processes.scheduled import Scheduled
 from stochthermo_plugins.schedules import CondOT, Cosine
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from stochthermo.integrate import rk4, time_integral
+from stochthermo.numerics._integrate import rk4, time_integral
 
 
 def _final_error(steps: int) -> float:

@@ -16,10 +16,10 @@ from test_properties import gaussian_perturbations, mixtures
 
 from conftest import run_dict, scenario_dict
 from stochthermo import Estimator, ScenarioError, hookimpl
-from stochthermo.log_density import autograd_velocity_and_divergence, log_density_flow
-from stochthermo.registry import Registry
-from stochthermo.scenario import parse_scenario
-from stochthermo.training import TrainingKey, TrainingSettings, train
+from stochthermo.engine._build import parse_scenario
+from stochthermo.engine._registry import Registry
+from stochthermo.numerics._log_density import autograd_velocity_and_divergence, log_density_flow
+from stochthermo.numerics._training import TrainingKey, TrainingSettings, train
 
 CPU = torch.device("cpu")
 GMM = scenario_dict()["data"]
@@ -162,8 +162,8 @@ class OracleNoise(torch.nn.Module):
 def test_score_parameterisation_with_the_exact_score_gives_the_exact_velocity(process_spec, dim):
     """ν̂ = (H + GJ)x + (T/√v) ε̄ with the true noise ε̄ is ν (tabulated coefficients: interpolation error only),
     and for a scheduled process the velocity-weighted target f + Tε/σ is the flow-matching target ṁy + σ̇ε."""
-    from stochthermo_plugins.neural import TABLE_INTERVALS
-    from stochthermo_plugins.score_model import ScoreVelocity, score_coefficients, score_row
+    from stochthermo_plugins.estimators.neural import TABLE_INTERVALS
+    from stochthermo_plugins.estimators.score_model import ScoreVelocity, score_coefficients, score_row
 
     c = 0.49
     spec = scenario_dict(data={"name": "gaussian", "mean": [0.0] * dim, "std": 0.7},

@@ -10,7 +10,7 @@ the t-derivatives are minus the s-derivatives."""
 import pytest
 import torch
 
-from stochthermo.registry import default_registry
+from stochthermo.engine._registry import default_registry
 
 scheduler = pytest.importorskip("flow_matching.path.scheduler")
 

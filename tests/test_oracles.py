@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from conftest import scenario_dict
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
 
 torchcfm = pytest.importorskip("torchcfm.optimal_transport")
 

@@ -10,9 +10,9 @@ import yaml
 
 from conftest import run_dict, scenario_dict
 from stochthermo import Distribution, ScenarioError, hookimpl
-from stochthermo.ensemble import make_ensemble, unit_cube_points
-from stochthermo.registry import Registry, default_registry
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
+from stochthermo.engine._registry import Registry, default_registry
+from stochthermo.measures._ensemble import make_ensemble, unit_cube_points
 
 LAWS = {
     "gaussian": {"name": "gaussian", "mean": [1.0, -2.0], "covariance": [[2.0, 0.6], [0.6, 0.5]]},
@@ -182,7 +182,7 @@ def test_common_support_w1_on_sobol_particles_is_unbiased_and_tighter():
     particles (measured 4×, 7×)."""
     from scipy.special import gammaln
 
-    from stochthermo.wasserstein import optimal_coupling
+    from stochthermo.measures._wasserstein import optimal_coupling
 
     law, shrink = default_registry().create("distribution", GAUSSIAN_2D, "start"), 0.9
     truth = (1 - shrink) * math.sqrt(2) * math.exp(gammaln(1.5) - gammaln(1.0))

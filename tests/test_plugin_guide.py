@@ -29,8 +29,8 @@ from stochthermo import (
     parse_scenario,
     simulate,
 )
-from stochthermo.registry import Registry
-from stochthermo.summary import format_summary
+from stochthermo.engine._registry import Registry
+from stochthermo.present._summary import format_summary
 from stochthermo.testing import (
     check_distribution,
     check_estimator,
@@ -212,7 +212,7 @@ class MeanPosition(Observer):
 
 
 def _mean_figure(ds):
-    from stochthermo.plotting import label, pyplot
+    from stochthermo.present._pyplot import label, pyplot
 
     fig, ax = pyplot().subplots(figsize=(4, 3))
     for protocol in ds.protocol.values:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from stochthermo.registry import default_registry
+from stochthermo.engine._registry import default_registry
 from stochthermo.testing import check_distribution, check_schedule
 from stochthermo_plugins.distributions import Gaussian, GaussianMixture, Uniform
 

@@ -14,10 +14,11 @@ import yaml
 from scipy.stats import norm
 
 from conftest import run_dict, scenario_dict
+from stochthermo.engine._build import parse_scenario
+from stochthermo.engine._registry import default_registry
 from stochthermo.errors import ScenarioError
-from stochthermo.gaussian import sqrtm_psd
-from stochthermo.laguerre import cell_masses, laguerre_cells
-from stochthermo.long_time import (
+from stochthermo.measures._laguerre import cell_masses, laguerre_cells
+from stochthermo.measures._long_time import (
     gaussian_posterior_mean,
     jacobian_asymmetry,
     point_basins,
@@ -25,10 +26,9 @@ from stochthermo.long_time import (
     signal_level,
     two_point_thresholds,
 )
-from stochthermo.prior_error import prior_error_bounds
-from stochthermo.registry import default_registry
-from stochthermo.scenario import parse_scenario
-from stochthermo.semidiscrete import check_weighted_points, solve_semidiscrete
+from stochthermo.measures._prior_error import prior_error_bounds
+from stochthermo.measures._semidiscrete import check_weighted_points, solve_semidiscrete
+from stochthermo.numerics._gaussian import sqrtm_psd
 
 POINTS = torch.tensor([[-1.6, 0.4], [0.2, 1.3], [1.1, -0.9], [2.0, 0.8], [-0.5, -1.4], [0.6, 0.1]],
                       dtype=torch.float64)
@@ -62,7 +62,7 @@ def test_exact_cell_masses_match_monte_carlo(centre, std):
 
 def test_a_repeated_vertex_changes_no_mass():
     """Clipping can repeat a vertex; the zero-length edge must contribute nothing (it once gave NaN)."""
-    from stochthermo.laguerre import polygon_mass
+    from stochthermo.measures._laguerre import polygon_mass
 
     square = np.array([[0.2, -0.1], [1.5, -0.1], [1.5, 0.9], [0.2, 0.9]])
     repeated = np.insert(square, 2, square[2], axis=0)
@@ -186,7 +186,7 @@ def test_prior_error_bounds_bracket_the_gaussian_distance():
 def test_weights_act_like_repeated_points():
     """A point of weight 2/3 is the same law as that point listed twice among three: same velocity, density
     and moments."""
-    from stochthermo_plugins.point_clouds import PointCloud
+    from stochthermo_plugins.distributions import PointCloud
     from stochthermo_plugins.processes.scheduled import Scheduled
     from stochthermo_plugins.schedules import Cosine
 

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_dict, scenario_dict
-from stochthermo.ensemble import Ensemble, make_ensemble
-from stochthermo.registry import default_registry
-from stochthermo.scenario import parse_scenario
-from stochthermo.solver import process_equation
-from stochthermo.trajectory import run_flows
+from stochthermo.engine._build import parse_scenario
+from stochthermo.engine._registry import default_registry
+from stochthermo.measures._ensemble import Ensemble, make_ensemble
+from stochthermo.roles._equation import process_equation
+from stochthermo.roles._trajectory import run_flows
 from stochthermo_plugins.solvers import RungeKutta4
 
 #: the strategies draw perturbations lighter-tailed than N(0, 1), the end law of these schedules; the

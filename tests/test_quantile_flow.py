@@ -7,12 +7,12 @@ import math
 
 import torch
 
-from stochthermo.distribution import Distribution
-from stochthermo.ensemble import normal_score_grid
-from stochthermo.integrate import rk4
-from stochthermo.quantile_flow import mixture_quantile, solve_level
-from stochthermo.roots import bisect
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
+from stochthermo.measures._ensemble import normal_score_grid
+from stochthermo.numerics._integrate import rk4
+from stochthermo.numerics._quantile_flow import mixture_quantile, solve_level
+from stochthermo.numerics._roots import bisect
+from stochthermo.roles._distribution import Distribution
 from stochthermo_plugins.distributions import GaussianMixture
 
 SCENARIO = """

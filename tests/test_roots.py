@@ -9,9 +9,9 @@ import torch
 import yaml
 
 from conftest import scenario_dict
-from stochthermo.ensemble import normal_score_grid
-from stochthermo.roots import bisect, safeguarded_newton
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
+from stochthermo.measures._ensemble import normal_score_grid
+from stochthermo.numerics._roots import bisect, safeguarded_newton
 
 
 def signed_sqrt(y):

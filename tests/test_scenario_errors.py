@@ -9,9 +9,9 @@ import torch
 from conftest import scenario_dict
 from stochthermo import ForwardProcess, Schedule, hookimpl
 from stochthermo.cli import main
+from stochthermo.engine._build import load_scenario
+from stochthermo.engine._registry import Registry
 from stochthermo.errors import ScenarioError
-from stochthermo.registry import Registry
-from stochthermo.scenario import load_scenario
 
 CASES = {
     "malformed YAML": ("tau: [1.0\nparticles: 3", "invalid YAML: line"),
@@ -141,7 +141,7 @@ class TestPlugins:
 @pytest.fixture
 def test_registry(monkeypatch):
     registry = Registry(entry_points=False, extra={"test_plugins": TestPlugins()})
-    monkeypatch.setattr("stochthermo.scenario.default_registry", lambda: registry)
+    monkeypatch.setattr("stochthermo.engine._build.default_registry", lambda: registry)
     return registry
 
 

@@ -22,14 +22,14 @@ import yaml
 
 from stochthermo import Observer, Variable, hookimpl
 from stochthermo.cli import main
-from stochthermo.engine import simulate
+from stochthermo.engine._build import parse_scenario
+from stochthermo.engine._executors import InProcess, TaskFailures
+from stochthermo.engine._registry import Registry
+from stochthermo.engine._simulate import simulate
+from stochthermo.engine._tasks import TaskStore, plan_tasks, run_directory, run_identity
+from stochthermo.engine._zarr_regions import RegionWriter
 from stochthermo.errors import ScenarioError
-from stochthermo.executors import InProcess, TaskFailures
-from stochthermo.io import read_run
-from stochthermo.registry import Registry
-from stochthermo.scenario import parse_scenario
-from stochthermo.tasks import TaskStore, plan_tasks, run_directory, run_identity
-from stochthermo.zarr_regions import RegionWriter
+from stochthermo.output._files import open_run
 
 ZARR = all(importlib.util.find_spec(name) for name in ("zarr", "dask"))
 
@@ -96,7 +96,7 @@ def sequential():
 
 @pytest.fixture(scope="module")
 def cluster():
-    from stochthermo.executors import DaskExecutor
+    from stochthermo.engine._executors import DaskExecutor
 
     executor = DaskExecutor.local(2)
     yield executor
@@ -121,9 +121,10 @@ def test_local_cluster_gives_the_identical_dataset(sequential, cluster, tmp_path
     regions = RegionWriter(scenario, store.directory) if ZARR else None
     dataset = simulate(scenario, device="cpu", executor=cluster, store=store, on_task=regions)
     xr.testing.assert_identical(dataset, sequential)
-    _store(scenario, tmp_path / "run")  # the workers' task files are this scenario's: a rerun resumes there
+    store.close()  # the run is over: its lock released
+    _store(scenario, tmp_path / "run").close()  # the workers' task files are this scenario's: a rerun resumes there
     if ZARR:
-        xr.testing.assert_identical(read_run(regions.finish(dataset, tmp_path / "run.zarr")), sequential)
+        xr.testing.assert_identical(open_run(regions.finish(dataset, tmp_path / "run.zarr")), sequential)
 
 
 def test_local_workers_run_without_dask_s_malloc_trim_and_profiler(cluster):
@@ -163,7 +164,7 @@ def test_zarr_regions_are_written_as_tasks_finish(sequential, tmp_path, monkeypa
     regions = RegionWriter(scenario, store.directory)
     dataset = simulate(scenario, device="cpu", store=store, on_task=regions)
     path = regions.finish(dataset, tmp_path / "run.zarr")
-    xr.testing.assert_identical(read_run(path), sequential)
+    xr.testing.assert_identical(open_run(path), sequential)
     assert not (store.directory / "regions.zarr").exists()
 
 
@@ -202,6 +203,7 @@ def test_interrupted_then_resumed_gives_the_identical_dataset(sequential, tmp_pa
     tasks = plan_tasks(scenario, torch.device("cpu"), "float64")
     assert sum(store.finished(task) for task in tasks) == 2  # cosine seeds 0 and 1 of the first variant
     monkeypatch.delenv(INTERRUPT)
+    store.close()  # the interrupted run released its run directory
     resumed = simulate(_scenario(), device="cpu", store=_store(scenario, tmp_path / "run"))
     xr.testing.assert_identical(resumed, sequential)
 
@@ -220,7 +222,7 @@ def test_a_failing_task_is_named_and_the_others_are_kept(tmp_path, monkeypatch):
 
 
 def test_a_killed_worker_loses_only_its_task(sequential, tmp_path, monkeypatch):
-    from stochthermo.executors import DaskExecutor
+    from stochthermo.engine._executors import DaskExecutor
 
     marker = tmp_path / "killed"
     monkeypatch.setenv(KILL, str(marker))
@@ -257,24 +259,24 @@ def test_cli_resumes_from_the_run_directory_and_removes_it(write_scenario, tmp_p
     assert main(["run", str(path), "-q", "-o", str(output), "--keep-tasks"]) == 0
     directory = run_directory(output)
     assert len(list(directory.glob("*.npz"))) == 4
-    first = read_run(output)
+    first = open_run(output)
     # a rerun reuses every task file (none is rewritten) ...
     for task_file in directory.glob("*.npz"):
         os.utime(task_file, (0, 0))
     assert main(["run", str(path), "-q", "-o", str(output), "--keep-tasks"]) == 0
     assert all(task_file.stat().st_mtime == 0 for task_file in directory.glob("*.npz"))
-    xr.testing.assert_identical(read_run(output), first)
+    xr.testing.assert_identical(open_run(output), first)
     # ... and without --keep-tasks the directory goes once the output is written
     assert main(["run", str(path), "-q", "-o", str(output)]) == 0
     assert not directory.exists()
-    xr.testing.assert_identical(read_run(output), first)
+    xr.testing.assert_identical(open_run(output), first)
 
 
 @pytest.mark.parametrize("arguments, expected", [
     (["--workers", "0", "--executor", "local"], "--workers: must be >= 1, got 0"),
-    (["--workers", "2"], "--workers: --workers sizes a LocalCluster: add --executor local"),
+    (["--workers", "2"], "--workers: a worker count sizes a LocalCluster: only with executor 'local'"),
     (["--retries", "-1"], "--retries: must be >= 0, got -1"),
-    (["--scheduler", "tcp://127.0.0.1:9", "--executor", "local"], "give --scheduler (an existing cluster) or"),
+    (["--scheduler", "tcp://127.0.0.1:9", "--executor", "local"], "--scheduler: give a scheduler (an existing"),
 ])
 def test_bad_executor_options_are_one_line_errors(arguments, expected, write_scenario, tmp_path, capsys):
     path = write_scenario({key: value for key, value in SWEEP.items() if key not in ("sweep", "observers")})
@@ -285,7 +287,7 @@ def test_bad_executor_options_are_one_line_errors(arguments, expected, write_sce
 
 
 def test_unreachable_scheduler_is_a_one_line_error(write_scenario, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("stochthermo.executors.CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr("stochthermo.engine._executors.CONNECT_TIMEOUT", "1s")
     path = write_scenario({key: value for key, value in SWEEP.items() if key not in ("sweep", "observers")})
     assert main(["run", str(path), "-o", str(tmp_path / "o.nc"), "--scheduler", "tcp://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err
@@ -301,7 +303,7 @@ def test_zarr_output_holds_the_same_run(write_scenario, tmp_path):
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.nc")]) == 0
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.zarr"), "--format", "zarr"]) == 0
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.zarr"), "--format", "zarr"]) == 0  # replaced
-    xr.testing.assert_identical(read_run(tmp_path / "run.zarr"), read_run(tmp_path / "run.nc"))
+    xr.testing.assert_identical(open_run(tmp_path / "run.zarr"), open_run(tmp_path / "run.nc"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
     assert main(["report", str(tmp_path / "run.zarr"), "-o", str(tmp_path / "report.html")]) == 0
 
@@ -311,7 +313,7 @@ def test_cuda_workers_spread_over_the_gpus(worker_name, gpu, monkeypatch):
     """A worker of a CUDA run uses GPU (its name mod the GPUs it sees); a name that is an address counts by its
     CRC-32 (crc32(b"tcp://10.0.0.7:40124") = 1063241978 = 2 mod 3), the same in every process. CPU runs ignore
     the worker. (No GPU is needed: the device count and the worker are stand-ins.)"""
-    from stochthermo import executors
+    from stochthermo.engine import _executors as executors
 
     monkeypatch.setattr(executors, "resolve_device", torch.device)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)

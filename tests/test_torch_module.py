@@ -8,7 +8,7 @@ import torch
 
 from conftest import run_dict, scenario_dict
 from stochthermo.cli import main
-from stochthermo.scenario import parse_scenario
+from stochthermo.engine._build import parse_scenario
 
 MEAN, STD = 0.4, 0.7  # the data N(MEAN, STD²)
 BETA_MIN, BETA_MAX = 0.1, 20.0  # vp_linear's defaults
@@ -110,8 +110,9 @@ def test_exported_program_file(tmp_path):
 
 @pytest.mark.parametrize("model", ["exact_epsilon", "exact_epsilon_module"])
 def test_estimation_observer_finds_no_residual_for_an_exact_model(model):
-    """An exact noise model (a function, and a module with parameters): the residual L of Eq. (100) vanishes (to the 1e-6 τ floor at t = 0, where the
-    noise model is read just after 0), D_t stays D_0, and the bound holds."""
+    """An exact noise model (a function, and a module with parameters): the residual L of Eq. (100) vanishes
+    (to the 1e-6 τ floor at t = 0, where the noise model is read just after 0), D_t stays D_0, and the bound
+    holds."""
     ds = run_dict(scenario_dict(**SPEC, time_steps=32, particles=512,
                                 estimator={"name": "torch_module", "model": f"test_torch_module:{model}",
                                            "output": "epsilon", "dtype": "float64"},
@@ -154,3 +155,69 @@ def test_a_score_needs_a_finite_force():
 
     with pytest.raises(ScenarioError, match="needs a finite force and temperature"):
         parse_scenario(yaml.safe_dump(spec))
+
+
+class _TouchOnUnpickle:
+    """Unpickling this object creates the file ``path``: the stand-in for arbitrary code."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return Path.touch, (Path(self.path),)
+
+
+def _rewrite(archive_path, replace):
+    """Rewrite the members of a zip archive: ``replace(inner_name, data) -> data``."""
+    import zipfile
+
+    with zipfile.ZipFile(archive_path) as archive:
+        members = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for info, data in members:
+            archive.writestr(info, replace(info.filename.split("/", 1)[1], data))
+
+
+@pytest.mark.parametrize("vector", ["pickled_weight", "sample_inputs", "compiled_library"])
+def test_a_crafted_program_is_refused_before_anything_is_unpickled(vector, tmp_path, write_scenario, capsys):
+    """A .pt2 whose reading would run code (a weight marked use_pickle, sample inputs the restricted unpickler
+    refuses, a shared library) is refused in one line; the payload's side effect never happens."""
+    import io
+    import json
+    import pickle
+
+    marker = tmp_path / "pwned"
+    path = _export(tmp_path / "model.pt2")
+    payload = pickle.dumps(_TouchOnUnpickle(marker))
+
+    def replace(inner, data):
+        if vector == "pickled_weight" and inner == "data/weights/model_weights_config.json":
+            config = json.loads(data)
+            first = next(iter(config["config"].values()))
+            first["use_pickle"] = True
+            return json.dumps(config).encode()
+        if vector == "pickled_weight" and inner == "data/weights/weight_0":
+            buffer = io.BytesIO()
+            torch.save(_TouchOnUnpickle(marker), buffer)
+            return buffer.getvalue()
+        if vector == "sample_inputs" and inner.startswith("data/sample_inputs/"):
+            buffer = io.BytesIO()
+            torch.save(_TouchOnUnpickle(marker), buffer)
+            return buffer.getvalue()
+        return data
+
+    _rewrite(path, replace)
+    if vector == "compiled_library":
+        import zipfile
+
+        with zipfile.ZipFile(path, "a") as archive:
+            archive.writestr("model/data/aotinductor/model/model.so", payload)
+    scenario = write_scenario(scenario_dict(**SPEC, estimator={"name": "torch_module", "dtype": "float64",
+                                                               "file": str(path), "output": "epsilon"}))
+    for command in (["validate", str(scenario)], ["run", str(scenario), "-o", str(tmp_path / "o.nc")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "model.pt2: " in err and "refused, the file is not read" in err, err
+    assert not marker.exists() and not (tmp_path / "o.nc").exists()

@@ -13,12 +13,11 @@ from hypothesis import strategies as st
 from test_properties import gaussian_perturbations, mixtures
 
 from conftest import continuity_residual, run_dict, scenario_dict
-from stochthermo.helmholtz import covering_grid, helmholtz_split
-from stochthermo.posterior import posterior_average
-from stochthermo.registry import default_registry
-from stochthermo.solver import process_equation
-from stochthermo_plugins.distributions import Gaussian, GaussianMixture
-from stochthermo_plugins.point_clouds import PointCloud, SwissRoll
+from stochthermo.engine._registry import default_registry
+from stochthermo.numerics._helmholtz import covering_grid, helmholtz_split
+from stochthermo.numerics._posterior import posterior_average
+from stochthermo.roles._equation import process_equation
+from stochthermo_plugins.distributions import Gaussian, GaussianMixture, PointCloud, SwissRoll
 from stochthermo_plugins.processes.optimal_transport import OptimalTransport
 from stochthermo_plugins.processes.rotational import Rotational
 from stochthermo_plugins.processes.scheduled import Scheduled
@@ -138,8 +137,8 @@ def test_grid_chi_square_where_the_density_ratio_overflows():
     """A narrow reference (variance 0.26, 0.3) against a wider, shifted Gaussian: far out P underflows and
     P~/P overflows while P (P~/P − 1)² decays; the 2-D grid quadrature (the reference as two identical
     components) must match the closed form (it returned NaN when the product was formed directly)."""
-    from stochthermo.divergence import chi_square
-    from stochthermo.gaussian import chi_square_gaussians
+    from stochthermo.measures._divergence import chi_square
+    from stochthermo.numerics._gaussian import chi_square_gaussians
 
     covariance = [[0.26, 0.0], [0.0, 0.3]]
     reference = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [0.0, 0.0]], covariances=[covariance, covariance])
@@ -191,7 +190,7 @@ def test_posterior_workspace_is_reused_without_aliasing_and_per_thread():
     and calls that autograd records allocate their own logits and keep their gradient."""
     import threading
 
-    from stochthermo.posterior import _WORKSPACES
+    from stochthermo.numerics._posterior import _WORKSPACES
 
     generator = torch.Generator().manual_seed(5)
     centres = torch.randn(400, 2, generator=generator, dtype=torch.float64)

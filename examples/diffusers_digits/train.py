@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     import diffusers
 
-    from stochthermo.registry import default_registry
+    from stochthermo import default_registry
 
     data = default_registry().create("distribution", {"name": "images", "normalise": "standardise"}, "data")
     points = data.point_cloud().points.float()  # (1797, 64), the engine's own normalisation

@@ -33,11 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.presentation import RelationColumn, recorded
-
-HOLDS, VIOLATED, NOT_APPLICABLE = 1, 0, -1
-STATUS_ATTRS = {"flag_values": np.array([NOT_APPLICABLE, VIOLATED, HOLDS], dtype=np.int8),
-                "flag_meanings": "not_applicable violated holds"}
+from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, RelationColumn, recorded
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ forward marginal when it starts from :math:`P_\tau`, the prior carried by the ex
   nodes in 1-D) and :math:`L = \frac1\tau\int_0^\tau L(t)\,dt`;
 * :math:`D_t = \int(\tilde P_t - P_t)^2/P_t`, the Pearson χ² of the estimated reverse process started from
   the perturbed law against the true one, as :math:`E_{\tilde P_t}[\tilde P_t/P_t] - 1` over the perturbed
-  particles, whose log densities follow the log-density ODE along ν̂ (:mod:`stochthermo.log_density`:
+  particles, whose log densities follow the log-density ODE along ν̂ (:func:`stochthermo.numerics.log_density_flow`:
   exact divergence for d ≤ 3, ``probes`` Hutchinson probes above), and :math:`\log P_t` from the process's
   closed-form marginal, or, from the prior, by the log-density ODE of the exact flow from t to τ;
   :math:`D_{max} = \max_t D_t`. For the exact estimator :math:`\tilde P_t/P_t` is constant along
@@ -29,16 +29,11 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.capabilities import Trained
-from stochthermo.integrate import time_integral
-from stochthermo.log_density import log_density_flow
-from stochthermo.presentation import RelationColumn, recorded
-
-from .bounds import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED
+from stochthermo.numerics import log_density_flow, time_integral
+from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, RelationColumn, Trained, recorded
 
 PT = ("perturbation", "time")
 #: offset of the held-out data's random stream from the seed
-HELDOUT_STREAM = 2_000_003
 NO_DENSITY = "NaN where P_t has no closed-form density (sample-based OT) or D_0 is infinite"
 
 
@@ -167,7 +162,7 @@ class Estimation(Observer):
         return run.true_start.log_prob(positions[-1]) - log_change[-1]
 
     def _heldout(self, run) -> float:
-        generator = torch.Generator(device=run.times.device).manual_seed(run.seed + HELDOUT_STREAM)
+        generator = run.streams.generator("held_out", device=run.times.device)
         data = run.process.data.sample(self.heldout, generator).to(run.times.dtype)
         positions, log_change = self._log_density_flow(run, data, torch.zeros(len(data)).to(data), run.times)
         return float((run.true_start.log_prob(positions[-1]) - log_change[-1]).mean())

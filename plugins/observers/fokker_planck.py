@@ -33,15 +33,12 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.capabilities import ForceField
-from stochthermo.presentation import Column, recorded
-
-from ..score_model import DIVERGENCE
+from stochthermo.numerics import DIVERGENCE
+from stochthermo.roles import Column, ForceField, recorded
 
 #: above this dimension the divergence of the score is estimated by Hutchinson's probes
 EXACT_DIVERGENCE_MAX_DIM = 3
 #: offset of the probes' random stream from the seed (plus the time index)
-PROBE_STREAM = 9_000_011
 UNDEFINED = "NaN where T_t is 0 or infinite (the implied score (f - nu^)/T is undefined) and at t = 0, tau"
 
 
@@ -90,7 +87,7 @@ class FokkerPlanckResidual(Observer):
             if not (0 < k < len(times) - 1 and bool((nearby > 0).all())
                     and float(nearby.max()) * tau < DIVERGENCE and math.isfinite(temperature[k])):
                 continue
-            generator = torch.Generator(device=run.times.device).manual_seed(run.seed + PROBE_STREAM + k)
+            generator = run.streams.generator("probes", k, device=run.times.device)
             residual, error = self._residual(run, t, h, run.forward.positions[k], generator)
             out[k] = math.sqrt(float((residual**2).sum(1) @ run.forward.weights))
             probe_error[k] = math.sqrt(float((error**2).sum(1) @ run.forward.weights))

@@ -5,7 +5,7 @@ particles of the true reverse process — samples of P_t at every t, each row on
 noise (t = τ) to an image (t = 0) — and the same particles of each perturbed reverse process (their starts
 share the standard-normal draws of the true start) are recorded at ``times`` (fractions of τ, snapped to
 the grid), with the data's normalisation (pixels = ``pixel_offset`` + ``pixel_scale`` · x) in the attributes.
-:func:`stochthermo.plotting.images_figure` tiles them into image grids.
+``images_figure`` (the observers' figures module) tiles them into image grids.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.capabilities import HoldsImages
+from stochthermo.roles import HoldsImages
 
-from ..figures import images_figure
+from .figures import images_figure
 
 
 class ImageSnapshots(Observer):

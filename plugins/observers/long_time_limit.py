@@ -35,16 +35,21 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.long_time import FLOW_STEPS, jacobian_asymmetry, point_basins, point_posterior_mean
-from stochthermo.presentation import Column, recorded
-from stochthermo.prior_error import variance_preserving
-from stochthermo.semidiscrete import METHODS, resolve_method, solve_semidiscrete
+from stochthermo.measures import (
+    FLOW_STEPS,
+    METHODS,
+    jacobian_asymmetry,
+    point_basins,
+    point_posterior_mean,
+    resolve_method,
+    solve_semidiscrete,
+    variance_preserving,
+)
+from stochthermo.roles import Column, recorded
 
-from ..figures import basins_figure
+from .figures import basins_figure
 
 DEFAULT_HORIZONS = (0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 6.0, math.inf)
-#: offsets of the random streams from the seed: the prior samples, the semi-discrete solver
-SAMPLE_STREAM, SOLVER_STREAM = 7_000_003, 7_000_019
 #: half-width of the basin grid in prior standard deviations
 GRID_EXTENT = 3.0
 #: measurements kept for reuse by later protocols and sweep variants (oldest dropped first)
@@ -172,14 +177,16 @@ class LongTimeLimit(Observer):
         points, weights = cloud.points.double().cpu(), cloud.probabilities().double().cpu()
         count = len(points)
         prior = self.prior.to(torch.device("cpu"), torch.float64)  # the prior, whatever the reverse start
-        z = prior.sample(self.samples, torch.Generator().manual_seed(run.seed + SAMPLE_STREAM))
-        solution = solve_semidiscrete(prior, points, weights, method=self.solver, seed=run.seed + SOLVER_STREAM)
+        z = prior.sample(self.samples, run.streams.generator("prior"))
+        solution = solve_semidiscrete(prior, points, weights, method=self.solver,
+                                      seed=run.streams.seed_of("semidiscrete"))
         brenier = solution.map.assign(z)
         out = {"semidiscrete_mass_error": solution.mass_error,
                "semidiscrete_mass_standard_error": solution.mass_standard_error,
                "semidiscrete_empty_cells": solution.empty_cells,
                "semidiscrete_converged": float(solution.converged),
-               "semidiscrete_solver_disagreement": self._disagreement(prior, points, weights, solution, z, run.seed)}
+               "semidiscrete_solver_disagreement": self._disagreement(prior, points, weights, solution, z,
+                                                                      run.streams)}
         basins = torch.stack([point_basins(points, weights, c, z, horizon, steps=self.steps)[0]
                               for horizon in self.horizons])
         limit = basins[-1]
@@ -209,12 +216,12 @@ class LongTimeLimit(Observer):
             out["brenier_cells"] = solution.map.assign(grid).reshape(self.grid, self.grid).numpy()
         return {name: np.asarray(value, dtype=float) for name, value in out.items()}
 
-    def _disagreement(self, prior, points, weights, solution, z, seed) -> float:
+    def _disagreement(self, prior, points, weights, solution, z, streams) -> float:
         """Prior mass on which the exact and the stochastic solvers' maps differ (NaN unless both apply)."""
         if not self.compare_solvers or resolve_method("auto", prior) != "newton":
             return math.nan
         other = "pot" if solution.method == "newton" else "newton"
-        second = solve_semidiscrete(prior, points, weights, method=other, seed=seed + SOLVER_STREAM)
+        second = solve_semidiscrete(prior, points, weights, method=other, seed=streams.seed_of("semidiscrete_second"))
         return float((second.map.assign(z) != solution.map.assign(z)).double().mean())
 
 

@@ -28,10 +28,9 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.capabilities import GaussianConditional, KineticCostBound
-from stochthermo.presentation import Column, recorded
+from stochthermo.roles import Column, GaussianConditional, KineticCostBound, recorded
 
-from ..figures import cost_ratio_figure
+from .figures import cost_ratio_figure
 
 NO_SCHEDULE = ("NaN for processes without an (m, sigma) schedule (the bound needs m_t and sigma_t); the bound is "
                "infinite (the ratio 0) where T_0 > 0 (vp_linear): sigma-dot^2 ~ 1/t is not integrable")

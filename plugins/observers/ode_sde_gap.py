@@ -33,20 +33,14 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Solver, Variable, hookimpl
-from stochthermo.ensemble import make_ensemble
-from stochthermo.ode_sde_bound import affine_generation
-from stochthermo.presentation import Column, recorded
-from stochthermo.solver import estimator_equation
-from stochthermo.wasserstein import optimal_coupling, sample_w2_squared
-
-from ..sde_solvers import StochasticHeun
-from ..solvers import Automatic
-from .bounds import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED
+from stochthermo.measures import affine_generation, make_ensemble, optimal_coupling, sample_w2_squared
+from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, Column, estimator_equation, recorded
 
 #: offsets of the random streams from the seed: SDE replicas, and the two data samples
-SDE_STREAM, DATA_STREAM = 4_000_037, 5_000_011
 #: relative tolerance of the bound's check (its quadrature is accurate to about 1e-3 relative at 256 steps)
 BOUND_RTOL = 1e-2
+#: the reverse SDE when the scenario names none
+DEFAULT_SDE = {"name": "stochastic_heun", "gamma": 1.0, "steps_per_save": 4}
 NOT_EVALUATED = ("the bound's terms need the SDE law's score: evaluated for affine velocity and force from a "
                  "Gaussian start only (NaN otherwise)")
 
@@ -60,10 +54,9 @@ class OdeSdeGap(Observer):
     def __init__(self, sde: Solver | None = None, replicas: int = 4, ode_steps_per_save: int = 1):
         if replicas < 2:
             raise ScenarioError(f"must be >= 2 (a standard error needs two), got {replicas}", key="replicas")
-        self.sde = sde or StochasticHeun(gamma=1.0, steps_per_save=4)
-        if not self.sde.stochastic:
-            raise ScenarioError(f"solver '{self.sde.name}' is deterministic: give a reverse-SDE solver", key="sde")
-        self.ode = Automatic(steps_per_save=ode_steps_per_save)
+        #: the reverse SDE given in the scenario; the default (``DEFAULT_SDE``) and the probability-flow ODE
+        #: solver are built in :meth:`prepare` by the engine
+        self.sde, self.ode_steps_per_save = sde, ode_steps_per_save
         self.replicas = replicas
         #: the closed-form generation of each protocol (it depends on neither the seed nor the particles)
         self._closed_forms: dict[str, object] = {}
@@ -78,6 +71,10 @@ class OdeSdeGap(Observer):
         return recorded(ds, columns)
 
     def prepare(self, setup):
+        self.sde = self.sde or setup.solver(DEFAULT_SDE, key="sde")
+        if not self.sde.stochastic:
+            raise ScenarioError(f"solver '{self.sde.name}' is deterministic: give a reverse-SDE solver", key="sde")
+        self.ode = setup.solver({"name": "auto", "steps_per_save": self.ode_steps_per_save}, key="ode_steps_per_save")
         self.particles = setup.particles
         self.particle_sampling = setup.particle_sampling
         for protocol in setup.protocols.values():
@@ -120,12 +117,12 @@ class OdeSdeGap(Observer):
         ode, _ = self.ode.solve(equation, start.positions, reverse)
         ode = ode[-1]
         weights = start.weights
-        data = [run.process.data.sample(n, torch.Generator(device=device).manual_seed(run.seed + DATA_STREAM + i))
+        data = [run.process.data.sample(n, run.streams.generator("data", i, device=device))
                 .to(dtype) for i in range(2)]
         uniform = torch.full((n,), 1.0 / n, device=device, dtype=dtype)
         gaps, w2_data, w1_data = [], [], []
         for replica in range(self.replicas):
-            generator = torch.Generator(device=device).manual_seed(run.seed + SDE_STREAM + replica)
+            generator = run.streams.generator("sde", replica, device=device)
             sde, _ = self.sde.solve(equation, start.positions, reverse, generator=generator)
             gaps.append(math.sqrt(sample_w2_squared(ode, weights, sde[-1], weights)))
             w2_data.append(math.sqrt(sample_w2_squared(sde[-1], weights, data[0], uniform)))

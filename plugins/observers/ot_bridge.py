@@ -26,16 +26,10 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Solver, Variable, hookimpl
-from stochthermo.presentation import Column, recorded
-from stochthermo.prior_error import variance_preserving
-from stochthermo.semidiscrete import solve_semidiscrete
-from stochthermo.solver import estimator_equation
-from stochthermo.wasserstein import law_reference, w2_and_w1
-
-from ..solvers import Automatic
+from stochthermo.measures import law_reference, solve_semidiscrete, variance_preserving, w2_and_w1
+from stochthermo.roles import Column, estimator_equation, recorded
 
 #: offsets of the random streams from the seed: prior samples, bridge noise, data samples, the solver
-PRIOR_STREAM, NOISE_STREAM, DATA_STREAM, SOLVER_STREAM = 8_000_009, 8_000_017, 8_000_029, 8_000_041
 
 
 class OtBridge(Observer):
@@ -55,10 +49,12 @@ class OtBridge(Observer):
             raise ScenarioError(f"must be > 0, got {memorisation_radius}", key="memorisation_radius")
         self.particles, self.memorisation_radius, self.solver = particles, memorisation_radius, solver
         self.prior = None
-        self.sampler = sampler or Automatic()
+        #: the solver given in the scenario; the default ``auto`` is built in :meth:`prepare` by the engine
+        self.sampler = sampler
 
     def prepare(self, setup):
         self.prior = setup.prior
+        self.sampler = self.sampler or setup.solver("auto", key="sampler")
         if not 0 < self.bridge_time <= setup.tau:
             raise ScenarioError(f"must lie in (0, tau] = (0, {setup.tau:g}], got {self.bridge_time:g}",
                                 key="bridge_time")
@@ -107,25 +103,27 @@ class OtBridge(Observer):
         cloud = process.data.point_cloud()
         points, weights = cloud.points.to(device, dtype), cloud.probabilities().to(device, dtype)
         prior = self.prior.to(device, dtype)  # the generator's prior, whatever the true reverse start
-        z = prior.sample(n, torch.Generator(device=device).manual_seed(run.seed + PRIOR_STREAM)).to(dtype)
-        brenier = solve_semidiscrete(prior, points, weights, method=self.solver, seed=run.seed + SOLVER_STREAM)
+        z = prior.sample(n, run.streams.generator("prior", device=device)).to(dtype)
+        brenier = solve_semidiscrete(prior, points, weights, method=self.solver,
+                                     seed=run.streams.seed_of("semidiscrete"))
         if not brenier.converged:
             raise ValueError(f"the semi-discrete map did not converge (largest |cell mass - weight| "
                              f"{brenier.mass_error:.2e}): raise its iterations or use the exact solver in 2-D")
         moments = process.moments(self.bridge_time)
-        noise = torch.randn(z.shape, generator=torch.Generator(device=device).manual_seed(run.seed + NOISE_STREAM),
+        noise = torch.randn(z.shape, generator=run.streams.generator("bridge_noise", device=device),
                             dtype=dtype, device=device)
         bridge_start = float(moments.scale) * brenier.map(z.cpu()).to(z) + math.sqrt(float(moments.variance)) * noise
         equation = estimator_equation(run.estimator)
         uniform = torch.full((n,), 1.0 / n, dtype=dtype, device=device)
-        data_stream = torch.Generator(device=device).manual_seed(run.seed + DATA_STREAM)
+        data_stream = run.streams.generator("data", device=device)
         reference, reference_weights = law_reference(process.data, n, data_stream, dtype)
         radius = self.memorisation_radius * _median_neighbour_distance(points)
         out = {key: [] for key in self.variables() if key not in ("bridge_w2_sampling", "memorisation_distance")}
         for steps in self.steps:
             for label, start, begin in (("bridge", bridge_start, self.bridge_time), ("plain", z, process.tau)):
                 times = torch.linspace(begin, 0.0, steps + 1, dtype=dtype, device=device)
-                generated = self._generate(equation, start, times, run.seed + NOISE_STREAM + steps)
+                sampler_noise = run.streams.generator("sampler", steps, device=device)  # the same for both
+                generated = self._generate(equation, start, times, sampler_noise)
                 w2, w1 = w2_and_w1(generated, uniform, reference, reference_weights)
                 out[f"{label}_w2_data"].append(w2)
                 out[f"{label}_w1_data"].append(w1)
@@ -138,10 +136,9 @@ class OtBridge(Observer):
         return result
 
 
-    def _generate(self, equation, start, times, seed):
+    def _generate(self, equation, start, times, generator):
         if not self.sampler.stochastic:
             return self.sampler.solve(equation, start, times)[0][-1]
-        generator = torch.Generator(device=start.device).manual_seed(seed)
         return self.sampler.solve(equation, start, times, generator=generator)[0][-1]
 
 

@@ -24,13 +24,9 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.presentation import Column, recorded
-from stochthermo.prior_error import prior_error_bounds, variance_preserving
-from stochthermo.wasserstein import law_reference, w2_and_w1
+from stochthermo.measures import law_reference, prior_error_bounds, variance_preserving, w2_and_w1
+from stochthermo.roles import Column, recorded
 
-#: offsets of the random streams from the seed: P_τ, the prior, a second prior sample, the data samples
-END_STREAM, PRIOR_STREAM, SECOND_PRIOR_STREAM, DATA_STREAM, SECOND_DATA_STREAM = (
-    6_000_011, 6_000_023, 6_000_037, 6_000_049, 6_000_059)
 NOT_VARIANCE_PRESERVING = "NaN where the process is not variance preserving (the bounds need v_t = c(1 - a_t^2))"
 
 
@@ -94,11 +90,11 @@ class PriorError(Observer):
         process, prior = run.process, run.true_start
 
         def draw(law, stream, count=n):
-            return law.sample(count, torch.Generator(device=device).manual_seed(run.seed + stream)).to(dtype)
+            return law.sample(count, run.streams.generator(stream, device=device)).to(dtype)
 
         uniform = torch.full((n,), 1.0 / n, dtype=dtype, device=device)
-        end = draw(process.end_distribution(), END_STREAM)
-        first, second = draw(prior, PRIOR_STREAM), draw(prior, SECOND_PRIOR_STREAM)
+        end = draw(process.end_distribution(), "end")
+        first, second = draw(prior, "prior"), draw(prior, "second_prior")
         out = {}
         out["prior_error_w2"], out["prior_error_w1"] = w2_and_w1(end, uniform, first, uniform)
         out["prior_error_w2_bias"], out["prior_error_w1_bias"] = w2_and_w1(second, uniform, first, uniform)
@@ -109,13 +105,13 @@ class PriorError(Observer):
             lower, upper = prior_error_bounds(data.mean(), data.covariance(), data.second_moment(),
                                               float(process.moments(process.tau).scale), c)
         out["prior_error_lower_bound"], out["prior_error_upper_bound"] = lower, upper
-        data_stream = torch.Generator(device=device).manual_seed(run.seed + DATA_STREAM)
+        data_stream = run.streams.generator("data", device=device)
         reference, reference_weights = law_reference(process.data, len(run.true.weights), data_stream, dtype)
         for label, trajectory in (("from_prior", run.true), ("from_end", run.forward)):
             out[f"generated_w2_{label}"], out[f"generated_w1_{label}"] = w2_and_w1(
                 trajectory.positions[0], trajectory.weights, reference, reference_weights)
         particles = len(run.true.weights)
-        fresh = draw(process.data, SECOND_DATA_STREAM, particles)
+        fresh = draw(process.data, "second_data", particles)
         out["generated_w2_sampling"], out["generated_w1_sampling"] = w2_and_w1(
             fresh, torch.full((particles,), 1.0 / particles, dtype=dtype, device=device), reference,
             reference_weights)

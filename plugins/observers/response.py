@@ -56,20 +56,17 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.divergence import ChiSquare, chi_square
 from stochthermo.errors import did_you_mean
-from stochthermo.integrate import time_integral
-from stochthermo.presentation import Column, recorded
-from stochthermo.trajectory import Trajectory
-from stochthermo.wasserstein import optimal_coupling, sampling_bias, sliced_w1_and_rate, w1_and_rate
+from stochthermo.measures import ChiSquare, chi_square, optimal_coupling, sampling_bias, sliced_w1_and_rate, w1_and_rate
+from stochthermo.numerics import time_integral
+from stochthermo.roles import Column, Trajectory, recorded
 
-from ..figures import costs_figure, speeds_figure
+from .figures import costs_figure, speeds_figure
 
 WASSERSTEIN_METHODS = ("auto", "exact", "sliced", "common_support")
 #: the largest dimension in which ``auto`` takes the common support (module docstring)
 COMMON_SUPPORT_MAX_DIM = 4
 #: offset of the bootstrap stream of the common-support noise floor from the seed
-BOOTSTRAP_STREAM = 6_000_011
 PT = ("perturbation", "time")
 P = ("perturbation",)
 INFINITE_CHI_SQUARE = "NaN where the chi-square divergence D_0 is infinite (the relations say nothing)"
@@ -140,7 +137,7 @@ class Response(Observer):
         """W_1 between the true weights and a multinomial resampling of them on the same particles at the
         given time index: the fluctuation level of a common-support W_1 at this ensemble size."""
         true = run.true
-        generator = torch.Generator(device=true.weights.device).manual_seed(run.seed + BOOTSTRAP_STREAM)
+        generator = run.streams.generator("bootstrap", device=true.weights.device)
         n = len(true.weights)
         counts = torch.bincount(torch.multinomial(true.weights, n, replacement=True, generator=generator),
                                 minlength=n).to(true.weights)

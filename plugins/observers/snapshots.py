@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.ensemble import quantile_density
+from stochthermo.measures import quantile_density
 
-from ..figures import densities_figure
+from .figures import densities_figure
 
 #: the grid covers every law of the scenario to this many standard deviations
 GRID_EXTENT = 4.5

@@ -1,7 +1,7 @@
 r"""Thermodynamic cost of the forward process (docs/theory.md §2).
 
 Over the forward marginals :math:`P_t` (particles of :math:`P_\tau` carried by the exact velocity,
-:attr:`~stochthermo.observer.Run.forward`, or, with the grid split, quadrature over the exact density):
+:attr:`~stochthermo.Run.forward`, or, with the grid split, quadrature over the exact density):
 
 * :math:`T_t\dot S_t^{tot} = \int|\nu_t|^2 P_t\,dx` (Eq. (36)), the dissipation rate;
 * :math:`\dot S_t^{tot}`, only where :math:`0 < T_t < \infty`;
@@ -21,10 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.helmholtz import HelmholtzSplit, covering_grid, helmholtz_split
-from stochthermo.integrate import time_integral
-from stochthermo.presentation import Column, recorded
-from stochthermo.wasserstein import w2_squared
+from stochthermo.measures import w2_squared
+from stochthermo.numerics import HelmholtzSplit, covering_grid, helmholtz_split, time_integral
+from stochthermo.roles import Column, recorded
 
 T = ("time",)
 SPLITS = ("auto", "grid")

@@ -27,14 +27,12 @@ import numpy as np
 import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.capabilities import ForceField
-from stochthermo.integrate import time_integral
-from stochthermo.presentation import Column, recorded
+from stochthermo.numerics import time_integral
+from stochthermo.roles import Column, ForceField, recorded
 
-from ..figures import entropy_production_figure
+from .figures import entropy_production_figure
 
 #: offset of the paths' random stream from the seed
-PATH_STREAM = 3_000_017
 BINS = ("entropy_production_bin",)
 
 
@@ -138,7 +136,7 @@ class TrajectoryThermodynamics(Observer):
         """Δs_tot of ``paths`` Euler–Maruyama paths from x_a ~ P_{t_a} (Stratonovich medium part)."""
         process, device, dtype = run.process, run.times.device, run.times.dtype
         t_a, t_b = self.interval
-        generator = torch.Generator(device=device).manual_seed(run.seed + PATH_STREAM)
+        generator = run.streams.generator("paths", device=device)
         x = process.sample_marginal(t_a, self.paths, generator).to(dtype)
         system = process.marginal(t_a).log_prob(x)
         medium = torch.zeros(len(x), dtype=dtype, device=device)

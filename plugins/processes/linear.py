@@ -24,7 +24,7 @@ and cond-OT schedules while ν stays finite. For isotropic :math:`V_k = V_k I` t
 :math:`\dot M\mu_k + (\dot V_k/2V_k)(x - M\mu_k) + G J (x - M\mu_k)`, docs/theory.md §5's form; dropping the
 :math:`GJ` term would leave :math:`P_t` unchanged but change :math:`T\dot S` and the reverse flow. The
 responsibilities and posterior averages of isotropic kernels are one chunked softmax
-(:func:`stochthermo.posterior.posterior_average`); a point cloud under an anisotropic force has one shared
+(:func:`stochthermo.numerics.posterior_average`); a point cloud under an anisotropic force has one shared
 kernel :math:`V = s^2MM^\top + \Sigma = LL^\top` and is whitened by :math:`L^{-1}` into that form.
 
 Empirical data (kernel width 0) makes the velocity 0/0 at t = 0 (:math:`v_0 = 0`). The reverse flow then
@@ -45,12 +45,15 @@ from dataclasses import dataclass
 import torch
 
 from stochthermo import ForwardProcess, MixtureStructure, ScenarioError
-from stochthermo.gaussian import component_log_densities
-from stochthermo.posterior import PosteriorAverage, posterior_average, shared_kernel_average
-from stochthermo.quantile_flow import MovingMixture, quantile_flow
-
-from ..distributions import GaussianMixture
-from ..point_clouds import PointCloud
+from stochthermo.measures import GaussianMixture, PointCloud
+from stochthermo.numerics import (
+    MovingMixture,
+    PosteriorAverage,
+    component_log_densities,
+    posterior_average,
+    quantile_flow,
+    shared_kernel_average,
+)
 
 
 @dataclass(frozen=True)
@@ -357,7 +360,8 @@ class LinearProcess(ForwardProcess):
     # ---- flow ------------------------------------------------------------------------------------
     def flow_map(self):
         """In one dimension, for Gaussian-mixture data, the exact flow map that conserves each particle's
-        cumulative probability (:mod:`stochthermo.quantile_flow`); ``None`` otherwise (solvers integrate ν)."""
+        cumulative probability (:func:`stochthermo.numerics.quantile_flow`); ``None`` otherwise (solvers
+        integrate ν)."""
         if self.structure is None or self.data.dim != 1 or self.matrix_moments:
             return None
         return lambda x0, times: quantile_flow(self._moving_mixture, x0, times)

@@ -40,18 +40,14 @@ import math
 import torch
 
 from stochthermo import Distribution, ForwardProcess, ScenarioError, hookimpl
-from stochthermo.ensemble import make_ensemble
-from stochthermo.gaussian import bures_map
-from stochthermo.posterior import posterior_average
-from stochthermo.roots import safeguarded_newton
-from stochthermo.wasserstein import optimal_coupling
+from stochthermo.measures import make_ensemble, optimal_coupling
+from stochthermo.numerics import RandomStreams, bures_map, posterior_average, safeguarded_newton
 
 #: h = BANDWIDTH_CONSTANT · n^(−1/(d+4)) · s̄ (module docstring)
 BANDWIDTH_CONSTANT = 1.0
 #: most iterations of the 1-D preimage's safeguarded Newton (from y = x; it stops at float64 resolution)
 PREIMAGE_ITERATIONS = 100
 #: offset of the data sample's random stream from the seed (the prior sample uses the seed itself)
-DATA_STREAM = 1_000_003
 
 
 class OptimalTransport(ForwardProcess):
@@ -91,7 +87,7 @@ class OptimalTransport(ForwardProcess):
         if not self.sample_based:
             return
         prior_points = make_ensemble(self.prior, n, seed, device=device, dtype=dtype).positions
-        generator = torch.Generator(device=device).manual_seed(seed + DATA_STREAM)
+        generator = RandomStreams(seed).generator("coupling_data", device=device)
         data_points = self.data.sample(n, generator).to(dtype)
         weights = torch.full((n,), 1.0 / n, dtype=dtype, device=device)
         plan = optimal_coupling(data_points, weights, prior_points, weights, monotone=False, metric="sqeuclidean")

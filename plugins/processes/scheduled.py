@@ -23,7 +23,7 @@ import math
 import torch
 
 from stochthermo import ScenarioError, Schedule, hookimpl
-from stochthermo.schedule import schedule_problem
+from stochthermo.roles import schedule_problem
 
 from .linear import ConditionalMoments, LinearProcess
 

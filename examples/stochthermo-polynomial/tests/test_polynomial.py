@@ -5,9 +5,7 @@ from pathlib import Path
 import pytest
 from stochthermo_polynomial import Polynomial
 
-from stochthermo import ScenarioError
-from stochthermo.engine import simulate
-from stochthermo.scenario import load_scenario
+from stochthermo import ScenarioError, load_scenario, simulate
 from stochthermo.testing import check_schedule
 
 

@@ -1,0 +1,191 @@
+r"""The ``torch_module`` estimator: any torch callable as the reverse process's velocity field.
+
+A model trained elsewhere is named in the scenario as ``model: package.module:name`` (importable; a
+function or an ``nn.Module`` instance) or ``file: model.pt2`` (a program saved by ``torch.export.save``, exported
+with a dynamic batch dimension) or ``file: model.pt`` (TorchScript, which torch deprecates), and is called as
+``model(t, x)`` with ``t`` a tensor (n,) of times and ``x`` (n, d), in the model's ``dtype`` on the run's device
+(the engine's physics stays float64: x is cast down for the call, the output back up). ``output`` says
+what it returns, and the estimator turns it into the probability-flow velocity
+:math:`\hat\nu_t = f_t - T_t\,\hat s_t` (Eq. (4)):
+
+* ``velocity``: :math:`\hat\nu_t(x)` itself (flow matching);
+* ``score``: :math:`\hat s_t(x) \approx \nabla\ln P_t(x)`;
+* ``epsilon``: the noise prediction :math:`\hat\varepsilon \approx E[\varepsilon \mid x_t = x]`, so that
+  :math:`\hat s = -\hat\varepsilon/\sqrt{v_t}` (the conditional law is :math:`\mathcal N(M_t y, v_t I)`).
+
+``score`` and ``epsilon`` need a process with a force (capability ``ForceField``) whose force and
+temperature stay finite on [0, τ] (variance-preserving or Ornstein–Uhlenbeck schedules; not cosine or
+cond-OT, whose force diverges where m_t = 0), and ``epsilon`` the conditional variance (capability
+``GaussianConditional``); as ε̂/√v is 0/0 at t = 0, where v_0 = 0, a noise prediction is read at
+t ≥ ``EPSILON_TIME_FLOOR``·τ (1e-6 τ; the error it makes in ν̂ is of that order). ``time`` is the
+convention of the model's t: ``forward`` (t ∈ [0, τ], the engine's), ``unit`` (t/τ ∈ [0, 1]) or ``steps``
+((t/τ)·``num_train_timesteps`` − 1, the diffusers timestep k of s_k = (k + 1)/N, fractional). The model
+is checked when the scenario is built: importable, and returning a finite (n, d) tensor on batches of two sizes
+(a program exported with a fixed batch size fails there, not in the middle of a run).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from stochthermo import Estimator, ScenarioError, hookimpl
+from stochthermo.errors import first_line
+from stochthermo.numerics import DIVERGENCE, resolve_dtype
+from stochthermo.roles import ForceField, GaussianConditional
+
+from .model_files import check_exported_program
+
+OUTPUTS = ("velocity", "score", "epsilon")
+#: batch sizes the model is tried on when the scenario is built
+CHECK_BATCHES = (4, 5)
+#: the earliest time (a fraction of τ) at which a noise prediction is read (module docstring)
+EPSILON_TIME_FLOOR = 1e-6
+TIMES = ("forward", "unit", "steps")
+
+
+class ExternalModel(Estimator):
+    """Base of the estimators that wrap a model trained elsewhere: ``network(t, x)`` in the model's time
+    convention and dtype, read as ``output`` (module docstring)."""
+
+    #: the earliest time, as a fraction of τ, at which a noise prediction is read
+    epsilon_time_floor: float = EPSILON_TIME_FLOOR
+
+    def _configure(self, network, *, output: str, time: str, num_train_timesteps: int, dtype: str,
+                   source: str = "model") -> None:
+        """Check and keep the settings; ``source`` is the scenario key that named the model, which its errors
+        name."""
+        for value, choices, key in ((output, OUTPUTS, "output"), (time, TIMES, "time")):
+            if value not in choices:
+                raise ScenarioError(f"must be one of {', '.join(choices)}, got '{value}'", key=key)
+        self.output, self.time, self.steps = output, time, num_train_timesteps
+        self.model_dtype = resolve_dtype(dtype)
+        self.source = source
+        #: the loaded callable or module
+        self.network = network
+        if output != "velocity":
+            self._check_score_process(self.process)
+        self._check_model()
+
+    def _check_score_process(self, process) -> None:
+        if not isinstance(process, ForceField) or (self.output == "epsilon" and not isinstance(process,
+                                                                                                GaussianConditional)):
+            need = "a force (f_t) and a Gaussian conditional law" if self.output == "epsilon" else "a force (f_t)"
+            raise ScenarioError(f"output '{self.output}' needs {need}; process '{process.name}' declares none",
+                                key="output")
+        temperature = process.temperature(torch.linspace(0, process.tau, 257, dtype=torch.float64))
+        if not float(temperature.abs().max()) * process.tau < DIVERGENCE:
+            raise ScenarioError(f"output '{self.output}' needs a finite force and temperature on [0, tau]; "
+                                f"'{process.name}' has none at some t (m_t -> 0): give the velocity instead",
+                                key="output")
+
+    def _check_model(self) -> None:
+        for n in CHECK_BATCHES:
+            x = self.process.end_distribution().sample(n, torch.Generator().manual_seed(0))
+            try:
+                value = self.velocity(0.5 * self.process.tau, x)
+            except ScenarioError:
+                raise
+            except Exception as exc:  # any failure of the user's model is reported as bad input
+                raise ScenarioError(f"calling the model at (t, x) of shapes ({n},), {tuple(x.shape)} failed: "
+                                    f"{type(exc).__name__}: {first_line(exc)}", key=self.source) from None
+            if not bool(torch.isfinite(value).all()):
+                raise ScenarioError("the model returned non-finite values at t = tau/2", key=self.source)
+
+    def _model_time(self, t: float) -> float:
+        s = t / self.process.tau
+        return {"forward": t, "unit": s, "steps": s * self.steps - 1}[self.time]
+
+    def _call(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        times = torch.full((len(x),), self._model_time(t), dtype=self.model_dtype, device=x.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph over the weights
+            out = self.network(times, x.to(self.model_dtype))
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ScenarioError(f"the model must return a tensor of the shape of x, {tuple(x.shape)}; got {got}",
+                                key=self.source)
+        return out.to(x.dtype)
+
+    def velocity(self, t, x):
+        if self.output == "epsilon":  # v_0 = 0: ε̂/√v is 0/0 at t = 0, so the noise model is read just after
+            t = max(t, self.epsilon_time_floor * self.process.tau)
+        out = self._call(t, x)
+        if self.output == "velocity":
+            return out
+        temperature = self.process.temperature(torch.tensor(t, dtype=torch.float64))
+        if self.output == "epsilon":
+            out = -out / math.sqrt(float(self.process.moments(t).variance))  # the score, −ε/√v
+        return self.process.force_field(t, x) - temperature.to(x) * out
+
+    def to(self, device, dtype=torch.float64):
+        clone = super().to(device, dtype)
+        if isinstance(self.network, torch.nn.Module):
+            clone.network = self.network.to(device)
+        return clone
+
+
+class TorchModule(ExternalModel):
+    """A torch callable (``model`` or ``file``) returning the velocity, the score or the noise prediction at
+    (t, x) (module docstring)."""
+
+    name = "torch_module"
+
+    def __init__(self, *, process, model: str | None = None, file: Path | None = None, output: str = "velocity",
+                 time: str = "forward", num_train_timesteps: int = 1000, dtype: str = "float32"):
+        super().__init__(process=process)
+        if (model is None) == (file is None):
+            raise ScenarioError("give either 'model' (package.module:name) or 'file' (a torch.export .pt2 "
+                                "program or a TorchScript file)", key="model")
+        network = _load_callable(model) if model is not None else _load_file(file)
+        self._configure(network, output=output, time=time, num_train_timesteps=num_train_timesteps, dtype=dtype,
+                        source="model" if model is not None else "file")
+
+
+def _load_callable(spec: str):
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ScenarioError(f"expected package.module:name, got '{spec}'", key="model")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ScenarioError(f"cannot import '{module_name}': {exc}", key="model") from None
+    try:
+        model = getattr(module, attribute)
+    except AttributeError:
+        raise ScenarioError(f"module '{module_name}' has no '{attribute}'", key="model") from None
+    if not callable(model):
+        raise ScenarioError(f"'{spec}' is not callable", key="model")
+    return model
+
+
+def _load_file(path: Path):
+    """The module saved in ``path``: a ``.pt2`` program of ``torch.export.save`` (its ``.module()``), any other
+    file as TorchScript."""
+    if not Path(path).is_file():
+        raise ScenarioError(f"{path}: no such file", key="file")
+    if Path(path).suffix == ".pt2":
+        check_exported_program(Path(path))  # never unpickle: refused before torch reads a pickled member
+        # torch logs the reader's traceback as a warning before it raises: the error below says it in one line
+        export_log = logging.getLogger("torch.export")
+        level = export_log.level
+        export_log.setLevel(logging.ERROR)
+        try:
+            return torch.export.load(str(path)).module()
+        except Exception as exc:  # whatever the reader raises, the file is not a program it can load
+            raise ScenarioError(f"{path}: not a torch.export program ({type(exc).__name__}: "
+                                f"{first_line(exc)})", key="file") from None
+        finally:
+            export_log.setLevel(level)
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except (RuntimeError, ValueError) as exc:
+        raise ScenarioError(f"{path}: not a TorchScript file ({first_line(exc)})", key="file") from None
+
+
+@hookimpl
+def stochthermo_register_estimators():
+    return [TorchModule]

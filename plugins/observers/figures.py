@@ -1,0 +1,229 @@
+"""Figures of the built-in observers, in the paper's layouts (Fig. 6 / Fig. 7), made from any run's Dataset.
+
+* ``densities`` (``snapshots``): forward and perturbed-reverse densities at the snapshot times (1-D curves;
+  2-D heat maps);
+* ``costs`` (``response``): bars of η, c_1 and c_2 (or w_D for non-conservative runs) per protocol and
+  perturbation, on a log scale when the values spread over more than a decade;
+* ``speeds`` (``response``): v_loss(t)² against v_2(t)² and T_tṠ_t over t/τ, one panel per protocol;
+* ``images`` (``image_snapshots``): image grids of the true and perturbed reverse processes at the snapshot
+  times;
+* ``cost_ratio`` (``monte_carlo_cost``): the Monte Carlo c_2 over its schedule bound against N_D/sqrt(n_d),
+  one line per n_d and protocol, with the Monte Carlo error bars (docs/theory.md §2, (93)-(95); a sweep over
+  data sizes).
+
+Labels and units come from the variables' attributes. matplotlib is imported on first use (Agg backend),
+so loading the plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stochthermo.present import label as _label
+from stochthermo.present import pyplot as plt
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from matplotlib.figure import Figure
+
+
+
+def densities_figure(ds: xr.Dataset) -> Figure:
+    forward, reverse = ds.forward_density.mean("seed"), ds.reverse_density.mean("seed")
+    tau = float(ds.time[-1] - ds.time[0])
+    times = ds.snapshot_time.values
+    if "x" in forward.dims:
+        fig, axes = plt().subplots(len(ds.protocol), len(times), figsize=(3.2 * len(times), 2.6 * len(ds.protocol)),
+                                 sharex=True, squeeze=False)
+        for row, protocol in enumerate(ds.protocol.values):
+            for col, t in enumerate(times):
+                ax = axes[row, col]
+                ax.plot(ds.x, forward.sel(protocol=protocol, snapshot_time=t), color="black", lw=2, label="forward")
+                for perturbation in ds.perturbation.values:
+                    ax.plot(ds.x, reverse.sel(protocol=protocol, perturbation=perturbation, snapshot_time=t),
+                            lw=1.2, label=f"reverse from {perturbation}")
+                ax.set_title(f"{protocol}: t/τ = {t / tau:.2f}", fontsize=9)
+                if row == len(ds.protocol) - 1:
+                    ax.set_xlabel("x")
+        axes[0, 0].set_ylabel("density")
+        axes[0, -1].legend(fontsize=7)
+    else:
+        panels = [("forward", forward.sel(protocol=p), p) for p in ds.protocol.values]
+        panels += [(f"reverse from {q}", reverse.sel(protocol=p, perturbation=q), p)
+                   for p in ds.protocol.values for q in ds.perturbation.values]
+        fig, axes = plt().subplots(len(panels), len(times), figsize=(2.6 * len(times), 2.5 * len(panels)),
+                                 squeeze=False)
+        extent = [float(ds.x1[0]), float(ds.x1[-1]), float(ds.x2[0]), float(ds.x2[-1])]
+        for row, (name, density, protocol) in enumerate(panels):
+            for col, t in enumerate(times):
+                ax = axes[row, col]
+                ax.imshow(density.sel(snapshot_time=t).values.T, origin="lower", extent=extent, cmap="magma")
+                ax.set_title(f"{protocol}, {name}\nt/τ = {t / tau:.2f}", fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
+    fig.suptitle("Forward process and perturbed reverse processes (reverse time τ − t)")
+    fig.tight_layout()
+    return fig
+
+
+def costs_figure(ds: xr.Dataset) -> Figure:
+    conservative_only = "holds_kinetic_cost" in ds and (ds.holds_kinetic_cost.values != -1).all()
+    names = ["response", "loss_cost", "kinetic_cost" if conservative_only else "dissipation"]
+    fig, axes = plt().subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    protocols, perturbations = list(ds.protocol.values), list(ds.perturbation.values)
+    width = 0.8 / len(protocols)
+    for ax, name in zip(axes[0], names, strict=True):
+        var = ds[name].mean("seed")
+        if "perturbation" not in var.dims:
+            var = var.expand_dims(perturbation=perturbations)
+        for i, protocol in enumerate(protocols):
+            values = var.sel(protocol=protocol).transpose("perturbation").values
+            ax.bar(np.arange(len(perturbations)) + (i - (len(protocols) - 1) / 2) * width, values, width,
+                   label=str(protocol))
+        finite = var.values[np.isfinite(var.values) & (var.values > 0)]
+        if finite.size and finite.max() / finite.min() > 20:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(perturbations)), perturbations, rotation=20, fontsize=8)
+        ax.set_title(f"{var.attrs.get('long_name', name)}\n{_label(ds[name])}", fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def speeds_figure(ds: xr.Dataset) -> Figure:
+    tau = float(ds.time[-1] - ds.time[0])
+    s = (ds.time - ds.time[0]).values / tau
+    fig, axes = plt().subplots(1, len(ds.protocol), figsize=(4.2 * len(ds.protocol), 3.4), squeeze=False)
+    for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
+        sel = ds.sel(protocol=protocol).mean("seed")
+        ax.plot(s, sel.wasserstein_speed_squared, color="black", lw=2, label=_label(ds.wasserstein_speed_squared))
+        if not np.allclose(sel.dissipation_rate, sel.wasserstein_speed_squared):
+            ax.plot(s, sel.dissipation_rate, color="black", ls="--", label=_label(ds.dissipation_rate))
+        for perturbation in ds.perturbation.values:
+            ax.plot(s, sel.loss_speed_squared.sel(perturbation=perturbation), lw=1.2,
+                    label=f"{_label(ds.loss_speed_squared)}, {perturbation}")
+        ax.set_title(str(protocol))
+        ax.set_xlabel("t/τ")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _mosaic(images: np.ndarray, shape: tuple[int, ...], low: float, high: float) -> np.ndarray:
+    """(rows, cols, n_d) flat images -> one (rows·(H+1), cols·(W+1), C) picture in [0, 1], 1-pixel gaps."""
+    rows, cols = images.shape[:2]
+    h, w, c = shape
+    tiles = np.clip((images.reshape(rows, cols, h, w, c) - low) / (high - low), 0, 1)
+    padded = np.ones((rows, cols, h + 1, w + 1, c))
+    padded[:, :, :h, :w] = tiles
+    return padded.transpose(0, 2, 1, 3, 4).reshape(rows * (h + 1), cols * (w + 1), c)
+
+
+def images_figure(ds: xr.Dataset) -> Figure:
+    """Per protocol: the true reverse process (left) and each perturbed one, rows = samples, columns = t/τ
+    from data (t = 0) to noise, in pixel units (the data's normalisation undone); grey levels span the
+    0.5-99.5 % range of the t = 0 images."""
+    shape = tuple(int(v) for v in ds.forward_images.attrs["image_shape"])
+    tau = float(ds.time[-1] - ds.time[0])
+    seed = ds.seed.values[0]
+    attrs = ds.forward_images.attrs
+    offset, scale = np.asarray(attrs.get("pixel_offset", 0.0)), float(attrs.get("pixel_scale", 1.0))
+    low, high = np.percentile(offset + scale * ds.forward_images.isel(image_time=0).values, [0.5, 99.5])
+    columns = [("true", None)] + [(f"from {q}", q) for q in ds.perturbation.values]
+    fig, axes = plt().subplots(len(ds.protocol), len(columns),
+                             figsize=(3.0 * len(columns), 0.45 * len(ds.image) * len(ds.protocol) + 0.8), squeeze=False)
+    for row, protocol in enumerate(ds.protocol.values):
+        for col, (title, perturbation) in enumerate(columns):
+            var = ds.forward_images if perturbation is None else ds.reverse_images.sel(perturbation=perturbation)
+            images = var.sel(protocol=protocol, seed=seed).transpose("image", "image_time", "pixel").values
+            picture = _mosaic(offset + scale * images, shape, low, high)
+            ax = axes[row, col]
+            ax.imshow(picture[..., 0] if shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_title(f"{protocol}, {title}", fontsize=9)
+            ax.set_xticks([(j + 0.5) * (shape[1] + 1) for j in range(len(ds.image_time))],
+                          [f"{t / tau:.2g}" for t in ds.image_time.values], fontsize=7)
+            ax.set_yticks([])
+            ax.set_xlabel("t/τ", fontsize=8)
+    fig.suptitle("Reverse processes as images (each row one particle, noise at t/τ = 1, data at 0)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def cost_ratio_figure(ds: xr.Dataset) -> Figure:
+    """c_2^MC / B against N_D / sqrt(n_d) (log x), one line per protocol and n_d; error bars: ±2 se / B."""
+    ratio = ds.kinetic_cost_ratio.mean("seed")
+    error = (ds.kinetic_cost_standard_error / ds.schedule_cost_bound).mean("seed")
+    abscissa = (ds.data_points / np.sqrt(ds.data_dimension)).mean("seed")
+    dimension = ds.data_dimension.mean("seed")
+    fig, axes = plt().subplots(1, len(ds.protocol), figsize=(5.0 * len(ds.protocol), 3.8), squeeze=False, sharey=True)
+    sweep = [d for d in ratio.dims if d != "protocol"]
+    for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
+        r, e, x, n = (v.sel(protocol=protocol) for v in (ratio, error, abscissa, dimension))
+        if not np.isfinite(r.values).any():
+            ax.set_title(f"{protocol}: no schedule bound")
+            continue
+        for value in np.unique(n.values):
+            mask = (n == value).values
+            order = np.argsort(x.values[mask])
+            ax.errorbar(x.values[mask][order], r.values[mask][order], yerr=2 * e.values[mask][order], marker="o",
+                        ms=3, capsize=2, label=f"n_d = {int(value)}")
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("N_D / sqrt(n_d)")
+        ax.set_title(str(protocol))
+    axes[0, 0].set_ylabel("c_2 / ∫(ṁ² E|y|² + σ̇² n_d) dt")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle(f"Approach of c_2 to the high-dimensional limit (93)-(95); swept: {', '.join(sweep) or '-'}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def entropy_production_figure(ds: xr.Dataset) -> Figure:
+    """Histogram of Δs_tot per protocol, with the trajectory mean and the Fokker–Planck ∫Ṡ dt marked."""
+    centres = ds.entropy_production_bin.values
+    width = centres[1] - centres[0] if len(centres) > 1 else 1.0
+    fig, axes = plt().subplots(1, len(ds.protocol), figsize=(4.2 * len(ds.protocol), 3.4), squeeze=False)
+    for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
+        sel = ds.sel(protocol=protocol).mean("seed")
+        ax.bar(centres, sel.trajectory_entropy_production_histogram, width=width, color="0.7")
+        ax.axvline(float(sel.trajectory_entropy_production_mean), color="black", label="path mean")
+        ax.axvline(float(sel.entropy_production_fokker_planck), color="tab:red", ls="--", label="∫Ṡ dt (Fokker–Planck)")
+        ax.set_title(f"{protocol}: <e^-Δs> = {float(sel.fluctuation_theorem_average):.3f}", fontsize=9)
+        ax.set_xlabel("Δs_tot")
+    axes[0, 0].set_ylabel(_label(ds.trajectory_entropy_production_histogram))
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def basins_figure(ds: xr.Dataset) -> Figure:
+    """The Laguerre cells of the semi-discrete Brenier map beside the basins of Φ_T (the point each prior
+    location flows to) for up to four horizons including T = ∞; first protocol and seed (the flow in the
+    signal level is the same for every VP protocol)."""
+    first = {"protocol": ds.protocol.values[0], "seed": ds.seed.values[0]}
+    basins, cells = ds.flow_basins.sel(first), ds.brenier_cells.sel(first)
+    horizons = ds.horizon.values
+    picks = np.unique(np.linspace(0, len(horizons) - 1, min(4, len(horizons))).round().astype(int))
+    shown = [horizons[i] for i in picks]
+    extent = [float(ds.basin_x[0]), float(ds.basin_x[-1]), float(ds.basin_y[0]), float(ds.basin_y[-1])]
+    count = int(max(np.nanmax(basins.values), np.nanmax(cells.values))) + 1
+    fig, axes = plt().subplots(1, len(shown) + 1, figsize=(3.0 * (len(shown) + 1), 3.2), squeeze=False)
+    panels = [("Brenier map (Laguerre cells)", cells.values)]
+    panels += [(f"flow basins, T = {h:g}" if np.isfinite(h) else "flow basins, T = ∞",
+                basins.sel(horizon=h).values) for h in shown]
+    for ax, (title, image) in zip(axes[0], panels, strict=True):
+        ax.imshow(image, origin="lower", extent=extent, cmap="tab20", vmin=-0.5, vmax=max(count, 20) - 0.5,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    mismatch = ds.basin_mismatch_brenier.sel(first).sel(horizon=horizons[-1])
+    error = ds.basin_mismatch_brenier_error.sel(first).sel(horizon=horizons[-1])
+    fig.suptitle(f"{ds.attrs.get('scenario_name', '')}: prior mass where Φ_∞ and the Brenier map differ = "
+                 f"{float(mismatch):.4f} ± {float(error):.4f}", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,141 @@
+"""Assembly of the run's :class:`xarray.Dataset` from the observers' declarations (xarray-simlab style).
+
+Dimensions are ordered: sweep dims (``protocol``, ``perturbation``), ``seed``, then the observer's own
+(``time``, grids...). Every variable carries ``long_name``, ``units``, ``symbol`` and ``equation``; global
+attributes record the scenario text and hash, versions of the package, its plugins and its dependencies,
+the device, dtype and seeds. No timestamps: the same scenario and seeds give the same Dataset.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+
+import numpy as np
+import torch
+import xarray as xr
+
+from stochthermo import __version__
+from stochthermo.engine._build import Scenario, Sweep
+from stochthermo.errors import SimulationError, first_line
+from stochthermo.roles._observer import SWEEP_DIMS, Variable
+
+DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "netCDF4")
+
+
+def final_dims(declared: tuple[str, ...]) -> tuple[str, ...]:
+    sweep = tuple(d for d in declared if d in SWEEP_DIMS)
+    return ("protocol", *sweep, "seed", *(d for d in declared if d not in SWEEP_DIMS))
+
+
+def check_finite(scenario: Scenario, measured: dict, protocol: str, seed: int) -> None:
+    """Raise :class:`SimulationError` naming the protocol, quantity, time (and perturbation) of the first
+    non-finite value in a variable that does not declare why non-finite values are legitimate."""
+    times = scenario.times.numpy()
+    perturbations = list(scenario.perturbations)
+    for observer in scenario.observers:
+        for name, var in observer.variables().items():
+            values = np.asarray(measured[observer.name][name])
+            if var.nonfinite is not None or not np.issubdtype(values.dtype, np.floating):
+                continue
+            bad = np.argwhere(~np.isfinite(values))
+            if len(bad):
+                where = dict(zip(var.dims, bad[0], strict=True))
+                parts = [f"protocol '{protocol}'", f"seed {seed}"]
+                if "perturbation" in where:
+                    parts.append(f"perturbation '{perturbations[where['perturbation']]}'")
+                if "time" in var.dims:
+                    axis = var.dims.index("time")
+                    at = np.unique(bad[:, axis])
+                    parts.append(f"t in [{times[at[0]]:.6g}, {times[at[-1]]:.6g}] ({len(at)} of {len(times)} grid "
+                                 "times)")
+                raise SimulationError(f"non-finite {var.symbol or name} ({name} = {values[tuple(bad[0])]}) at "
+                                      + ", ".join(parts))
+
+
+def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device, dtype: torch.dtype) -> xr.Dataset:
+    """``results[protocol][seed][observer][variable]`` -> Dataset."""
+    protocols, seeds = list(scenario.protocols), list(scenario.seeds)
+    coords = {"protocol": protocols, "perturbation": list(scenario.perturbations), "seed": seeds,
+              "time": scenario.times.numpy()}
+    data_vars = {}
+    for observer in scenario.observers:
+        coords.update(observer.coordinates())
+        for name, var in observer.variables().items():
+            stacked = np.stack([np.stack([np.asarray(results[p][s][observer.name][name]) for s in seeds])
+                                for p in protocols])  # (protocol, seed, *declared)
+            dims = ("protocol", "seed", *var.dims)
+            order = [dims.index(d) for d in final_dims(var.dims)]
+            data_vars[name] = xr.Variable(final_dims(var.dims), stacked.transpose(order), variable_attributes(var))
+    dataset = xr.Dataset(data_vars, coords=coords)
+    dataset["time"].attrs.update(long_name="forward time", units="1", symbol="t")
+    dataset["seed"].attrs.update(long_name="random seed of the particle ensembles", units="1")
+    dataset.attrs.update(_provenance(scenario, device, dtype))
+    return dataset
+
+
+def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
+    """Stack the Datasets of a sweep's variants (row-major over its axes) along one dimension per
+    swept key, named after it with '_' for '.' (``data.size`` -> ``data_size``); the sweep is recorded in the
+    attributes. A swept key that changes another coordinate (e.g. an image size that changes the pixel
+    axis of image snapshots) is refused: stacking would pad with NaN."""
+    axes = sweep.axes
+    dims = [key.replace(".", "_") for key in axes]
+    labelled = []
+    for dataset, variant in zip(datasets, sweep.variants, strict=True):
+        coords = {dim: [label] for dim, (_, label) in zip(dims, variant.spec.labels, strict=True)}
+        labelled.append(dataset.expand_dims(coords))
+    nested: list = labelled
+    for size in reversed([len(values) for values in axes.values()][1:]):
+        nested = [nested[i:i + size] for i in range(0, len(nested), size)]
+    try:
+        combined = xr.combine_nested(nested, concat_dim=dims, join="exact", combine_attrs="drop_conflicts")
+    except ValueError as exc:
+        raise SimulationError(f"the sweep over {', '.join(axes)} changes the coordinates of the runs "
+                              f"({first_line(exc)}): drop the observer that depends on it") from None
+    for dim, key in zip(dims, axes, strict=True):
+        combined[dim].attrs.update(long_name=f"swept scenario key {key}", units="1")
+    combined.attrs["sweep"] = json.dumps(axes)
+    return combined
+
+
+def variable_attributes(var: Variable) -> dict:
+    attrs = {"long_name": var.long_name, "units": var.units, "symbol": var.symbol,
+             "equation": f"arXiv:2407.04495 Eq. {var.equation}"}
+    if var.nonfinite:
+        attrs["nonfinite_values"] = var.nonfinite
+    attrs.update(var.attrs)
+    return attrs
+
+
+def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) -> dict:
+    registry, spec = scenario.registry, scenario.spec
+    plugins = {info.name: {"version": info.version, "source": info.source} for info in registry.plugins.values()}
+    versions = {}
+    for package in DEPENDENCIES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "title": f"stochthermo run of scenario '{scenario.name}'",
+        "scenario_name": scenario.name,
+        "scenario_description": scenario.description,
+        "scenario_path": spec.source or "",
+        "scenario_text": spec.text,
+        "scenario_overrides": json.dumps(list(spec.overrides)),
+        "scenario_sha256": spec.sha256,
+        "reference": json.dumps(scenario.reference),
+        "stochthermo_version": __version__,
+        "plugins": json.dumps(plugins, sort_keys=True),
+        "dependency_versions": json.dumps(versions, sort_keys=True),
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "seeds": json.dumps(scenario.seeds),  # JSON: a one-element array would come back as a scalar
+        "tau": scenario.tau,
+        "time_steps": scenario.time_steps,
+        "particles": scenario.particles,
+        "particle_sampling": scenario.setup.particle_sampling,
+        "reverse_start": scenario.reverse_start,
+        "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
+    }

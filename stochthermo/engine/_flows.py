@@ -1,0 +1,60 @@
+"""Carrying a protocol's ensembles through its solver: the true, the perturbed and the forward flows.
+
+The true reverse process (its start law carried by the exact velocity), every perturbed reverse process
+(each start carried by the estimator's velocity) and, where the true one does not start from P_τ, the
+forward marginals (P_τ carried by the exact velocity) go through the solver as few batches as the
+equations allow: one batch when the estimator is exact (every ensemble follows the same velocity field),
+two otherwise. A batched velocity evaluation costs little more than one ensemble's, so this divides the
+fixed per-call overhead by the number of ensembles. A stochastic solver draws its noise from a generator
+seeded by the seed's stream ``solver`` (:class:`~stochthermo.numerics.RandomStreams`), so a run is
+reproducible.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stochthermo.measures._ensemble import Ensemble, make_ensemble
+from stochthermo.numerics._streams import RandomStreams
+from stochthermo.roles._distribution import Distribution
+from stochthermo.roles._equation import estimator_equation, process_equation
+from stochthermo.roles._estimator import Estimator
+from stochthermo.roles._observer import Flows
+from stochthermo.roles._solver import Solver
+from stochthermo.roles._trajectory import run_flows
+
+
+def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
+              perturbations: dict[str, Distribution], separate_forward: bool, times: torch.Tensor, particles: int,
+              seed: int, sampling: str = "random") -> Flows:
+    """The :class:`~stochthermo.Flows` of one protocol and seed on the saved grid ``times``; the
+    ensembles' particles are chosen by ``sampling`` (:func:`stochthermo.measures.make_ensemble`)."""
+    process = estimator.process
+    device, dtype = times.device, times.dtype
+
+    def ensemble(law: Distribution):
+        made = make_ensemble(law, particles, seed, device=device, dtype=dtype, sampling=sampling)
+        # a stochastic solver does not keep a 1-D quantile ensemble in order: its particles are then a weighted
+        # sample, no longer a quadrature in the normal score
+        return Ensemble(made.positions, made.weights, None) if solver.stochastic else made
+
+    exact = {("true",): ensemble(true_start)}
+    if separate_forward:
+        exact[("forward",)] = ensemble(process.end_distribution())
+    estimated = {("perturbed", name): ensemble(law) for name, law in perturbations.items()}
+    # a stochastic solver gets a seeded generator and drives every ensemble (each of `particles` particles) with
+    # common random numbers
+    options = ({"generator": RandomStreams(seed).generator("solver", device=device),
+                "common_noise": particles} if solver.stochastic else {})
+
+    def flow(equation):
+        return lambda x0, save_times: solver.solve(equation, x0, save_times, **options)
+
+    if estimator.exact:
+        flows = run_flows(flow(process_equation(process)), exact | estimated, times)
+    else:
+        flows = run_flows(flow(process_equation(process)), exact, times)
+        flows |= run_flows(flow(estimator_equation(estimator)), estimated, times)
+    true = flows[("true",)]
+    return Flows(true, {name: flows[("perturbed", name)] for name in perturbations},
+                 flows[("forward",)] if separate_forward else true)

@@ -1,0 +1,16 @@
+"""Presentation helpers for an observer's summary columns and figures: the column declarations (also in
+:mod:`stochthermo.roles`), matplotlib's pyplot on the Agg backend, and a variable's axis label. The engine's
+own summary table, figure writer and HTML report live in this package's private modules.
+"""
+
+from stochthermo.present._pyplot import label, pyplot
+from stochthermo.roles._declarations import Column, FigureFunction, RelationColumn, recorded
+
+__all__ = [
+    "Column",
+    "FigureFunction",
+    "RelationColumn",
+    "label",
+    "pyplot",
+    "recorded",
+]

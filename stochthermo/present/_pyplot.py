@@ -1,0 +1,26 @@
+"""Helpers for an observer's figure functions: matplotlib's pyplot (imported on first use, Agg backend) and a
+variable's axis label."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+def pyplot():
+    """matplotlib.pyplot with the Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
+def label(var: xr.DataArray) -> str:
+    """``symbol [units]`` of a variable from its attributes."""
+    symbol = var.attrs.get("symbol", var.name)
+    units = var.attrs.get("units", "1")
+    return f"{symbol}" + ("" if units == "1" else f" [{units}]")

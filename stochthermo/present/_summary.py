@@ -1,0 +1,148 @@
+"""The table `stochthermo run` prints: the numbers and relation statuses the observers contribute
+(:meth:`stochthermo.Observer.summary_columns`, :meth:`~stochthermo.Observer.relation_columns`), beside
+published values."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import xarray as xr
+
+from stochthermo.engine._registry import Registry, default_registry
+from stochthermo.present._columns import relation_columns, summary_columns
+from stochthermo.roles._declarations import Column, RelationColumn
+from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, VIOLATED
+
+STATUS_TEXT = {HOLDS: "ok", VIOLATED: "FAIL", NOT_APPLICABLE: "n/a"}
+UNRESOLVED = "unres"
+#: how many standard errors of the seed mean separate a resolved relation from 0
+RESOLUTION_STANDARD_ERRORS = 2.0
+
+
+def _selected(ds: xr.Dataset, name: str, where: dict) -> xr.DataArray:
+    var = ds[name]
+    return var.sel(**{k: v for k, v in where.items() if k in var.dims})
+
+
+def _status(ds: xr.Dataset, column: RelationColumn, where: dict) -> str:
+    """The row's status of a relation (:class:`~stochthermo.RelationColumn`)."""
+    values = np.atleast_1d(_selected(ds, column.variable, where).values)
+    if not (values == VIOLATED).any():
+        return STATUS_TEXT[HOLDS] if (values == HOLDS).any() else STATUS_TEXT[NOT_APPLICABLE]
+    if column.slack is None or column.slack not in ds or ds.sizes.get("seed", 1) < 2:
+        return STATUS_TEXT[VIOLATED]
+    slack = _selected(ds, column.slack, where)
+    if "time" in slack.dims:
+        slack = slack.min("time")
+    per_seed = slack.values.reshape(-1)
+    mean, error = per_seed.mean(), per_seed.std(ddof=1) / np.sqrt(len(per_seed))
+    if mean + RESOLUTION_STANDARD_ERRORS * error < 0:
+        return STATUS_TEXT[VIOLATED]
+    return STATUS_TEXT[HOLDS] if mean - RESOLUTION_STANDARD_ERRORS * error > 0 else UNRESOLVED
+
+
+def _value(ds: xr.Dataset, name: str, **where) -> float:
+    return float(_selected(ds, name, where).mean("seed"))
+
+
+def _column_value(ds: xr.Dataset, column: Column, where: dict) -> float:
+    if column.position:
+        ds = ds.isel(column.position)
+    if column.statistic == "stderr":
+        values = _selected(ds, column.variable, where).values
+        return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+    value = _value(ds, column.variable, **where)
+    return value / _value(ds, column.per, **where) if column.per else value
+
+
+def _sweep_dims(ds: xr.Dataset) -> list[str]:
+    return [key.replace(".", "_") for key in json.loads(ds.attrs.get("sweep", "{}"))]
+
+
+def summary_table(ds: xr.Dataset, registry: Registry | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per sweep value, protocol and perturbation, the seed means of the numbers the
+    registered observers show for ``ds`` (D_0, η, c_1, c_2, w_D, ... for the built-ins) and the status of each
+    relation (FAIL if it fails for any seed)."""
+    registry = registry or default_registry()
+    columns, relations = summary_columns(ds, registry), relation_columns(ds, registry)
+    sweep = _sweep_dims(ds)
+    header = [*sweep, "protocol", "perturbation", *(c.header for c in columns), *(r.header for r in relations)]
+    rows = []
+    for labels in itertools.product(*(ds[d].values for d in sweep)):
+        for protocol in ds.protocol.values:
+            for perturbation in ds.perturbation.values:
+                where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
+                rows.append([*(str(v) for v in labels), str(protocol), str(perturbation),
+                             *(f"{_column_value(ds, c, where):.5g}" for c in columns),
+                             *(_status(ds, r, where) for r in relations)])
+    return header, rows
+
+
+def relation_counts(ds: xr.Dataset, registry: Registry | None = None) -> dict[str, int]:
+    """How many relation rows of the summary table hold, are violated, are unresolved (their seed-to-seed
+    error bar straddles the bound) or do not apply."""
+    _, rows = summary_table(ds, registry)
+    count = len(relation_columns(ds, registry or default_registry()))
+    statuses = [status for row in rows for status in row[len(row) - count:]] if count else []
+    named = ((STATUS_TEXT[HOLDS], "hold"), (STATUS_TEXT[VIOLATED], "violated"), (UNRESOLVED, "unresolved"),
+             (STATUS_TEXT[NOT_APPLICABLE], "not applicable"))
+    return {text: statuses.count(code) for code, text in named}
+
+
+def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:
+    """The table of :func:`summary_table`, the relation counts and the published values beside."""
+    header, rows = summary_table(ds, registry)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts = relation_counts(ds, registry)
+    lines.append("")
+    lines.append("relations: " + ", ".join(f"{n} {text}" for text, n in counts.items())
+                 + (" -- SEE FAIL ABOVE" if counts["violated"] else ""))
+    lines.extend(reference_lines(ds))
+    return "\n".join(lines)
+
+
+def reference_lines(ds: xr.Dataset) -> list[str]:
+    """Engine values beside the published ones recorded in the scenario's ``reference``."""
+    reference = json.loads(ds.attrs.get("reference", "{}"))
+    if not reference:
+        return []
+    lines = ["", f"beside published values ({reference.get('source', 'reference')}):"]
+    for name, values in reference.items():
+        if name == "source":
+            continue
+        symbol = ds[name].attrs.get("symbol", name)
+        for labels, published in _flatten(values):
+            where = dict(zip([d for d in ds[name].dims if d in ("protocol", "perturbation")], labels, strict=True))
+            ours = _value(ds, name, **where)
+            lines.append(f"  {symbol} [{', '.join(labels)}]: {ours:.5g} vs {published:.5g} "
+                         f"({100 * (ours / published - 1):+.2f}%)")
+        if "perturbation" in ds[name].dims and "protocol" in ds[name].dims:
+            lines.extend(_spread_lines(ds, name, values))
+    return lines
+
+
+def _spread_lines(ds: xr.Dataset, name: str, values: dict) -> list[str]:
+    """Whether each engine value lies within the published values' spread over protocols."""
+    lines = []
+    for perturbation in ds.perturbation.values:
+        published = [v[str(perturbation)] for v in values.values() if str(perturbation) in v]
+        if len(published) < 2:
+            continue
+        low, high = min(published), max(published)
+        ours = [_value(ds, name, protocol=p, perturbation=perturbation) for p in ds.protocol.values]
+        inside = all(low <= o <= high for o in ours)
+        lines.append(f"  {perturbation}: engine {min(ours):.5g}..{max(ours):.5g}, published spread over protocols "
+                     f"[{low:.5g}, {high:.5g}]: {'inside' if inside else 'OUTSIDE'}")
+    return lines
+
+
+def _flatten(values, labels=()):
+    if isinstance(values, dict):
+        for key, inner in values.items():
+            yield from _flatten(inner, (*labels, str(key)))
+    else:
+        yield labels, float(values)

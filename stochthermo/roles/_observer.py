@@ -1,0 +1,167 @@
+"""Observers: what is measured along a run, and how it is declared in the Dataset.
+
+An observer declares its output variables (:class:`Variable`: dims, long name, units, symbol, paper
+equation) and, for each protocol and seed, turns a :class:`Run` into arrays with exactly those dims, minus
+``protocol`` and ``seed``, which the engine adds (docs/architecture.md, "Output"). An observer may read
+variables of other observers that it declares in :attr:`Observer.consumes` (xarray-simlab's foreign
+variables); the engine orders the observers by these declarations.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import torch
+
+from stochthermo.numerics._streams import RandomStreams
+from stochthermo.roles._component import Component
+from stochthermo.roles._distribution import Distribution
+from stochthermo.roles._estimator import Estimator
+from stochthermo.roles._process import ForwardProcess
+from stochthermo.roles._protocol import Setup
+from stochthermo.roles._solver import Solver
+from stochthermo.roles._trajectory import Trajectory
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from stochthermo.roles._declarations import Column, FigureFunction, RelationColumn
+
+#: dimensions the engine sweeps over; they come first in every variable, then ``seed``, then the rest
+SWEEP_DIMS = ("protocol", "perturbation")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Declaration of one output variable (dims exclude ``protocol`` and ``seed``)."""
+
+    dims: tuple[str, ...]
+    long_name: str
+    units: str
+    symbol: str
+    equation: str
+    #: why non-finite values are legitimate in this variable; ``None``: they are an error
+    nonfinite: str | None = None
+    #: extra attributes (e.g. CF ``flag_values`` / ``flag_meanings``)
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Flows:
+    """The particles of one (protocol, seed), on the saved forward time grid."""
+
+    #: the true reverse process: its start law carried by the exact velocity
+    true: Trajectory
+    #: the perturbed reverse processes: each start carried by the estimator's velocity, by name
+    perturbed: dict[str, Trajectory]
+    #: the forward marginals P_t (P_τ carried by the exact velocity); ``true`` itself when that starts from P_τ
+    forward: Trajectory
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything one (protocol, seed) produced, in forward time. The flows are computed when an observer
+    first reads them (an observer that needs no flow, such as the Monte Carlo cost, costs none)."""
+
+    protocol: str
+    seed: int
+    process: ForwardProcess
+    estimator: Estimator
+    times: torch.Tensor
+    perturbations: dict[str, Distribution]
+    #: the law the true reverse process starts from, P_0†
+    true_start: Distribution
+    #: ``end_distribution`` (P_0† = P_τ: the true reverse process runs through the forward marginals) or ``prior``
+    reverse_start: str
+    #: the protocol's solver, which moved every flow of this run (an observer integrating more flows of the same
+    #: protocol uses it rather than a solver class of its own)
+    solver: Solver
+    #: computes the flows on first use
+    transport: Callable[[], Flows] = field(repr=False)
+
+    @property
+    def streams(self) -> RandomStreams:
+        """The run's named random streams (:class:`~stochthermo.numerics.RandomStreams` of its seed): an
+        observer draws from ``run.streams.generator("purpose", device=...)``, never from seed + offset."""
+        return RandomStreams(self.seed)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the solver is stochastic (a reverse SDE): the saved velocities are then ν̂ at the particles,
+        not the mean local velocity of their law, and 1-D ensembles are weighted samples, not ordered
+        quantiles."""
+        return self.solver.stochastic
+
+    @cached_property
+    def flows(self) -> Flows:
+        return self.transport()
+
+    @property
+    def true(self) -> Trajectory:
+        """The true reverse process: its start law (P_τ, or the prior with ``reverse_start: prior``)
+        transported by the exact velocity."""
+        return self.flows.true
+
+    @property
+    def forward(self) -> Trajectory:
+        """Particles of the forward marginals P_t (docs/theory.md §2: every thermodynamic quantity is an
+        average over P_t): P_τ transported by the exact velocity. The true reverse process itself when it
+        starts from P_τ; with ``reverse_start: prior`` and P_τ ≠ prior the generator's path is not P_t, and
+        this is a separate flow."""
+        return self.flows.forward
+
+    @property
+    def perturbed(self) -> dict[str, Trajectory]:
+        """The perturbed reverse processes: each start P̃_0† transported by the estimator, by name."""
+        return self.flows.perturbed
+
+
+class Observer(Component):
+    """Abstract observer."""
+
+    kind: ClassVar[str] = "observer"
+    #: the variables of other observers that :meth:`observe` reads, by producing observer: the engine runs
+    #: the producers first, and a scenario that lacks one is refused naming both observers
+    consumes: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    def prepare(self, setup: Setup) -> None:
+        """Called once when the scenario is built, before any run (e.g. to fix a spatial grid or to refuse
+        data it cannot measure); may raise :class:`~stochthermo.ScenarioError`. Does nothing by default."""
+
+    @abstractmethod
+    def variables(self) -> dict[str, Variable]:
+        """The declared output variables, by name."""
+        raise NotImplementedError
+
+    def coordinates(self) -> dict[str, np.ndarray]:
+        """Coordinates of the observer's own dims (e.g. a spatial grid); none by default."""
+        return {}
+
+    # ---- presentation (classmethods: a Dataset read from disk has no observer instances) -------------------
+    @classmethod
+    def summary_columns(cls, ds: xr.Dataset) -> list[Column]:
+        """The numbers of this observer that the summary table shows for ``ds`` (only variables ``ds`` has);
+        none by default."""
+        return []
+
+    @classmethod
+    def relation_columns(cls, ds: xr.Dataset) -> list[RelationColumn]:
+        """The relation statuses of this observer that the summary table shows for ``ds``; none by default."""
+        return []
+
+    @classmethod
+    def figures(cls, ds: xr.Dataset) -> dict[str, FigureFunction]:
+        """Figures this observer can draw from ``ds``, by kind (``plot`` writes ``<stem>_<kind>.png``); none by
+        default."""
+        return {}
+
+    @abstractmethod
+    def observe(self, run: Run, measured: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+        """Arrays named and shaped as :meth:`variables` declares, for one protocol and seed. ``measured``
+        holds exactly the variables declared in :attr:`consumes`, ``measured[observer][variable]``."""
+        raise NotImplementedError
