@@ -170,3 +170,31 @@ def test_isotropic_fast_path_equals_general_formula(schedule):
         general = process.velocity(t, x)
         process.isotropic = True
         assert torch.allclose(fast, general, rtol=1e-12, atol=1e-12), (schedule, t)
+
+
+def test_chi_square_of_a_mixture_whose_components_coincide_is_the_gaussian_closed_form():
+    """Cosine's P_τ is a mixture whose means are m_τ μ_k with m_τ = cos(π/2) = 6e-17: numerically one Gaussian.
+    In 64-D (the gmm mixture in coordinate 1, N(0, 0.3²) in the others) D_0 of the shifted and narrow starts must
+    be the 1-D values e − 1 and the narrow start's closed form, not the isotropic-KL proxy (which gave 1 and
+    0.0010 against 1.7183 and 0.0719)."""
+    import math
+
+    from stochthermo.measures import GaussianMixture, chi_square
+    from stochthermo.numerics import chi_square_gaussians
+
+    d, m = 64, math.cos(math.pi / 2)
+    means = [[m * -0.6] + [0.0] * (d - 1), [m * 0.6] + [0.0] * (d - 1)]
+    cov = [[[((m * 0.3) ** 2 + 1.0 - m**2) if i == j else 0.0 for j in range(d)] for i in range(d)]] * 2
+    end = GaussianMixture([0.5, 0.5], means, covariances=cov)
+    shifted = GaussianMixture([1.0], [[1.0] + [0.0] * (d - 1)], stds=[1.0])
+    narrow_cov = torch.eye(d, dtype=torch.float64)
+    narrow_cov[0, 0] = 0.64
+    narrow = GaussianMixture([1.0], [[0.0] * d], covariances=[narrow_cov.tolist()])
+    found = chi_square(shifted, end)
+    assert "coincide to rounding" in found.method
+    assert found.value == pytest.approx(math.e - 1, rel=1e-12)
+    exact = chi_square_gaussians(torch.zeros(1, dtype=torch.float64), torch.full((1, 1), 0.64, dtype=torch.float64),
+                                 torch.zeros(1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64))
+    assert chi_square(narrow, end).value == pytest.approx(exact, rel=1e-12) and exact == pytest.approx(0.0718658, 1e-5)
+    apart = GaussianMixture([0.5, 0.5], [[-0.6] + [0.0] * (d - 1), [0.6] + [0.0] * (d - 1)], stds=[1.0, 1.0])
+    assert "coincide" not in chi_square(shifted, apart).method  # components that differ are not merged

@@ -9,7 +9,9 @@ the square root of the reference. For Gaussian tails with precisions :math:`A_i^
 exponent is positive for every direction (checked exactly in 1-D, on the eigen-directions and 4096
 directions spread on the sphere otherwise). An infinite D_0 is reported as such, never estimated.
 
-Values: the closed form for two Gaussians; otherwise, in 1-D, tanh-sinh quadrature of
+Values: the closed form for two Gaussians (a mixture whose components coincide to rounding counts as one
+Gaussian: the end law of the cosine schedule, whose m_τ = cos(π/2) is 6e-17, not 0); otherwise, in 1-D,
+tanh-sinh quadrature of
 :math:`P\,(\tilde P/P - 1)^2` in log space, which avoids the cancellation of :math:`\int\tilde P^2/P - 1`;
 in 2-D, for Gaussian mixtures, the trapezoidal rule on a grid. Anything else (high dimension, point clouds)
 gets the paper's proxy (G21), :math:`D_0 \approx 2\,\mathrm{KL}` between isotropic Gaussian fits of the
@@ -31,6 +33,10 @@ from stochthermo.roles._distribution import Distribution
 #: how D_0 is labelled where it is not computed exactly (paper (G21))
 KL_PROXY = ("approximation: 2 KL between isotropic Gaussian fits (paper G21), used where no exact method applies "
             "(d >= 3, not two Gaussians)")
+#: how D_0 is labelled where a mixture's components coincide to rounding (cosine's m_τ = cos(π/2) is 6e-17, not 0)
+COINCIDENT = "closed form (two Gaussians; mixture components that coincide to rounding counted as one)"
+#: components coincide when their means and covariances differ by less than this, relative to the covariance's scale
+COINCIDENCE = 1e-12
 QUADRATURE_TOLERANCE = 1e-12
 #: absolute tolerance per piece: pieces between nearly coincident break points carry almost no mass
 ABSOLUTE_TOLERANCE = 1e-16
@@ -57,9 +63,27 @@ def chi_square(perturbed: Distribution, reference: Distribution) -> ChiSquare:
         return ChiSquare(value, "closed form (two Gaussians)")
     if perturbed.dim == 1:
         return ChiSquare(_quadrature_1d(perturbed, reference), "tanh-sinh quadrature")
+    p_one, r_one = _single_gaussian(p_mix), _single_gaussian(r_mix)
+    if p_one is not None and r_one is not None:
+        return ChiSquare(chi_square_gaussians(*p_one, *r_one), COINCIDENT)
     if perturbed.dim == 2 and p_mix is not None and r_mix is not None:
         return ChiSquare(_grid_quadrature_2d(perturbed, reference), "trapezoidal rule on a 2-D grid")
     return ChiSquare(2 * isotropic_kl(perturbed, reference), KL_PROXY)
+
+
+def _single_gaussian(mixture) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean, covariance) of a Gaussian mixture whose components all coincide to rounding (means within
+    ``COINCIDENCE`` of the largest standard deviation, covariances within ``COINCIDENCE`` of their largest entry):
+    the law is then that one Gaussian, up to rounding. ``None`` for anything else."""
+    if mixture is None:
+        return None
+    means, covariances = mixture.means, mixture.covariances
+    scale = float(covariances.abs().amax())
+    if scale == 0 or float((covariances - covariances[0]).abs().amax()) > COINCIDENCE * scale:
+        return None
+    if float((means - means[0]).norm(dim=1).max()) > COINCIDENCE * math.sqrt(scale):
+        return None
+    return mixture.weights @ means, covariances[0]
 
 
 def isotropic_kl(perturbed: Distribution, reference: Distribution) -> float:
