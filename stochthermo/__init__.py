@@ -33,7 +33,7 @@ _EXPORTS = {
     **dict.fromkeys(["Scenario", "Sweep", "load_scenario", "parse_scenario", "build"], "engine._build"),
     **dict.fromkeys(["Registry", "default_registry"], "engine._registry"),
     "simulate": "engine._simulate",
-    **dict.fromkeys(["run", "RunResult"], "engine._run"),
+    **dict.fromkeys(["run", "rerun", "RunResult"], "engine._run"),
     **dict.fromkeys(["Executor", "InProcess", "DaskExecutor", "TaskFailures", "OnTask"], "engine._executors"),
     **dict.fromkeys(["Task", "TaskStore"], "engine._tasks"),
     "open_run": "output._files",

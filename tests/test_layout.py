@@ -11,11 +11,13 @@ the folder names and enforced here.
 
 import ast
 import importlib
+import json
 import subprocess
 import sys
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -189,3 +191,38 @@ def test_describe_renders_math_as_text(capsys):
         assert main(["describe", kind, name]) == 0
         out = capsys.readouterr().out
         assert ":math:" not in out and ":class:" not in out and "\\" not in out, out
+
+
+def test_the_python_api_matches_the_command_line(write_scenario, tmp_path, capsys):
+    """``stochthermo.run`` of a mapping gives the numbers of the command line's run of the same YAML;
+    ``rerun`` of a result gives the result itself; ``ds.stochthermo.summary()`` is the printed table."""
+    import math
+
+    import yaml
+
+    import stochthermo
+    from conftest import scenario_dict
+    from stochthermo.cli import main
+
+    spec = scenario_dict(time_steps=8, particles=64)
+    path = write_scenario(spec)
+    assert main(["run", str(path), "-o", str(tmp_path / "o.nc")]) == 0
+    printed = capsys.readouterr().out
+    from_cli = stochthermo.open_run(tmp_path / "o.nc")
+    from_dict = stochthermo.run(yaml.safe_load(path.read_text()), write=False)
+    for name in from_cli.data_vars:
+        np.testing.assert_array_equal(from_dict[name].values, from_cli[name].values, err_msg=name)
+    again = stochthermo.rerun(tmp_path / "o.nc")
+    import xarray as xr
+
+    xr.testing.assert_identical(again, from_cli)
+    table = from_cli.stochthermo.summary()
+    row = table.loc[("cosine", "shifted")]
+    eta = float(from_cli.response.sel(protocol="cosine", perturbation="shifted").mean("seed"))
+    assert math.isclose(row["eta"], eta, rel_tol=1e-15) and f"{eta:.5g}" in printed
+    assert set(from_cli.stochthermo.relations().iloc[0]) <= {"ok", "FAIL", "unres", "n/a"}
+    assert from_cli.stochthermo.scenario() == path.read_text()
+    more = from_cli.stochthermo.rerun(particles=128)
+    assert more.attrs["particles"] == 128 and json.loads(more.attrs["scenario_overrides"]) == ["particles=128"]
+    figures = from_cli.stochthermo.figures()
+    assert figures and all(hasattr(fig, "savefig") for fig in figures.values())

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+import stochthermo.present  # noqa: F401  (registers the ds.stochthermo accessor on the Datasets made here)
 from stochthermo import __version__
 from stochthermo.engine._build import Scenario, Sweep
 from stochthermo.errors import SimulationError, first_line

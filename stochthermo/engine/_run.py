@@ -18,6 +18,7 @@ store, no file.
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,22 @@ def run(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *, overri
                    executor=executor, workers=workers, scheduler=scheduler, threads=threads, retries=retries,
                    keep_tasks=keep_tasks, progress=progress, force=force, recompute=recompute,
                    registry=registry).dataset
+
+
+def rerun(result: str | Path | xr.Dataset, *overrides: str, **settings: Any) -> xr.Dataset:
+    """Run again the scenario a result was made from, in memory: ``result`` is a Dataset of :func:`run` or the
+    path of a result file; ``overrides`` (``dotted.key=value``) and ``settings`` (top-level keys, e.g.
+    ``particles=8192``) are applied after the run's own overrides. With none, the Dataset is the run's own."""
+    import xarray as xr
+
+    from stochthermo.output._files import open_run
+
+    dataset = result if isinstance(result, xr.Dataset) else open_run(result)
+    own = json.loads(dataset.attrs.get("scenario_overrides", "[]"))
+    extra = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
+    spec = parse_spec(dataset.attrs["scenario_text"], source=dataset.attrs.get("scenario_path") or None,
+                      overrides=(*own, *overrides, *extra))
+    return run(spec, write=False)
 
 
 def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,

@@ -167,6 +167,8 @@ def open_run(path: str | Path) -> xr.Dataset:
     except (OSError, ValueError, KeyError, ImportError) as exc:
         kind = "Zarr" if Path(path).is_dir() else "netCDF"
         raise ScenarioError(f"not a {kind} run ({type(exc).__name__})", file=str(path)) from None
+    import stochthermo.present  # noqa: F401  (registers the ds.stochthermo accessor)
+
     missing = [name for name in RUN_ATTRIBUTES if name not in dataset.attrs]
     if missing or "protocol" not in dataset.dims:
         raise ScenarioError("not a stochthermo run: a netCDF file without the run's provenance attributes "

@@ -61,10 +61,12 @@ def _sweep_dims(ds: xr.Dataset) -> list[str]:
     return [key.replace(".", "_") for key in json.loads(ds.attrs.get("sweep", "{}"))]
 
 
-def summary_table(ds: xr.Dataset, registry: Registry | None = None) -> tuple[list[str], list[list[str]]]:
+def summary_table(ds: xr.Dataset, registry: Registry | None = None, *,
+                  formatted: bool = True) -> tuple[list[str], list[list]]:
     """Header and rows: per sweep value, protocol and perturbation, the seed means of the numbers the
     registered observers show for ``ds`` (D_0, η, c_1, c_2, w_D, ... for the built-ins) and the status of each
-    relation (FAIL if it fails for any seed)."""
+    relation (FAIL if it fails for any seed). The numbers as text of 5 significant digits, or as floats where
+    not ``formatted``."""
     registry = registry or default_registry()
     columns, relations = summary_columns(ds, registry), relation_columns(ds, registry)
     sweep = _sweep_dims(ds)
@@ -75,9 +77,13 @@ def summary_table(ds: xr.Dataset, registry: Registry | None = None) -> tuple[lis
             for perturbation in ds.perturbation.values:
                 where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
                 rows.append([*(str(v) for v in labels), str(protocol), str(perturbation),
-                             *(f"{_column_value(ds, c, where):.5g}" for c in columns),
+                             *(_shown(_column_value(ds, c, where), formatted) for c in columns),
                              *(_status(ds, r, where) for r in relations)])
     return header, rows
+
+
+def _shown(value: float, formatted: bool) -> str | float:
+    return f"{value:.5g}" if formatted else value
 
 
 def relation_counts(ds: xr.Dataset, registry: Registry | None = None) -> dict[str, int]:
