@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda"], help="override the scenario's device")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                      help="override a scenario key (dotted path, YAML value), e.g. --set particles=8192")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved scenario (overrides applied) as YAML and stop: nothing is run")
     run.add_argument("--plot", nargs="?", const="", metavar="DIR",
                      help="also write the figures (PNG and PDF) to DIR (default: beside the output file)")
     run.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors; no progress bar")
@@ -145,6 +147,10 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check a scenario file without running it")
     validate.add_argument("scenario")
+    validate.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                          help="override a scenario key first, as `run --set` does")
+    validate.add_argument("--print-config", action="store_true",
+                          help="print the resolved scenario (overrides applied) as YAML")
     validate.set_defaults(handler=_validate)
 
     plugins = commands.add_parser("plugins", help="list the registered plugins")
@@ -164,6 +170,8 @@ RUN_FLAGS = {"format": "--format", "retries": "--retries", "workers": "--workers
 
 
 def _run(args) -> int:
+    if args.print_config:
+        return _validate(args)
     from stochthermo.engine._run import execute
     from stochthermo.engine._tasks import run_directory
     from stochthermo.present._summary import format_summary
@@ -235,7 +243,12 @@ def _report(args) -> int:
 def _validate(args) -> int:
     from stochthermo.engine._build import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, overrides=args.overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(json.loads(scenario.spec.resolved), sort_keys=False), end="")
+        return 0
     first = scenario.variants[0]
     variants = f", {len(scenario.variants)} sweep variants" if len(scenario.variants) > 1 else ""
     print(f"{args.scenario}: valid ({len(first.protocols)} protocols, {len(first.perturbations)} "
@@ -253,9 +266,17 @@ def _plugins(args) -> int:
     if args.json:
         print(json.dumps({"plugins": records, "failed": failures}, indent=2))
         return 0
+    by_role: dict[str, list[str]] = {}
     for record in records:
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in record["provides"].items())
-        print(f"{record['name']} {record['version']} [{record['source']}]\n    {provides or '(nothing)'}")
+        for kind, names in record["provides"].items():
+            by_role.setdefault(kind, []).extend(f"{name} ({record['name']} {record['version']})" for name in names)
+    for kind in KIND_NAMES:
+        print(f"{kind}{'es' if kind.endswith('s') else 's'}:")
+        for entry in by_role.get(kind, []):
+            print(f"  {entry}")
+    print("plugins:")
+    for record in records:
+        print(f"  {record['name']} {record['version']} [{record['source']}]")
     for failure in failures:
         print(f"{failure['name']}: NOT LOADED: {failure['error']}")
     return 0

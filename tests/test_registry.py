@@ -107,7 +107,11 @@ def test_plugins_command(capsys):
     assert builtin["provides"] == {"schedule": ["cosine", "cond_ot", "vp_linear", "ornstein_uhlenbeck", "ve"]}
     assert builtin["source"] == "built-in"
     assert main(["plugins"]) == 0
-    assert not re.search(r"builtin\.processes(?!\.)", capsys.readouterr().out)  # modules are named individually
+    out = capsys.readouterr().out
+    assert not re.search(r"builtin\.processes(?!\.)", out)  # modules are named individually
+    roles = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert roles[:6] == ["distributions:", "estimators:", "observers:", "processes:", "schedules:", "solvers:"]
+    assert "  cosine (builtin.schedules.standard 0.1.0)" in out.splitlines()
 
 
 def test_describe_command(capsys):

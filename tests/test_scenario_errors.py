@@ -110,16 +110,21 @@ class NegativeTemperature(Schedule):
 
 
 class ExplodingProcess(ForwardProcess):
-    """A process whose velocity is NaN before t = τ/2 (a broken plugin)."""
+    """A process whose velocity is NaN before t = ``onset`` τ (a broken plugin). Its required parameter keeps
+    it out of the load-time conformance check (which would refuse it: tests/test_trust.py), so the run meets it."""
 
     name = "exploding"
+
+    def __init__(self, *, data, prior, tau, onset: float):
+        super().__init__(data=data, prior=prior, tau=tau)
+        self.onset = onset
 
     @property
     def conservative(self):
         return True
 
     def velocity(self, t, x):
-        return x * (float("nan") if t < 0.5 * self.tau else 1.0)
+        return x * (float("nan") if t < self.onset * self.tau else 1.0)
 
     def temperature(self, t):
         return torch.ones_like(t)
@@ -160,7 +165,8 @@ def test_schedule_with_negative_temperature(write_scenario, test_registry, capsy
 
 
 def test_non_finite_result_names_protocol_time_and_quantity(write_scenario, test_registry, capsys, tmp_path):
-    path = write_scenario(_spec({"protocols": {"broken": {"process": "exploding"}}, "time_steps": 8}))
+    path = write_scenario(_spec({"protocols": {"broken": {"process": {"name": "exploding", "onset": 0.5}}},
+                                 "time_steps": 8}))
     status = main(["run", str(path), "-o", str(tmp_path / "out.nc")])
     err = capsys.readouterr().err
     assert status == 1
@@ -184,3 +190,15 @@ def test_first_line_of_an_exception_message():
         "reader failed: bad zip"
     assert first_line(AssertionError()) == "no message"
     assert first_line(OSError(""), "no answer") == "no answer"
+
+
+def test_validate_takes_overrides_and_prints_the_resolved_scenario(write_scenario, capsys):
+    import yaml
+
+    path = write_scenario(scenario_dict())
+    assert main(["validate", str(path), "--set", "particles=8"]) == 2  # the override is checked as a run's would be
+    assert "particles: must be >= 16, got 8" in capsys.readouterr().err
+    assert main(["validate", str(path), "--set", "particles=64", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["particles"] == 64
+    assert main(["run", str(path), "--set", "tau=2.0", "--print-config"]) == 0  # prints, runs nothing
+    assert yaml.safe_load(capsys.readouterr().out)["tau"] == 2.0
