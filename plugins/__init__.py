@@ -18,6 +18,7 @@ from .observers import (
     image_snapshots,
     long_time_limit,
     monte_carlo,
+    observable_speed,
     ode_sde_gap,
     ot_bridge,
     prior_error,
@@ -33,4 +34,4 @@ from .solvers import ode, sde
 BUILTIN_MODULES = (standard, diffusers, analytic, point_clouds, images, scheduled, rotational, optimal_transport,
                    exact, torch_module, diffusers_model, neural, ode, sde, thermodynamics, response, bounds,
                    snapshots, monte_carlo, image_snapshots, estimation, trajectories, fokker_planck, ode_sde_gap,
-                   prior_error, long_time_limit, ot_bridge)
+                   prior_error, long_time_limit, ot_bridge, observable_speed)

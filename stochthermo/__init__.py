@@ -29,13 +29,14 @@ _EXPORTS = {
     **dict.fromkeys(["PluginError", "ScenarioError", "SimulationError", "StochthermoError", "ConformanceError"],
                     "errors"),
     "hookimpl": "hookspecs",
+    "import_callable": "engine._parameters",
     **dict.fromkeys(["ScenarioSpec", "read_spec", "parse_spec"], "engine._spec"),
     **dict.fromkeys(["Scenario", "Sweep", "load_scenario", "parse_scenario", "build"], "engine._build"),
     **dict.fromkeys(["Registry", "default_registry"], "engine._registry"),
     "simulate": "engine._simulate",
     **dict.fromkeys(["run", "rerun", "RunResult"], "engine._run"),
     **dict.fromkeys(["Executor", "InProcess", "DaskExecutor", "TaskFailures", "OnTask"], "engine._executors"),
-    **dict.fromkeys(["Task", "TaskStore"], "engine._tasks"),
+    **dict.fromkeys(["Task", "TaskStore", "DamagedTaskFile"], "engine._tasks"),
     "open_run": "output._files",
 }
 __all__ = sorted([*_EXPORTS, "__version__"])

@@ -26,9 +26,9 @@ is checked when the scenario is built: importable, and returning a finite (n, d)
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -134,32 +134,15 @@ class TorchModule(ExternalModel):
 
     name = "torch_module"
 
-    def __init__(self, *, process, model: str | None = None, file: Path | None = None, output: str = "velocity",
+    def __init__(self, *, process, model: Callable | None = None, file: Path | None = None, output: str = "velocity",
                  time: str = "forward", num_train_timesteps: int = 1000, dtype: str = "float32"):
         super().__init__(process=process)
         if (model is None) == (file is None):
             raise ScenarioError("give either 'model' (package.module:name) or 'file' (a torch.export .pt2 "
                                 "program or a TorchScript file)", key="model")
-        network = _load_callable(model) if model is not None else _load_file(file)
+        network = model if model is not None else _load_file(file)
         self._configure(network, output=output, time=time, num_train_timesteps=num_train_timesteps, dtype=dtype,
                         source="model" if model is not None else "file")
-
-
-def _load_callable(spec: str):
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise ScenarioError(f"expected package.module:name, got '{spec}'", key="model")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ScenarioError(f"cannot import '{module_name}': {exc}", key="model") from None
-    try:
-        model = getattr(module, attribute)
-    except AttributeError:
-        raise ScenarioError(f"module '{module_name}' has no '{attribute}'", key="model") from None
-    if not callable(model):
-        raise ScenarioError(f"'{spec}' is not callable", key="model")
-    return model
 
 
 def _load_file(path: Path):

@@ -1,17 +1,20 @@
 """Scenario parameters of plugin classes: introspection of ``__init__`` and validation of values.
 
 Supported annotations: ``float``, ``int``, ``bool``, ``str``, ``pathlib.Path`` (a file name, resolved against
-the scenario file's directory), ``list[float]``, ``list[list[float]]``, unions of these
+the scenario file's directory), ``collections.abc.Callable`` (``package.module:name``, imported: a scenario
+file is code you trust; from Python, the object itself), ``list[float]``, ``list[list[float]]``, unions of these
 (``float | list[float]``), ``X | None``, and plugin base classes (``Schedule``, ``Distribution``...), whose
 values are plugin specifications resolved by the scenario loader.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import types
 import typing
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,11 +104,13 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     Raises :class:`ScenarioError` with ``key`` when the value does not fit.
     """
     errors = []
-    for option in _union_options(annotation):
+    options = _union_options(annotation)
+    for option in options:
         try:
             return _coerce_one(value, option, key)
         except ScenarioError as exc:
-            errors.append(exc.problem)
+            if option is not type(None):  # "expected nothing" says nothing about a value that was given
+                errors.append(exc.problem)
     raise ScenarioError(errors[0] if len(errors) == 1 else f"expected {type_name(annotation)}, got {value!r}",
                         key=key)
 
@@ -145,9 +150,34 @@ def _coerce_one(value: Any, annotation: Any, key: str) -> Any:
         if isinstance(value, str) and value:
             return SCENARIO_DIRECTORY.get() / Path(value).expanduser()
         raise ScenarioError(f"expected a file name, got {value!r}", key=key)
+    if annotation is Callable or typing.get_origin(annotation) is Callable:
+        return import_callable(value, key)
     if typing.get_origin(annotation) is list:
         (inner,) = typing.get_args(annotation)
         if not isinstance(value, list) or not value:
             raise ScenarioError(f"expected a non-empty list ({type_name(annotation)}), got {value!r}", key=key)
         return [_coerce_one(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
     raise ScenarioError(f"parameter type {type_name(annotation)} is not supported", key=key)
+
+
+def import_callable(value: Any, key: str) -> Callable:
+    """A callable named ``package.module:name`` (imported; the module runs, as a scenario file is code you trust),
+    or a callable object given from Python as it is."""
+    if callable(value) and not isinstance(value, str):
+        return value
+    if not isinstance(value, str):
+        raise ScenarioError(f"expected package.module:name, got {value!r}", key=key)
+    module_name, _, attribute = value.partition(":")
+    if not module_name or not attribute:
+        raise ScenarioError(f"expected package.module:name, got '{value}'", key=key)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ScenarioError(f"cannot import '{module_name}': {exc}", key=key) from None
+    try:
+        found = getattr(module, attribute)
+    except AttributeError:
+        raise ScenarioError(f"module '{module_name}' has no '{attribute}'", key=key) from None
+    if not callable(found):
+        raise ScenarioError(f"'{value}' is not callable", key=key)
+    return found
