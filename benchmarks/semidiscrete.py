@@ -5,7 +5,7 @@ Two problems: N(0, I) → 1000 weighted points in 2-D, and N(0, I) → 10000 wei
 points, Dirichlet-like weights, seeded). For each, the wall time and the final largest |cell mass − weight|
 (counted on the same 2^18 fresh source draws) of
 
-* ``stochthermo pot``: :func:`stochthermo.semidiscrete.pot_dual_weights` (POT's averaged SGD drawing from
+* ``stochthermo pot``: ``pot_dual_weights`` (the engine's semi-discrete solver) (POT's averaged SGD drawing from
   our ``Distribution``), timed apart from its Monte Carlo mass check (:func:`checked_solution`);
 * ``POT direct``: ``ot.semidiscrete.solve_semidiscrete`` on the same points, weights, iterations, batch and a
   normal sampler, timed alone, its masses counted the same way;

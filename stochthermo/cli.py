@@ -24,7 +24,7 @@ from pathlib import Path
 from stochthermo import __version__
 from stochthermo.errors import ScenarioError, SimulationError, StochthermoError, first_line
 
-#: plugin roles (``stochthermo describe KIND NAME``); stochthermo.registry.KINDS is checked against it in the tests
+#: plugin roles (``stochthermo describe KIND NAME``); the registry's KINDS are checked against it in the tests
 KIND_NAMES = ("distribution", "estimator", "observer", "process", "schedule", "solver")
 
 
@@ -177,7 +177,7 @@ def _run(args) -> int:
     from stochthermo.present._summary import format_summary
 
     try:
-        result = execute(args.scenario, overrides=args.overrides, output=args.output, format=args.format,
+        result = execute(Path(args.scenario), overrides=args.overrides, output=args.output, format=args.format,
                          device=args.device, executor=args.executor, workers=args.workers, scheduler=args.scheduler,
                          threads=args.threads, retries=args.retries, keep_tasks=args.keep_tasks, force=args.force,
                          recompute=not args.no_recompute, progress=not args.quiet and sys.stderr.isatty(),

@@ -180,7 +180,8 @@ def _rewrite(archive_path, replace):
             archive.writestr(info, replace(info.filename.split("/", 1)[1], data))
 
 
-@pytest.mark.parametrize("vector", ["pickled_weight", "sample_inputs", "compiled_library"])
+@pytest.mark.parametrize("vector", ["pickled_weight", "sample_inputs", "compiled_library", "legacy_weights",
+                                    "second_root"])
 def test_a_crafted_program_is_refused_before_anything_is_unpickled(vector, tmp_path, write_scenario, capsys):
     """A .pt2 whose reading would run code (a weight marked use_pickle, sample inputs the restricted unpickler
     refuses, a shared library) is refused in one line; the payload's side effect never happens."""
@@ -209,11 +210,14 @@ def test_a_crafted_program_is_refused_before_anything_is_unpickled(vector, tmp_p
         return data
 
     _rewrite(path, replace)
-    if vector == "compiled_library":
+    extra = {"compiled_library": "model/data/aotinductor/model/model.so",
+             # torch unpickles this name as a legacy state dict, even when a config lists it as raw
+             "legacy_weights": "model/data/weights/model.pt", "second_root": "other/data/weights/weight_0"}
+    if vector in extra:
         import zipfile
 
         with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr("model/data/aotinductor/model/model.so", payload)
+            archive.writestr(extra[vector], payload)
     scenario = write_scenario(scenario_dict(**SPEC, estimator={"name": "torch_module", "dtype": "float64",
                                                                "file": str(path), "output": "epsilon"}))
     for command in (["validate", str(scenario)], ["run", str(scenario), "-o", str(tmp_path / "o.nc")]):

@@ -109,10 +109,43 @@ def test_a_second_run_of_the_same_output_is_refused_while_the_first_holds_it(wri
 def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(write_scenario, tmp_path, capsys):
     path = write_scenario(SMALL)
     output = tmp_path / "o.nc"
-    stale = tmp_path / ".o.abc123.tmp.nc"
+    stale = tmp_path / ".o.nc.abc123.tmp.nc"
+    other = tmp_path / ".o.v2.nc.abc123.tmp.nc"  # another output's: left alone
+    other.write_bytes(b"another run's half file")
     stale.write_bytes(b"half a file")
     assert main(["run", str(path), "-q", "-o", str(output)]) == 0
-    assert not stale.exists() and output.exists()
+    assert not stale.exists() and output.exists() and other.exists()
+
+
+def test_merge_keys_still_load():
+    from stochthermo.engine._spec import parse_spec
+
+    text = "tau: 1.0\nperturbations:\n  base: &b {name: gaussian, mean: 1.0}\n  other: {<<: *b, std: 2.0}\n"
+    assert parse_spec(text).raw["perturbations"]["other"] == {"name": "gaussian", "mean": 1.0, "std": 2.0}
+
+
+def test_a_scenario_file_of_any_name_runs(write_scenario, tmp_path, capsys):
+    path = write_scenario(SMALL, name="scenario.txt")
+    assert main(["run", str(path), "-q", "-o", str(tmp_path / "o.nc")]) == 0
+
+
+def test_marginal_moments_are_exact_for_mixtures_and_point_clouds():
+    """The check of a process's marginals uses E|x|² and Var|x|² computed exactly from the law's components (an
+    imbalanced mixture's Var|x|² is far above the Gaussian value): against a large Monte Carlo sample."""
+    import torch
+
+    from stochthermo.engine._checks import square_norm_moments
+    from stochthermo.measures import GaussianMixture, PointCloud
+
+    mixture = GaussianMixture([0.99, 0.01], [[0.0, 0.0], [20.0, 0.0]], stds=[1.0, 0.5])
+    points = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    cloud = PointCloud.from_points(points, 0.3)
+    for law in (mixture, cloud):
+        x = law.sample(400_000, torch.Generator().manual_seed(0))
+        squares = (x**2).sum(1)
+        second, variance = square_norm_moments(law)
+        assert second == pytest.approx(float(squares.mean()), rel=0.01)
+        assert variance == pytest.approx(float(squares.var()), rel=0.05)
 
 
 # ---- paths --------------------------------------------------------------------------------------------------
@@ -142,6 +175,26 @@ def test_an_existing_file_that_is_not_a_result_is_kept_unless_forced(write_scena
     assert main(["run", str(path), "-q", "-o", str(notes)]) == 0  # a result of this tool is replaced
 
 
+def test_zarr_outputs_are_directories_of_runs(write_scenario, tmp_path, capsys):
+    pytest.importorskip("zarr")
+    path = write_scenario(SMALL)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine")
+    for target in (folder, path):
+        assert main(["run", str(path), "-q", "-o", str(target), "--format", "zarr", "--force"]) == 2
+        capsys.readouterr()
+    assert (folder / "keep.txt").read_text() == "mine" and path.is_file()
+
+
+def test_an_in_memory_run_cannot_use_a_dask_cluster():
+    import stochthermo
+    from stochthermo import ScenarioError
+
+    with pytest.raises(ScenarioError, match="a Dask executor needs an output"):
+        stochthermo.run(SMALL, write=False, executor="local")
+
+
 def test_report_onto_its_own_run_is_refused(write_scenario, tmp_path, capsys):
     path, output, _ = _kept_run(write_scenario, tmp_path, capsys)
     assert main(["report", str(output), "-o", str(output)]) == 2
@@ -165,6 +218,9 @@ def test_an_unwritable_output_is_one_line(write_scenario, tmp_path, capsys, monk
 # ---- input limits -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, message", [
     ("particles: 64\nparticles: 128\n", "key 'particles' given twice (lines 1 and 2)"),
+    ("{tau: 1.0, tau: 2.0}\n", "key 'tau' given twice (line 1)"),
+    ("a0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]\n" for i in range(1, 9)),
+     "nested deeper than 32 levels (through aliases)"),
     ("protocols:\n  a: {process: {name: scheduled, schedule: cosine}}\n  a: {process: optimal_transport}\n",
      "key 'a' given twice (lines 2 and 3)"),
     ("[" * 3000 + "]" * 3000, "nested deeper than"),

@@ -13,7 +13,9 @@ and refuses it, naming the member, unless every member is one of
 * the sample inputs, which must load with ``torch.load(weights_only=True)`` (here, before torch tries),
 * ``extra/`` files (read as text).
 
-Compiled AOTInductor or ExecuTorch payloads (shared libraries) and anything else are refused. TorchScript
+The archive must have one root folder and no member named twice, and legacy ``data/weights/<model>.pt`` or
+``data/constants/<model>.pt`` members are refused (torch unpickles them whatever the configs say). Compiled
+AOTInductor or ExecuTorch payloads (shared libraries) and anything else are refused. TorchScript
 files are read by torch's own TorchScript unpickler, which builds TorchScript values only (no Python
 objects); diffusers models are loaded from safetensors where the folder has them, and ``.bin`` weights only
 by diffusers' ``torch.load(weights_only=True)``.
@@ -53,7 +55,18 @@ def check_exported_program(path: Path, key: str = "file") -> None:
     except (zipfile.BadZipFile, OSError) as exc:
         raise ScenarioError(f"{path}: not a torch.export program ({type(exc).__name__}: {exc})", key=key) from None
     with archive:
-        members = {_inner(name): name for name in archive.namelist() if not name.endswith("/")}
+        names = [name for name in archive.namelist() if not name.endswith("/")]
+        roots = {name.split("/", 1)[0] for name in names if "/" in name}
+        if len(set(names)) != len(names) or len(roots) > 1:
+            raise UnsafeModelFile(f"{path}: members named twice or under several root folders: refused, the file is "
+                                  "not read", key=key)
+        members = {_inner(name): name for name in names}
+        models = {match.group(1) for inner in members if (match := MODEL.match(inner))}
+        for model in models:  # torch reads these legacy names as pickles, whatever a config says
+            for legacy in (f"data/weights/{model}.pt", f"data/constants/{model}.pt"):
+                if legacy in members:
+                    raise UnsafeModelFile(f"{path}: member '{members[legacy]}' is a legacy pickled state dict, which "
+                                          "reading would execute: refused, the file is not read", key=key)
         referenced = set()
         for inner, name in members.items():
             config = CONFIG.match(inner)

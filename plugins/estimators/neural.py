@@ -22,7 +22,7 @@ Architecture: input x/σ_q and Fourier features :math:`\sin, \cos(2\pi f_j t/\ta
 ``fp_residual_weight`` w_R > 0 adds w_R · E|v_t^{3/2} R_t|² to its loss, R the score Fokker–Planck residual
 of the model's own score at the first ``fp_collocation`` points of each batch (arXiv:2311.15996's
 regularisation; the v^{3/2} scaling keeps it finite as v → 0, docs/theory.md §8).
-Training (:mod:`stochthermo.training`) runs on the scenario's device in ``precision`` (float32 by default:
+Training (:func:`stochthermo.numerics.train`) runs on the scenario's device in ``precision`` (float32 by default:
 2.5× the float64 step rate on CPU; the trained network is evaluated in the scenario's dtype), seeded, on
 first use of the estimator, and is cached under ``cache`` (or in the file ``checkpoint``) by a hash of data,
 process, model and settings.

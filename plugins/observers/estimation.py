@@ -33,7 +33,6 @@ from stochthermo.numerics import log_density_flow, time_integral
 from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, RelationColumn, Trained, recorded
 
 PT = ("perturbation", "time")
-#: offset of the held-out data's random stream from the seed
 NO_DENSITY = "NaN where P_t has no closed-form density (sample-based OT) or D_0 is infinite"
 
 
@@ -162,13 +161,13 @@ class Estimation(Observer):
         return run.true_start.log_prob(positions[-1]) - log_change[-1]
 
     def _heldout(self, run) -> float:
-        generator = run.streams.generator("held_out", device=run.times.device)
+        generator = run.streams.generator(f"{self.name}.held_out", device=run.times.device)
         data = run.process.data.sample(self.heldout, generator).to(run.times.dtype)
         positions, log_change = self._log_density_flow(run, data, torch.zeros(len(data)).to(data), run.times)
         return float((run.true_start.log_prob(positions[-1]) - log_change[-1]).mean())
 
     def _log_density_flow(self, run, x0, log_p0, times):
-        generator = torch.Generator(device=x0.device).manual_seed(run.seed)
+        generator = run.streams.generator(f"{self.name}.probes", device=x0.device)
 
         def field(t, x):
             return run.estimator.velocity_and_divergence(t, x, probes=self.probes, generator=generator)

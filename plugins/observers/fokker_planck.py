@@ -38,7 +38,6 @@ from stochthermo.roles import Column, ForceField, recorded
 
 #: above this dimension the divergence of the score is estimated by Hutchinson's probes
 EXACT_DIVERGENCE_MAX_DIM = 3
-#: offset of the probes' random stream from the seed (plus the time index)
 UNDEFINED = "NaN where T_t is 0 or infinite (the implied score (f - nu^)/T is undefined) and at t = 0, tau"
 
 
@@ -87,7 +86,7 @@ class FokkerPlanckResidual(Observer):
             if not (0 < k < len(times) - 1 and bool((nearby > 0).all())
                     and float(nearby.max()) * tau < DIVERGENCE and math.isfinite(temperature[k])):
                 continue
-            generator = run.streams.generator("probes", k, device=run.times.device)
+            generator = run.streams.generator(f"{self.name}.probes", k, device=run.times.device)
             residual, error = self._residual(run, t, h, run.forward.positions[k], generator)
             out[k] = math.sqrt(float((residual**2).sum(1) @ run.forward.weights))
             probe_error[k] = math.sqrt(float((error**2).sum(1) @ run.forward.weights))

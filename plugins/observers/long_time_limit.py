@@ -2,10 +2,10 @@ r"""The long-time limit of the probability-flow map against the semi-discrete Br
 (arXiv:2410.13431; docs/theory.md §9).
 
 For data given as (weighted) points and a variance-preserving process with prior N(0, cI), the flow map
-:math:`\Phi_T` (:mod:`stochthermo.long_time`: the exact empirical velocity, integrated in the signal level
-so that T = ∞ is an ordinary start) sends each prior sample to one point; the semi-discrete Brenier map T
-(:mod:`stochthermo.semidiscrete`) does too. Over ``horizons`` (equivalent OU times T = −ln a_T; ``.inf``
-allowed and always included), with ``samples`` prior draws z:
+:math:`\Phi_T` (:func:`stochthermo.measures.probability_flow`: the exact empirical velocity, integrated in the
+signal level so that T = ∞ is an ordinary start) sends each prior sample to one point; the semi-discrete Brenier
+map T (:func:`stochthermo.measures.solve_semidiscrete`) does too. Over ``horizons`` (equivalent OU times
+T = −ln a_T; ``.inf`` allowed and always included), with ``samples`` prior draws z:
 
 * ``basin_mismatch_limit`` = P(Φ_T(z) ≠ Φ_∞(z)) with its binomial standard error, ``map_distance_limit`` =
   :math:`\|\Phi_T - \Phi_\infty\|_{L^2(prior)}`; the same against the Brenier map (``..._brenier``);
@@ -177,9 +177,9 @@ class LongTimeLimit(Observer):
         points, weights = cloud.points.double().cpu(), cloud.probabilities().double().cpu()
         count = len(points)
         prior = self.prior.to(torch.device("cpu"), torch.float64)  # the prior, whatever the reverse start
-        z = prior.sample(self.samples, run.streams.generator("prior"))
+        z = prior.sample(self.samples, run.streams.generator(f"{self.name}.prior"))
         solution = solve_semidiscrete(prior, points, weights, method=self.solver,
-                                      seed=run.streams.seed_of("semidiscrete"))
+                                      seed=run.streams.seed_of(f"{self.name}.semidiscrete"))
         brenier = solution.map.assign(z)
         out = {"semidiscrete_mass_error": solution.mass_error,
                "semidiscrete_mass_standard_error": solution.mass_standard_error,
@@ -221,7 +221,8 @@ class LongTimeLimit(Observer):
         if not self.compare_solvers or resolve_method("auto", prior) != "newton":
             return math.nan
         other = "pot" if solution.method == "newton" else "newton"
-        second = solve_semidiscrete(prior, points, weights, method=other, seed=streams.seed_of("semidiscrete_second"))
+        second = solve_semidiscrete(prior, points, weights, method=other,
+                                    seed=streams.seed_of(f"{self.name}.semidiscrete_second"))
         return float((second.map.assign(z) != solution.map.assign(z)).double().mean())
 
 

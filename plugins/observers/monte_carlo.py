@@ -93,7 +93,7 @@ class MonteCarloCost(Observer):
     def observe(self, run, measured):
         process, device, dtype = run.process, run.times.device, run.times.dtype
         tau = process.tau
-        generator = torch.Generator(device=device).manual_seed(run.seed)
+        generator = run.streams.generator(f"{self.name}.samples", device=device)
         times = tau * torch.rand(self.time_samples, generator=generator, device=device, dtype=dtype)
         means = np.empty(self.time_samples)
         for j, t in enumerate(times.tolist()):

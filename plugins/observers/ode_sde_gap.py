@@ -17,7 +17,7 @@ replicas where the figure is a Monte Carlo one:
 With the exact score from P_τ both dynamics generate q, and the gap is at the sampling level; with an
 imperfect score (``exact`` with ``score_scale``, a trained network) they differ.
 
-The bound W_2(ODE, SDE) ≤ B = ∫ exp(∫Λ) ‖γ²T(∇ln q − ŝ)‖_{L²(q)} (:mod:`stochthermo.ode_sde_bound`,
+The bound W_2(ODE, SDE) ≤ B = ∫ exp(∫Λ) ‖γ²T(∇ln q − ŝ)‖_{L²(q)} (:func:`stochthermo.measures.affine_generation`,
 derived in docs/theory.md §8) is evaluated where its terms can be: affine velocity and force from a Gaussian
 start (Gaussian data under a linear process with an exact or scaled score), where the SDE law and its score
 are known in closed form. There ``ode_sde_wasserstein_2_bound`` is B, ``ode_sde_wasserstein_2_closed_form``
@@ -36,7 +36,6 @@ from stochthermo import Observer, ScenarioError, Solver, Variable, hookimpl
 from stochthermo.measures import affine_generation, make_ensemble, optimal_coupling, sample_w2_squared
 from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, Column, estimator_equation, recorded
 
-#: offsets of the random streams from the seed: SDE replicas, and the two data samples
 #: relative tolerance of the bound's check (its quadrature is accurate to about 1e-3 relative at 256 steps)
 BOUND_RTOL = 1e-2
 #: the reverse SDE when the scenario names none
@@ -117,12 +116,12 @@ class OdeSdeGap(Observer):
         ode, _ = self.ode.solve(equation, start.positions, reverse)
         ode = ode[-1]
         weights = start.weights
-        data = [run.process.data.sample(n, run.streams.generator("data", i, device=device))
+        data = [run.process.data.sample(n, run.streams.generator(f"{self.name}.data", i, device=device))
                 .to(dtype) for i in range(2)]
         uniform = torch.full((n,), 1.0 / n, device=device, dtype=dtype)
         gaps, w2_data, w1_data = [], [], []
         for replica in range(self.replicas):
-            generator = run.streams.generator("sde", replica, device=device)
+            generator = run.streams.generator(f"{self.name}.sde", replica, device=device)
             sde, _ = self.sde.solve(equation, start.positions, reverse, generator=generator)
             gaps.append(math.sqrt(sample_w2_squared(ode, weights, sde[-1], weights)))
             w2_data.append(math.sqrt(sample_w2_squared(sde[-1], weights, data[0], uniform)))

@@ -29,8 +29,6 @@ from stochthermo import Observer, ScenarioError, Solver, Variable, hookimpl
 from stochthermo.measures import law_reference, solve_semidiscrete, variance_preserving, w2_and_w1
 from stochthermo.roles import Column, estimator_equation, recorded
 
-#: offsets of the random streams from the seed: prior samples, bridge noise, data samples, the solver
-
 
 class OtBridge(Observer):
     """The semi-discrete OT bridge from T′ against the plain reverse process from τ, at equal step counts."""
@@ -103,26 +101,28 @@ class OtBridge(Observer):
         cloud = process.data.point_cloud()
         points, weights = cloud.points.to(device, dtype), cloud.probabilities().to(device, dtype)
         prior = self.prior.to(device, dtype)  # the generator's prior, whatever the true reverse start
-        z = prior.sample(n, run.streams.generator("prior", device=device)).to(dtype)
+        z = prior.sample(n, run.streams.generator(f"{self.name}.prior", device=device)).to(dtype)
         brenier = solve_semidiscrete(prior, points, weights, method=self.solver,
-                                     seed=run.streams.seed_of("semidiscrete"))
+                                     seed=run.streams.seed_of(f"{self.name}.semidiscrete"))
         if not brenier.converged:
             raise ValueError(f"the semi-discrete map did not converge (largest |cell mass - weight| "
                              f"{brenier.mass_error:.2e}): raise its iterations or use the exact solver in 2-D")
         moments = process.moments(self.bridge_time)
-        noise = torch.randn(z.shape, generator=run.streams.generator("bridge_noise", device=device),
+        noise = torch.randn(z.shape, generator=run.streams.generator(f"{self.name}.bridge_noise",
+                                                                     device=device),
                             dtype=dtype, device=device)
         bridge_start = float(moments.scale) * brenier.map(z.cpu()).to(z) + math.sqrt(float(moments.variance)) * noise
         equation = estimator_equation(run.estimator)
         uniform = torch.full((n,), 1.0 / n, dtype=dtype, device=device)
-        data_stream = run.streams.generator("data", device=device)
+        data_stream = run.streams.generator(f"{self.name}.data", device=device)
         reference, reference_weights = law_reference(process.data, n, data_stream, dtype)
         radius = self.memorisation_radius * _median_neighbour_distance(points)
         out = {key: [] for key in self.variables() if key not in ("bridge_w2_sampling", "memorisation_distance")}
         for steps in self.steps:
             for label, start, begin in (("bridge", bridge_start, self.bridge_time), ("plain", z, process.tau)):
                 times = torch.linspace(begin, 0.0, steps + 1, dtype=dtype, device=device)
-                sampler_noise = run.streams.generator("sampler", steps, device=device)  # the same for both
+                # the same noise for both samplers
+                sampler_noise = run.streams.generator(f"{self.name}.sampler", steps, device=device)
                 generated = self._generate(equation, start, times, sampler_noise)
                 w2, w1 = w2_and_w1(generated, uniform, reference, reference_weights)
                 out[f"{label}_w2_data"].append(w2)

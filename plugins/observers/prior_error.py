@@ -8,7 +8,7 @@ protocol and seed, with ``samples`` draws of each law:
   prior samples of the same size: a measured prior error below its bias carries no information;
 * ``prior_error_lower_bound`` / ``prior_error_upper_bound``: the closed-form bounds on W_2(P_τ, prior) of a
   variance-preserving process from the data's mean, covariance and second moment
-  (:mod:`stochthermo.prior_error`; NaN for other processes);
+  (:func:`stochthermo.measures.prior_error_bounds`; NaN for other processes);
 * ``generated_w2_from_prior`` / ``generated_w2_from_end`` (and W_1): the true reverse process's particles at
   t = 0 against the data, started from the prior and from P_τ. Data given as atoms are compared with the
   atoms themselves (exact semi-discrete-free plan: particles against weighted points), other data with a
@@ -90,7 +90,7 @@ class PriorError(Observer):
         process, prior = run.process, run.true_start
 
         def draw(law, stream, count=n):
-            return law.sample(count, run.streams.generator(stream, device=device)).to(dtype)
+            return law.sample(count, run.streams.generator(f"{self.name}.{stream}", device=device)).to(dtype)
 
         uniform = torch.full((n,), 1.0 / n, dtype=dtype, device=device)
         end = draw(process.end_distribution(), "end")
@@ -105,7 +105,7 @@ class PriorError(Observer):
             lower, upper = prior_error_bounds(data.mean(), data.covariance(), data.second_moment(),
                                               float(process.moments(process.tau).scale), c)
         out["prior_error_lower_bound"], out["prior_error_upper_bound"] = lower, upper
-        data_stream = run.streams.generator("data", device=device)
+        data_stream = run.streams.generator(f"{self.name}.data", device=device)
         reference, reference_weights = law_reference(process.data, len(run.true.weights), data_stream, dtype)
         for label, trajectory in (("from_prior", run.true), ("from_end", run.forward)):
             out[f"generated_w2_{label}"], out[f"generated_w1_{label}"] = w2_and_w1(

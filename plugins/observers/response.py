@@ -17,8 +17,8 @@ and both laws indexed by forward time t:
   from the forward process's costs that ``thermodynamics`` reports.
 
 ``wasserstein: exact`` computes W_1 with the exact plan (monotone in 1-D, POT's network simplex in d ≥ 2);
-``sliced`` uses the sliced distance over ``projections`` directions (:mod:`stochthermo.wasserstein`), much
-cheaper for large ensembles. In d ≥ 2 the finite-sample bias of W_1 at the ensemble size — W_1 between two
+``sliced`` uses the sliced distance over ``projections`` directions
+(:func:`stochthermo.measures.sliced_w1_and_rate`), much cheaper for large ensembles. In d ≥ 2 the finite-sample bias of W_1 at the ensemble size — W_1 between two
 independent samples of the true start law and of the data law — is recorded beside ΔW_1.
 
 Under a stochastic solver (a reverse SDE) W_1 is taken between the weighted particle samples at each saved
@@ -66,7 +66,6 @@ from .figures import costs_figure, speeds_figure
 WASSERSTEIN_METHODS = ("auto", "exact", "sliced", "common_support")
 #: the largest dimension in which ``auto`` takes the common support (module docstring)
 COMMON_SUPPORT_MAX_DIM = 4
-#: offset of the bootstrap stream of the common-support noise floor from the seed
 PT = ("perturbation", "time")
 P = ("perturbation",)
 INFINITE_CHI_SQUARE = "NaN where the chi-square divergence D_0 is infinite (the relations say nothing)"
@@ -137,7 +136,7 @@ class Response(Observer):
         """W_1 between the true weights and a multinomial resampling of them on the same particles at the
         given time index: the fluctuation level of a common-support W_1 at this ensemble size."""
         true = run.true
-        generator = run.streams.generator("bootstrap", device=true.weights.device)
+        generator = run.streams.generator(f"{self.name}.bootstrap", device=true.weights.device)
         n = len(true.weights)
         counts = torch.bincount(torch.multinomial(true.weights, n, replacement=True, generator=generator),
                                 minlength=n).to(true.weights)

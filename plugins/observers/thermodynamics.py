@@ -9,7 +9,7 @@ Over the forward marginals :math:`P_t` (particles of :math:`P_\tau` carried by t
   process and in one dimension (every 1-D field is a gradient), the housekeeping part
   :math:`T_t\dot S^{hk}_t = T_t\dot S_t - v_2^2` then being zero (Eq. (67)). For a non-conservative process in
   2-D (or always, with ``split: grid``) both come from the Helmholtz projection of ν_t on a grid over the
-  exact marginal :math:`P_t` (:mod:`stochthermo.helmholtz`), with the orthogonality residual and the
+  exact marginal :math:`P_t` (:func:`stochthermo.numerics.helmholtz_split`), with the orthogonality residual and the
   housekeeping share :math:`\int T\dot S^{hk}dt / \int(v_2^2 + T\dot S^{hk})dt`;
 * the costs :math:`c_2 = \int v_2^2dt`, :math:`w_D = \int T\dot S\,dt`, the path length
   :math:`L_\tau = \int v_2 dt`, and the speed-limit terms :math:`L_\tau^2/\tau \ge W_2(P_0,P_\tau)^2/\tau`

@@ -32,7 +32,6 @@ from stochthermo.roles import Column, ForceField, recorded
 
 from .figures import entropy_production_figure
 
-#: offset of the paths' random stream from the seed
 BINS = ("entropy_production_bin",)
 
 
@@ -136,7 +135,7 @@ class TrajectoryThermodynamics(Observer):
         """Δs_tot of ``paths`` Euler–Maruyama paths from x_a ~ P_{t_a} (Stratonovich medium part)."""
         process, device, dtype = run.process, run.times.device, run.times.dtype
         t_a, t_b = self.interval
-        generator = run.streams.generator("paths", device=device)
+        generator = run.streams.generator(f"{self.name}.paths", device=device)
         x = process.sample_marginal(t_a, self.paths, generator).to(dtype)
         system = process.marginal(t_a).log_prob(x)
         medium = torch.zeros(len(x), dtype=dtype, device=device)

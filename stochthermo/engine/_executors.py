@@ -1,4 +1,4 @@
-"""Executors: where the tasks of a run compute (:mod:`stochthermo.tasks`).
+"""Executors: where the tasks of a run compute (:class:`~stochthermo.Task`).
 
 * :class:`InProcess` (the default): one after another in this process, no cluster needed;
 * :class:`DaskExecutor`: on a Dask cluster (the optional extra ``stochthermo[distributed]``), either a
@@ -350,7 +350,10 @@ class DaskExecutor:
                     failures.append((task, str(exc) if isinstance(exc, SimulationError) else
                                      f"{type(exc).__name__}: {exc}"))
                 else:
-                    collect(task, store.load(task))  # written by the worker just now: a damaged file is a fault
+                    try:
+                        collect(task, store.load(task))
+                    except DamagedTaskFile as damage:  # written by the worker just now: a fault of that task
+                        failures.append((task, str(damage)))
                     bar.update()
                 bar.set_postfix_str(f"running {sum(not f.done() for f in futures)}, failed {len(failures)}")
         except BaseException:

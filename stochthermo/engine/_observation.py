@@ -17,6 +17,7 @@ from stochthermo.engine._build import Scenario
 from stochthermo.engine._checks import check_declared, check_marginals
 from stochthermo.engine._dataset import check_finite
 from stochthermo.engine._flows import transport
+from stochthermo.errors import SimulationError
 from stochthermo.numerics._device import resolve_dtype
 from stochthermo.roles._distribution import Distribution
 from stochthermo.roles._estimator import Estimator
@@ -49,8 +50,13 @@ def observe_run(scenario: Scenario, protocol: DrivingProtocol, estimator: Estima
             inputs = {producer: {name: measured[producer][name] for name in names}
                       for producer, names in observer.consumes.items()}
             measured[observer.name] = observer.observe(run, inputs)
-    except Exception:
-        check_marginals(run)  # a process whose flow misses its own marginals explains an observer's failure
+    except Exception as failure:
+        try:  # a process whose flow misses its own marginals explains an observer's failure
+            check_marginals(run)
+        except SimulationError:
+            raise
+        except Exception:  # the check itself could not run: the observer's own error is the one to report
+            raise failure from None
         raise
     check_marginals(run)
     check_declared(scenario.observers, measured, sizes={"time": len(times), "perturbation": len(perturbations)},

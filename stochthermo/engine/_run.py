@@ -31,15 +31,13 @@ from stochthermo.engine._build import Scenario, Sweep, build
 from stochthermo.engine._executors import DaskExecutor, Executor, InProcess
 from stochthermo.engine._spec import ScenarioSpec, parse_spec, read_spec
 from stochthermo.errors import ScenarioError
-from stochthermo.output._files import check_output, remove_stale_temporaries
+from stochthermo.output._files import FORMATS, check_output, remove_stale_temporaries
 
 if TYPE_CHECKING:
     import xarray as xr
 
     from stochthermo.engine._registry import Registry
 
-#: the output formats
-FORMATS = ("netcdf", "zarr")
 #: the executors by name
 EXECUTORS = ("in-process", "local")
 
@@ -61,7 +59,8 @@ def run(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *, overri
         force: bool = False, recompute: bool = True, registry: Registry | None = None) -> xr.Dataset:
     """Run a scenario and return its Dataset (the same numbers as ``stochthermo run``).
 
-    ``scenario`` is a path to a YAML file, YAML text, a mapping of the same keys, a
+    ``scenario`` is a path to a YAML file (a ``Path``, or a string naming an existing file or ending in ``.yaml``),
+    YAML text, a mapping of the same keys, a
     :class:`~stochthermo.ScenarioSpec`, or an already built :class:`~stochthermo.Scenario` or
     :class:`~stochthermo.Sweep`; ``overrides`` are ``dotted.key=value`` strings (YAML values) applied first.
     The Dataset is written to ``output`` (default: the scenario's ``output`` key) unless ``write`` is false or
@@ -117,6 +116,9 @@ def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
     if require_output and not output:
         raise ScenarioError("no output file: name one, or give the scenario an 'output' key", file=source,
                             key="output")
+    if output is None and (scheduler or executor == "local"):
+        raise ScenarioError("a Dask executor needs an output: its workers write the run's task files beside it",
+                            key="executor")
     if before_compute is not None:
         before_compute()
     try:
@@ -139,7 +141,7 @@ def _execute(scenario: Scenario | Sweep, output, format, device, executor, worke
         store = TaskStore(run_directory(output), run_identity(scenario), scenario.name, recompute=recompute).open()
     try:
         if store is not None:  # the store's lock keeps any other run from writing these
-            remove_stale_temporaries(Path(output).parent, Path(output).stem)
+            remove_stale_temporaries(Path(output).parent, Path(output).name)
         if format == "zarr" and store is not None:
             from stochthermo.engine._zarr_regions import RegionWriter
 
@@ -175,7 +177,7 @@ def _built(scenario, overrides, registry) -> tuple[Scenario | Sweep, str | None]
     elif isinstance(scenario, dict):
         spec = parse_spec(yaml.safe_dump(scenario, sort_keys=False), source="<dict>", overrides=overrides)
     elif isinstance(scenario, Path) or (isinstance(scenario, str) and "\n" not in scenario
-                                        and scenario.endswith((".yaml", ".yml"))):
+                                        and (scenario.endswith((".yaml", ".yml")) or Path(scenario).is_file())):
         spec = read_spec(scenario, overrides=overrides)
     elif isinstance(scenario, str):
         spec = parse_spec(scenario, source="<text>", overrides=overrides)

@@ -52,31 +52,41 @@ class ScenarioLoader(yaml.SafeLoader):
             self._depth -= 1
 
     def construct_document(self, node):
-        if _expanded_size(node, {}) > MAX_VALUES:
+        size, depth = _expanded(node, {})
+        if size > MAX_VALUES:
             raise ScenarioError(f"the document expands to more than {MAX_VALUES} values through its aliases")
+        if depth > MAX_DEPTH:
+            raise ScenarioError(f"mappings and lists nested deeper than {MAX_DEPTH} levels (through aliases)")
         return super().construct_document(node)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults`: PyYAML merges it
+                continue
             key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
             try:
-                first = seen.setdefault(key, key_node.start_mark.line)
+                first = seen.get(key)
             except TypeError:  # an unhashable key: PyYAML's own error says so
                 continue
-            if first != key_node.start_mark.line:
-                raise ScenarioError(f"key '{key}' given twice (lines {first + 1} and {key_node.start_mark.line + 1})")
+            if first is not None:
+                where = f"lines {first} and {line}" if first != line else f"line {line}"
+                raise ScenarioError(f"key '{key}' given twice ({where})")
+            seen[key] = line
         return super().construct_mapping(node, deep=deep)
 
 
-def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
-    """How many values ``node`` stands for with every alias expanded (each node's size computed once)."""
-    if id(node) not in sizes:
-        sizes[id(node)] = 0  # a recursive alias counts as nothing more; PyYAML refuses it anyway
+def _expanded(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """How many values ``node`` stands for and how deep it nests with every alias expanded (each node computed
+    once, so an alias bomb costs its size in nodes, not in values)."""
+    if id(node) not in memo:
+        memo[id(node)] = (0, 0)  # a recursive alias counts as nothing more; PyYAML refuses it anyway
         children = [] if isinstance(node, yaml.ScalarNode) else (
             [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else node.value)
-        sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
-    return sizes[id(node)]
+        parts = [_expanded(child, memo) for child in children]
+        memo[id(node)] = (1 + sum(size for size, _ in parts), 1 + max((depth for _, depth in parts), default=0))
+    return memo[id(node)]
 
 
 ScenarioLoader.add_implicit_resolver(

@@ -94,13 +94,19 @@ def code_digest(classes: tuple[type, ...]) -> str:
 
     files = {Path(inspect.getfile(cls)) for cls in classes}
     files |= set(Path(stochthermo.__file__).parent.rglob("*.py"))
-    return _digest_files(tuple(sorted(str(f) for f in files)))
+    stamps = []
+    for file in sorted(files):
+        status = file.stat()
+        stamps.append((str(file), status.st_mtime_ns, status.st_size))
+    return _digest_files(tuple(stamps))
 
 
 @cache
-def _digest_files(files: tuple[str, ...]) -> str:
+def _digest_files(stamps: tuple[tuple[str, int, int], ...]) -> str:
+    """The digest of the files' contents, cached by (path, modification time, size): an edited file is read
+    again, also in a long-lived notebook."""
     digest = hashlib.sha256()
-    for name in files:
+    for name, _, _ in stamps:
         digest.update(name.encode() + b"\0" + Path(name).read_bytes() + b"\0")
     return digest.hexdigest()
 

@@ -2,7 +2,8 @@
 
 The particles of a run's ensembles are drawn from the seed itself. Everything else random in a run (a reverse
 SDE's noise, a bootstrap, a held-out sample, Hutchinson probes, a Monte Carlo check) draws from a stream of its
-own, named by what it is for: the stream ``name`` (with optional integer indices, e.g. a replica) of seed s is
+own, named by what it is for — an observer's streams are prefixed with its name (``response.bootstrap``), so no
+two observers share one —: the stream ``name`` (with optional integer indices, e.g. a replica) of seed s is
 seeded by ``numpy.random.SeedSequence(s, spawn_key=(crc32(name), *indices))``. Streams of different names,
 indices or seeds are statistically independent, whatever the seeds a scenario lists — unlike seeds offset by
 constants, where stream A of seed s + k is stream B of seed s when the offsets differ by k.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
 ENGINE = "netcdf4"  # netCDF-4/HDF5: 64-bit integers and unicode strings round-trip losslessly
-#: global attributes every run written by the engine carries (stochthermo.dataset)
+#: global attributes every run written by the engine carries (the engine's Dataset assembly)
 RUN_ATTRIBUTES = ("stochthermo_version", "scenario_sha256", "scenario_text")
 
 
@@ -31,7 +31,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     otherwise, so that no partial file is ever left at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -57,10 +57,10 @@ def _fsync(path: str | Path) -> None:
         os.close(fd)
 
 
-def remove_stale_temporaries(directory: Path, stem: str | None = None) -> None:
-    """Remove the temporary files and stores a killed run left in ``directory`` (only those of ``stem`` where
-    given); the caller holds the lock that keeps any live run from writing them."""
-    pattern = f".{stem}.*.tmp*" if stem else ".*.tmp*"
+def remove_stale_temporaries(directory: Path, name: str | None = None) -> None:
+    """Remove the temporary files and stores a killed run left in ``directory`` (only those of the file ``name``
+    where given: ``.<name>.<random>.tmp*``); the caller holds the lock that keeps any live run from writing them."""
+    pattern = f".{name}.*.tmp*" if name else ".*.tmp*"
     for stale in directory.glob(pattern):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -70,19 +70,24 @@ def remove_stale_temporaries(directory: Path, stem: str | None = None) -> None:
 
 def check_output(path: str | Path, *, inputs: tuple[str | Path | None, ...] = (), format: str = "netcdf",
                  force: bool = False) -> None:
-    """Refuse, before anything is computed, an output that is one of ``inputs``, a directory where a file is
-    written (or a file where a Zarr store is), a special file (a device, a pipe), or an existing file that is not
-    a result of this tool (unless ``force``). Errors name the file."""
+    """Refuse, before anything is computed, an output that is one of ``inputs``, a directory where a netCDF file
+    is written, a file where a Zarr store is, a special file (a device, a pipe), a directory that is not a Zarr
+    run (even with ``force``: a folder of other files is never deleted), or an existing file that is not a
+    result of this tool (unless ``force``). Errors name the file."""
     path = Path(path)
     for source in inputs:
         if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
             raise ScenarioError(f"the output {path} is the scenario file itself", key="output")
     if not path.exists():
         return
-    if format == "zarr" and path.is_dir():
-        if not force and not (path / ".zmetadata").is_file():
-            raise ScenarioError(f"the output {path} exists and is not a stochthermo result (no Zarr run there): "
-                                "refused", key="output", option="force")
+    if format == "zarr":
+        if not path.is_dir():
+            raise ScenarioError(f"the output {path} exists and is not a directory: a Zarr store is one", key="output")
+        try:
+            open_run(path)
+        except ScenarioError:
+            raise ScenarioError(f"the output {path} is a directory that is not a stochthermo Zarr run: refused (it "
+                                "would be deleted)", key="output") from None
         return
     if path.is_dir():
         raise ScenarioError(f"the output {path} is a directory: name a file", key="output")

@@ -1,7 +1,7 @@
 """The base every plugin class derives from: a name, typed parameters, and device placement.
 
 A plugin class declares its scenario parameters as keyword arguments of ``__init__`` with type
-annotations and defaults; :mod:`stochthermo.parameters` validates a scenario mapping against them.
+annotations and defaults; the engine's typed-parameter machinery validates a scenario mapping against them.
 Arguments named in ``CONTEXT`` are injected by the engine (the data distribution, τ, ...) and are not
 scenario keys.
 """
