@@ -18,8 +18,9 @@ and both laws indexed by forward time t:
 
 ``wasserstein: exact`` computes W_1 with the exact plan (monotone in 1-D, POT's network simplex in d ≥ 2);
 ``sliced`` uses the sliced distance over ``projections`` directions
-(:func:`stochthermo.measures.sliced_w1_and_rate`), much cheaper for large ensembles. In d ≥ 2 the finite-sample bias of W_1 at the ensemble size — W_1 between two
-independent samples of the true start law and of the data law — is recorded beside ΔW_1.
+(:func:`stochthermo.measures.sliced_w1_and_rate`), much cheaper for large ensembles. In d ≥ 2 the finite-sample
+bias of W_1 at the ensemble size — W_1 between two independent samples of the true start law and of the data
+law — is recorded beside ΔW_1.
 
 Under a stochastic solver (a reverse SDE) W_1 is taken between the weighted particle samples at each saved
 time (the sorted coupling in 1-D) and :math:`\partial_t W_1` by second-order finite differences of W_1(t):
