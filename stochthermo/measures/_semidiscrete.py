@@ -20,8 +20,8 @@ is accepted when every cell satisfies :math:`|\hat\mu_j - w_j| \le 0.05\,w_j + z
 :math:`\mathrm{se}_j = \sqrt{w_j(1 - w_j)/n}`, z the Bonferroni quantile for a 1 % false alarm over the m
 cells (a perfect map passes; one whose cells are off by more than 5 % of their weight, beyond the count's
 resolution, is flagged); and ``newton``, the exact damped Newton iteration on Laguerre cells
-(:func:`stochthermo.measures.newton_dual_weights`: 2-D, an isotropic Gaussian source, masses in closed form). ``auto`` takes
-Newton where it applies.
+(:func:`stochthermo.measures.newton_dual_weights`: 2-D, an isotropic Gaussian source, masses in closed form).
+``auto`` takes Newton where it applies.
 """
 
 from __future__ import annotations
