@@ -135,13 +135,14 @@ def test_matrix_moments_of_commuting_forces_match_the_scalar_closed_form():
 
 def test_grid_chi_square_where_the_density_ratio_overflows():
     """A narrow reference (variance 0.26, 0.3) against a wider, shifted Gaussian: far out P underflows and
-    P~/P overflows while P (P~/P − 1)² decays; the 2-D grid quadrature (the reference as two identical
-    components) must match the closed form (it returned NaN when the product was formed directly)."""
+    P~/P overflows while P (P~/P − 1)² decays; the 2-D grid quadrature (the reference as two components 1e-9
+    apart, which the closed form would count as one only if they coincided to rounding, 1e-12) must match the
+    closed form to the O(1e-9) the offset makes (it returned NaN when the product was formed directly)."""
     from stochthermo.measures._divergence import chi_square
     from stochthermo.numerics._gaussian import chi_square_gaussians
 
     covariance = [[0.26, 0.0], [0.0, 0.3]]
-    reference = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [0.0, 0.0]], covariances=[covariance, covariance])
+    reference = GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1e-9, 0.0]], covariances=[covariance, covariance])
     perturbed = Gaussian([0.0, 1.0], 0.689)
     result = chi_square(perturbed, reference)
     assert result.method == "trapezoidal rule on a 2-D grid"

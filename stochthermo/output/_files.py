@@ -93,12 +93,20 @@ def check_output(path: str | Path, *, inputs: tuple[str | Path | None, ...] = ()
         raise ScenarioError(f"the output {path} is a directory: name a file", key="output")
     if not path.is_file():
         raise ScenarioError(f"the output {path} is not a regular file (a device or a pipe)", key="output")
-    if not force:
-        try:
-            open_run(path)
-        except ScenarioError:
-            raise ScenarioError(f"the output {path} exists and is not a stochthermo result (no run provenance): "
-                                "refused, it would be replaced", key="output", option="force") from None
+    if not force and not _has_provenance(path):
+        raise ScenarioError(f"the output {path} exists and is not a stochthermo result (no run provenance): "
+                            "refused, it would be replaced", key="output", option="force")
+
+
+def _has_provenance(path: Path) -> bool:
+    """Whether a file is a netCDF run of this tool: its global attributes read, no variable loaded."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path, "r") as dataset:
+            return set(RUN_ATTRIBUTES) <= set(dataset.ncattrs()) and "protocol" in dataset.dimensions
+    except (OSError, ValueError, RuntimeError):
+        return False
 
 
 FORMATS = ("netcdf", "zarr")
