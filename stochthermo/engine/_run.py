@@ -29,9 +29,11 @@ import yaml
 
 from stochthermo.engine._build import Scenario, Sweep, build
 from stochthermo.engine._executors import DaskExecutor, Executor, InProcess
+from stochthermo.engine._simulate import simulate
 from stochthermo.engine._spec import ScenarioSpec, parse_spec, read_spec
+from stochthermo.engine._tasks import TaskStore, run_directory, run_identity
 from stochthermo.errors import ScenarioError
-from stochthermo.output._files import FORMATS, check_output, remove_stale_temporaries
+from stochthermo.output._files import FORMATS, check_output, remove_stale_temporaries, write_dataset
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -132,10 +134,6 @@ def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
 
 def _execute(scenario: Scenario | Sweep, output, format, device, executor, workers, scheduler, threads, retries,
              keep_tasks, progress, recompute) -> RunResult:
-    from stochthermo.engine._simulate import simulate
-    from stochthermo.engine._tasks import TaskStore, run_directory, run_identity
-    from stochthermo.output._files import write_dataset
-
     store = regions = None
     if output is not None:
         store = TaskStore(run_directory(output), run_identity(scenario), scenario.name, recompute=recompute).open()
