@@ -137,6 +137,17 @@ def test_plugins_and_examples_import_only_the_public_api(path):
                 f"{path.relative_to(ROOT)} imports {module}: a plugin imports no other role's plugin module")
 
 
+def test_no_plugin_module_imports_another():
+    """A built-in module that implements hooks (a plugin: ``builtin.<role>.<module>``) is imported by no other
+    plugin module; what modules of one role share (a base class, a figure, a file reader) lives in a module of
+    that role that registers nothing."""
+    sources = [p for p in _sources("plugins") if p.name != "__init__.py"]
+    plugins = {_module_name(p) for p in sources if "@hookimpl" in p.read_text()}
+    for path in sources:
+        imported = _imports(path, module_level=False) & plugins
+        assert not imported - {_module_name(path)}, f"{path.relative_to(ROOT)} imports the plugin(s) {imported}"
+
+
 @pytest.mark.parametrize("package", SUBPACKAGES)
 def test_subpackages_keep_their_modules_private_behind_all(package):
     folder = ROOT / "stochthermo" / package

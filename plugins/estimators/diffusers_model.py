@@ -32,7 +32,7 @@ from stochthermo.errors import first_line
 from stochthermo.numerics import resolve_dtype
 from stochthermo.roles import HoldsImages
 
-from .torch_module import ExternalModel
+from .external import ExternalModel
 
 PREDICTION_TYPES = ("auto", "epsilon", "v_prediction", "sample")
 

@@ -1,0 +1,106 @@
+"""A model trained elsewhere, read as the reverse process's velocity: the base of the ``torch_module`` and
+``diffusers`` estimators (not a plugin itself: it registers nothing).
+
+The model is called as ``network(t, x)`` in its own time convention (``time``) and dtype, and its ``output`` —
+the velocity, the score or the noise prediction — is turned into the probability-flow velocity
+:math:`\\hat\nu_t = f_t - T_t\\,\\hat s_t` (Eq. (4)); ``docs`` of the ``torch_module`` estimator
+(``stochthermo describe estimator torch_module``) explain each convention.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from stochthermo import Estimator, ScenarioError
+from stochthermo.errors import first_line
+from stochthermo.numerics import DIVERGENCE, resolve_dtype
+from stochthermo.roles import ForceField, GaussianConditional
+
+OUTPUTS = ("velocity", "score", "epsilon")
+#: batch sizes the model is tried on when the scenario is built
+CHECK_BATCHES = (4, 5)
+#: the earliest time (a fraction of τ) at which a noise prediction is read (module docstring)
+EPSILON_TIME_FLOOR = 1e-6
+TIMES = ("forward", "unit", "steps")
+
+
+class ExternalModel(Estimator):
+    """Base of the estimators that wrap a model trained elsewhere: ``network(t, x)`` in the model's time
+    convention and dtype, read as ``output`` (module docstring)."""
+
+    #: the earliest time, as a fraction of τ, at which a noise prediction is read
+    epsilon_time_floor: float = EPSILON_TIME_FLOOR
+
+    def _configure(self, network, *, output: str, time: str, num_train_timesteps: int, dtype: str,
+                   source: str = "model") -> None:
+        """Check and keep the settings; ``source`` is the scenario key that named the model, which its errors
+        name."""
+        for value, choices, key in ((output, OUTPUTS, "output"), (time, TIMES, "time")):
+            if value not in choices:
+                raise ScenarioError(f"must be one of {', '.join(choices)}, got '{value}'", key=key)
+        self.output, self.time, self.steps = output, time, num_train_timesteps
+        self.model_dtype = resolve_dtype(dtype)
+        self.source = source
+        #: the loaded callable or module
+        self.network = network
+        if output != "velocity":
+            self._check_score_process(self.process)
+        self._check_model()
+
+    def _check_score_process(self, process) -> None:
+        if not isinstance(process, ForceField) or (self.output == "epsilon" and not isinstance(process,
+                                                                                                GaussianConditional)):
+            need = "a force (f_t) and a Gaussian conditional law" if self.output == "epsilon" else "a force (f_t)"
+            raise ScenarioError(f"output '{self.output}' needs {need}; process '{process.name}' declares none",
+                                key="output")
+        temperature = process.temperature(torch.linspace(0, process.tau, 257, dtype=torch.float64))
+        if not float(temperature.abs().max()) * process.tau < DIVERGENCE:
+            raise ScenarioError(f"output '{self.output}' needs a finite force and temperature on [0, tau]; "
+                                f"'{process.name}' has none at some t (m_t -> 0): give the velocity instead",
+                                key="output")
+
+    def _check_model(self) -> None:
+        for n in CHECK_BATCHES:
+            x = self.process.end_distribution().sample(n, torch.Generator().manual_seed(0))
+            try:
+                value = self.velocity(0.5 * self.process.tau, x)
+            except ScenarioError:
+                raise
+            except Exception as exc:  # any failure of the user's model is reported as bad input
+                raise ScenarioError(f"calling the model at (t, x) of shapes ({n},), {tuple(x.shape)} failed: "
+                                    f"{type(exc).__name__}: {first_line(exc)}", key=self.source) from None
+            if not bool(torch.isfinite(value).all()):
+                raise ScenarioError("the model returned non-finite values at t = tau/2", key=self.source)
+
+    def _model_time(self, t: float) -> float:
+        s = t / self.process.tau
+        return {"forward": t, "unit": s, "steps": s * self.steps - 1}[self.time]
+
+    def _call(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        times = torch.full((len(x),), self._model_time(t), dtype=self.model_dtype, device=x.device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph over the weights
+            out = self.network(times, x.to(self.model_dtype))
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ScenarioError(f"the model must return a tensor of the shape of x, {tuple(x.shape)}; got {got}",
+                                key=self.source)
+        return out.to(x.dtype)
+
+    def velocity(self, t, x):
+        if self.output == "epsilon":  # v_0 = 0: ε̂/√v is 0/0 at t = 0, so the noise model is read just after
+            t = max(t, self.epsilon_time_floor * self.process.tau)
+        out = self._call(t, x)
+        if self.output == "velocity":
+            return out
+        temperature = self.process.temperature(torch.tensor(t, dtype=torch.float64))
+        if self.output == "epsilon":
+            out = -out / math.sqrt(float(self.process.moments(t).variance))  # the score, −ε/√v
+        return self.process.force_field(t, x) - temperature.to(x) * out
+
+    def to(self, device, dtype=torch.float64):
+        clone = super().to(device, dtype)
+        if isinstance(self.network, torch.nn.Module):
+            clone.network = self.network.to(device)
+        return clone
