@@ -215,6 +215,26 @@ def test_an_unwritable_output_is_one_line(write_scenario, tmp_path, capsys, monk
     assert not list(tmp_path.glob(".o*")) and not run_directory(tmp_path / "o.nc").exists()
 
 
+def test_a_netcdf_library_error_and_an_unwritable_place_are_one_line(write_scenario, tmp_path, capsys,
+                                                                      monkeypatch):
+    """The netCDF library's own error (here raised in place of HDF5's), and an output whose folder is a file
+    (a read-only folder does not stop root, who runs these tests)."""
+    path = write_scenario(SMALL)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    assert main(["run", str(path), "-q", "-o", str(blocker / "o.nc")]) == 2
+    _one_line(capsys, str(blocker))
+    import xarray
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xarray.Dataset, "to_netcdf", broken)
+    assert main(["run", str(path), "-q", "-o", str(tmp_path / "o.nc")]) == 2
+    _one_line(capsys, "o.nc", "the netCDF library could not write it (NetCDF: HDF error)")
+    assert not (tmp_path / "o.nc").exists() and not list(tmp_path.glob(".o.nc*"))
+
+
 # ---- input limits -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("text, message", [
     ("particles: 64\nparticles: 128\n", "key 'particles' given twice (lines 1 and 2)"),
