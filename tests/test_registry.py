@@ -31,7 +31,7 @@ def test_builtins_register_through_hooks():
     assert set(registry.names("observer")) == {"bounds", "response", "snapshots", "thermodynamics", "monte_carlo_cost",
                                                "image_snapshots", "estimation", "trajectory_thermodynamics",
                                                "fokker_planck_residual", "ode_sde_gap", "prior_error",
-                                               "long_time_limit", "ot_bridge"}
+                                               "long_time_limit", "ot_bridge", "observable_speed"}
     assert registry.names("estimator") == ["diffusers", "exact", "neural", "torch_module"]
     assert registry.names("solver") == ["auto", "euler_maruyama", "exact", "rk4", "stochastic_heun"]
     assert "images" in registry.names("distribution")

@@ -282,12 +282,12 @@ def test_sizes_and_ranges_are_refused_before_anything_is_computed(changes, messa
 
 def test_an_internal_error_is_one_line_with_the_traceback_under_debug(write_scenario, tmp_path, capsys,
                                                                        monkeypatch):
-    from stochthermo.engine import _simulate
+    from stochthermo.engine import _run
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(_simulate, "simulate", broken)
+    monkeypatch.setattr(_run, "simulate", broken)
     path = write_scenario(SMALL)
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "o.nc")]) == 2
     _one_line(capsys, "internal error", "ZeroDivisionError: a bug", "report", "--debug")
