@@ -77,13 +77,15 @@ class Response(Observer):
 
     name = "response"
 
-    def __init__(self, wasserstein: str = "auto", projections: int = 128):
+    def __init__(self, wasserstein: str = "auto", projections: int = 128, kl_proxy: bool = False):
         if wasserstein not in WASSERSTEIN_METHODS:
             raise ScenarioError(f"must be one of {', '.join(WASSERSTEIN_METHODS)}, got '{wasserstein}'"
                                 f"{did_you_mean(wasserstein, WASSERSTEIN_METHODS)}", key="wasserstein")
         if projections < 1:
             raise ScenarioError(f"must be >= 1, got {projections}", key="projections")
         self.wasserstein, self.projections = wasserstein, projections
+        #: D_0 by the KL proxy (G21) where no exact method applies, instead of the Monte Carlo measurement
+        self.kl_proxy = kl_proxy
         #: the method in use: ``wasserstein``, with ``auto`` resolved by :meth:`prepare`
         self.method = "exact" if wasserstein == "auto" else wasserstein
         #: D_0 depends on the protocol (through P_τ) and the perturbation, not on the seed
@@ -92,7 +94,10 @@ class Response(Observer):
     @classmethod
     def summary_columns(cls, ds):
         spread = [Column("eta se", "response", 21, statistic="stderr")] if ds.sizes.get("seed", 1) > 1 else []
-        return recorded(ds, [Column("D_0", "chi_square", 10), Column("eta", "response", 20), *spread,
+        # a Monte Carlo D_0 shows its standard error beside it: nothing approximate is printed unmarked
+        measured = "chi_square_stderr" in ds and bool((ds.chi_square_stderr != 0).any())
+        d0_error = [Column("D_0 se", "chi_square_stderr", 11)] if measured else []
+        return recorded(ds, [Column("D_0", "chi_square", 10), *d0_error, Column("eta", "response", 20), *spread,
                              Column("c_1", "loss_cost", 30),
                              # high dimension: the paper reports eta in units of n_d (Fig. 8)
                              Column("eta/n_d", "response", 100, per="data_dimension")])
@@ -160,6 +165,9 @@ class Response(Observer):
             "chi_square": Variable(P, "Pearson chi-square divergence of the perturbed start", "1", "D_0",
                                    "(78)", nonfinite="infinite where the perturbed start's tails are too heavy"),
             "chi_square_method": Variable(P, "how D_0 was computed, or why it is infinite", "1", "", "(78)"),
+            "chi_square_stderr": Variable(P, "Monte Carlo standard error of D_0 (0 where computed exactly)", "1",
+                                          "se(D_0)", "(78)", nonfinite=("infinite where the Monte Carlo estimate's "
+                                                                        "variance is, or D_0 is")),
             "wasserstein_1_change": Variable(P, "change of W_1 over the reverse process", "1", "Delta W_1",
                                              "(81)"),
             "response": Variable(P, "response (squared W_1 change per unit chi-square and time)", "1", "eta",
@@ -191,7 +199,7 @@ class Response(Observer):
                 rate = np.gradient(w1, times)
             key = (run.protocol, name)
             if key not in self._chi_square:
-                self._chi_square[key] = chi_square(run.perturbations[name], reference)
+                self._chi_square[key] = chi_square(run.perturbations[name], reference, kl_proxy=self.kl_proxy)
             divergence = self._chi_square[key]
             d0 = divergence.value
             speed2 = rate**2 / d0 if math.isfinite(d0) else np.full_like(rate, np.nan)
@@ -201,6 +209,7 @@ class Response(Observer):
             out["loss_speed_squared"].append(speed2)
             out["chi_square"].append(d0)
             out["chi_square_method"].append(divergence.method)
+            out["chi_square_stderr"].append(divergence.stderr if math.isfinite(d0) else math.inf)
             out["wasserstein_1_change"].append(change)
             out["response"].append(change**2 / (tau * d0) if math.isfinite(d0) else np.nan)
             out["loss_cost"].append(time_integral(speed2, times))

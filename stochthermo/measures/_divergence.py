@@ -13,10 +13,12 @@ Values: the closed form for two Gaussians (a mixture whose components coincide t
 Gaussian: the end law of the cosine schedule, whose m_τ = cos(π/2) is 6e-17, not 0); otherwise, in 1-D,
 tanh-sinh quadrature of
 :math:`P\,(\tilde P/P - 1)^2` in log space, which avoids the cancellation of :math:`\int\tilde P^2/P - 1`;
-in 2-D, for Gaussian mixtures, the trapezoidal rule on a grid. Anything else (high dimension, point clouds)
-gets the paper's proxy (G21), :math:`D_0 \approx 2\,\mathrm{KL}` between isotropic Gaussian fits of the
-two laws (:math:`\chi^2 \approx 2\,\mathrm{KL}` to second order in a small perturbation), labelled as an
-approximation in ``method``; the tail check still runs first, so an infinite D_0 is never replaced by it.
+in 2-D, for Gaussian mixtures, the trapezoidal rule on a grid. Anything else (high dimension, smoothed point
+clouds) is a Monte Carlo measurement with its standard error: :math:`D_0 = E_{\tilde P}[\tilde P/P] - 1` over
+seeded draws of the perturbed start, both log-densities exact, the error bar infinite (said so) where the tails
+make the ratio's variance infinite. Only a law without a density (empirical points), or a caller asking for it,
+gets the paper's proxy (G21), :math:`D_0 \approx 2\,\mathrm{KL}` between isotropic Gaussian fits (labelled as an
+approximation in ``method``); the tail check still runs first, so an infinite D_0 is never replaced by it.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from stochthermo.numerics._gaussian import chi_square_gaussians
 from stochthermo.roles._distribution import Distribution
 
 #: how D_0 is labelled where it is not computed exactly (paper (G21))
-KL_PROXY = ("approximation: 2 KL between isotropic Gaussian fits (paper G21), used where no exact method applies "
-            "(d >= 3, not two Gaussians)")
+KL_PROXY = ("approximation: 2 KL between isotropic Gaussian fits (paper G21), used where asked for or where a law "
+            "has no density and no exact method applies")
 #: how D_0 is labelled where a mixture's components coincide to rounding (cosine's m_τ = cos(π/2) is 6e-17, not 0)
 COINCIDENT = "closed form (two Gaussians; mixture components that coincide to rounding counted as one)"
 #: components coincide when their means and covariances differ by less than this, relative to the covariance's scale
@@ -43,15 +45,28 @@ ABSOLUTE_TOLERANCE = 1e-16
 SPHERE_DIRECTIONS = 4096
 
 
+#: draws of the perturbed start for the Monte Carlo D_0 where no exact method applies
+MONTE_CARLO_SAMPLES = 2**16
+#: the estimator's variance E_P~[(P~/P)²] − (1 + D_0)² is finite iff P~³/P² is integrable: Gaussian tails with
+#: decay a (P~) and b (P) need 3a − 2b > 0, i.e. a − (2/3) b > 0
+VARIANCE_TAIL_FACTOR = 2.0 / 3.0
+
+
 @dataclass(frozen=True)
 class ChiSquare:
     value: float
     #: why the value is infinite, or how it was computed
     method: str
+    #: the Monte Carlo standard error (0 for the exact methods; ∞ where the estimator's variance is infinite)
+    stderr: float = 0.0
 
 
-def chi_square(perturbed: Distribution, reference: Distribution) -> ChiSquare:
-    """Pearson χ² of ``perturbed`` against ``reference`` (computed on the CPU in float64: scalar work)."""
+def chi_square(perturbed: Distribution, reference: Distribution, *, kl_proxy: bool = False,
+               samples: int = MONTE_CARLO_SAMPLES, seed: int = 0) -> ChiSquare:
+    """Pearson χ² of ``perturbed`` against ``reference`` (computed on the CPU in float64: scalar work): exact where
+    a method applies, else by Monte Carlo over ``samples`` seeded draws of ``perturbed`` with its standard error,
+    else (a law without a density) the labelled KL proxy; ``kl_proxy`` asks for the proxy wherever no exact
+    method applies."""
     perturbed = perturbed.to(torch.device("cpu"), torch.float64)
     reference = reference.to(torch.device("cpu"), torch.float64)
     _, reason = _tail_decay(perturbed, reference)
@@ -68,7 +83,30 @@ def chi_square(perturbed: Distribution, reference: Distribution) -> ChiSquare:
         return ChiSquare(chi_square_gaussians(*p_one, *r_one), COINCIDENT)
     if perturbed.dim == 2 and p_mix is not None and r_mix is not None:
         return ChiSquare(_grid_quadrature_2d(perturbed, reference), "trapezoidal rule on a 2-D grid")
+    if not kl_proxy:
+        estimate = _monte_carlo(perturbed, reference, samples, seed)
+        if estimate is not None:
+            return estimate
     return ChiSquare(2 * isotropic_kl(perturbed, reference), KL_PROXY)
+
+
+def _monte_carlo(perturbed: Distribution, reference: Distribution, samples: int, seed: int) -> ChiSquare | None:
+    r"""D_0 = E_{P~}[P~/P] − 1 over ``samples`` draws of the perturbed start, with the standard error of the mean of
+    the ratios; ``None`` where a law has no density. Where the ratio's variance is infinite (the perturbed start's
+    tails heavier than P^{2/3}), the standard error is reported as ∞: the estimate converges, slowly and without a
+    Gaussian error bar."""
+    x = perturbed.sample(samples, torch.Generator().manual_seed(seed))
+    try:
+        log_ratio = perturbed.log_prob(x) - reference.log_prob(x)
+    except ValueError:  # a law without a density (empirical points): nothing to average
+        return None
+    ratio = torch.exp(log_ratio)
+    value = float(ratio.mean()) - 1.0
+    _, heavy = _tail_decay(perturbed, reference, VARIANCE_TAIL_FACTOR)
+    stderr = math.inf if heavy else float(ratio.std()) / math.sqrt(samples)
+    note = (" (the ratio's variance is infinite: no Gaussian error bar)" if heavy
+            else f" (standard error {stderr:.3g})")
+    return ChiSquare(value, f"Monte Carlo: E[P~/P] - 1 over {samples} draws of the perturbed start{note}", stderr)
 
 
 def _single_gaussian(mixture) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -99,9 +137,11 @@ def isotropic_kl(perturbed: Distribution, reference: Distribution) -> float:
     return 0.5 * d * (ratio - 1 - math.log(ratio)) + 0.5 * float(((mean_p - mean_r) ** 2).sum()) / var_r
 
 
-def _tail_decay(perturbed: Distribution, reference: Distribution) -> tuple[float, str | None]:
-    """The smallest decay coefficient c of the integrand, exp(−c|x|²), over directions, and a sentence
-    saying why D_0 = ∞ (None when the tails make it finite)."""
+def _tail_decay(perturbed: Distribution, reference: Distribution,
+                factor: float = 0.5) -> tuple[float, str | None]:
+    """The smallest decay coefficient c of P~ / P^factor, exp(−c|x|²), over directions, and a sentence saying why
+    its integral diverges (None when the tails make it finite): ``factor`` ½ for D_0 (P~²/P), ⅔ for the variance
+    of the Monte Carlo estimate (P~³/P²)."""
     ref_prec = reference.tail_precisions()
     if ref_prec is None:
         return 0.0, "the reference start has bounded support"  # any mass outside it diverges
@@ -118,7 +158,7 @@ def _tail_decay(perturbed: Distribution, reference: Distribution) -> tuple[float
     directions = directions / directions.norm(dim=1, keepdim=True)
     pert_decay = torch.einsum("nd,kde,ne->kn", directions, pert_prec.cpu(), directions).min(0).values
     ref_decay = torch.einsum("nd,kde,ne->kn", directions, ref_prec.cpu(), directions).min(0).values
-    decay = float((pert_decay - 0.5 * ref_decay).min())
+    decay = float((pert_decay - factor * ref_decay).min())
     if decay <= 0:
         return decay, ("the perturbed start has tails as heavy as the square root of the true start's or "
                        "heavier (a variance >= twice the true start's in some direction): D_0 diverges")
