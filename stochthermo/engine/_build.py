@@ -207,7 +207,10 @@ def _protocol(registry: Registry, name: str, entry: Any, raw: dict, context: dic
         problem = solver.check(equation)
         if problem:
             raise ScenarioError(f"solver '{solver.name}' cannot integrate protocol '{name}': {problem}", key=solver_key)
-    return DrivingProtocol(name, process, estimator, solver)
+    forward_solver = None
+    if solver.stochastic:  # the forward marginals do not depend on the sampler: carried by the default ODE solver
+        forward_solver = registry.create("solver", SECTION_DEFAULTS["solver"], solver_key)
+    return DrivingProtocol(name, process, estimator, solver, forward_solver)
 
 
 def _observation_order(observers: list[Observer]) -> tuple[Observer, ...]:

@@ -26,9 +26,12 @@ from stochthermo.roles._trajectory import run_flows
 
 def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
               perturbations: dict[str, Distribution], separate_forward: bool, times: torch.Tensor, particles: int,
-              seed: int, sampling: str = "random") -> Flows:
+              seed: int, sampling: str = "random", forward_solver: Solver | None = None) -> Flows:
     """The :class:`~stochthermo.Flows` of one protocol and seed on the saved grid ``times``; the
-    ensembles' particles are chosen by ``sampling`` (:func:`stochthermo.measures.make_ensemble`)."""
+    ensembles' particles are chosen by ``sampling`` (:func:`stochthermo.measures.make_ensemble`). Where
+    ``solver`` is stochastic, the forward marginals are carried by the deterministic ``forward_solver`` from
+    their exact (in 1-D: quantile) ensemble: a forward quantity is the same for every protocol of one process,
+    whatever its sampler."""
     process = estimator.process
     device, dtype = times.device, times.dtype
 
@@ -39,7 +42,8 @@ def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
         return Ensemble(made.positions, made.weights, None) if solver.stochastic else made
 
     exact = {("true",): ensemble(true_start)}
-    if separate_forward:
+    forward_apart = solver.stochastic and forward_solver is not None
+    if separate_forward and not forward_apart:
         exact[("forward",)] = ensemble(process.end_distribution())
     estimated = {("perturbed", name): ensemble(law) for name, law in perturbations.items()}
     # a stochastic solver gets a seeded generator and drives every ensemble (each of `particles` particles) with
@@ -56,5 +60,11 @@ def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
         flows = run_flows(flow(process_equation(process)), exact, times)
         flows |= run_flows(flow(estimator_equation(estimator)), estimated, times)
     true = flows[("true",)]
-    return Flows(true, {name: flows[("perturbed", name)] for name in perturbations},
-                 flows[("forward",)] if separate_forward else true)
+    forward = flows[("forward",)] if separate_forward and not forward_apart else true
+    if forward_apart:
+        start = {("forward",): make_ensemble(process.end_distribution(), particles, seed, device=device, dtype=dtype,
+                                             sampling=sampling)}
+        equation = process_equation(process)
+        forward = run_flows(lambda x0, save_times: forward_solver.solve(equation, x0, save_times), start,
+                            times)[("forward",)]
+    return Flows(true, {name: flows[("perturbed", name)] for name in perturbations}, forward)

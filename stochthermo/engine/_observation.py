@@ -41,7 +41,8 @@ def observe_run(scenario: Scenario, protocol: DrivingProtocol, estimator: Estima
     true_start = setup.prior.to(device, dtype) if from_prior else process.end_distribution()
     flows = functools.partial(transport, estimator, protocol.solver, true_start=true_start,
                               perturbations=perturbations, separate_forward=from_prior, times=times,
-                              particles=setup.particles, sampling=setup.particle_sampling, seed=seed)
+                              particles=setup.particles, sampling=setup.particle_sampling, seed=seed,
+                              forward_solver=protocol.forward_solver)
     run = Run(protocol.name, seed, process, estimator, times, perturbations, true_start, setup.reverse_start,
               protocol.solver, flows)
     measured: dict[str, dict] = {}

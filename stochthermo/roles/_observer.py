@@ -59,7 +59,9 @@ class Flows:
     true: Trajectory
     #: the perturbed reverse processes: each start carried by the estimator's velocity, by name
     perturbed: dict[str, Trajectory]
-    #: the forward marginals P_t (P_τ carried by the exact velocity); ``true`` itself when that starts from P_τ
+    #: the forward marginals P_t (P_τ carried by the exact velocity, by a deterministic solver from the exact
+    #: ensemble where the protocol's solver is stochastic); ``true`` itself when that starts from P_τ and the
+    #: solver is deterministic
     forward: Trajectory
 
 

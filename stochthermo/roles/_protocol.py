@@ -30,6 +30,9 @@ class DrivingProtocol:
     process: ForwardProcess
     estimator: Estimator
     solver: Solver
+    #: the deterministic solver that carries the forward marginals where ``solver`` is stochastic: the forward
+    #: process does not depend on the sampler, so its quantities are measured once, on its exact ensemble
+    forward_solver: Solver | None = None
 
 
 @dataclass(frozen=True)
