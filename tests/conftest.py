@@ -40,6 +40,15 @@ def run_dict(spec: dict, **kwargs):
     return simulate(parse_scenario(yaml.safe_dump(spec, sort_keys=False), source="<test>", **kwargs), device="cpu")
 
 
+def use_registry(monkeypatch, **plugins):
+    """A registry of the built-ins and the test-only ``plugins`` (by name), made the one scenarios are built with."""
+    from stochthermo.engine._registry import Registry
+
+    registry = Registry(entry_points=False, extra=plugins)
+    monkeypatch.setattr("stochthermo.engine._build.default_registry", lambda: registry)
+    return registry
+
+
 @pytest.fixture
 def write_scenario(tmp_path):
     def write(spec: dict | str, name: str = "scenario.yaml"):

@@ -6,11 +6,10 @@ import sys
 import pytest
 import torch
 
-from conftest import scenario_dict
+from conftest import scenario_dict, use_registry
 from stochthermo import ForwardProcess, Schedule, hookimpl
 from stochthermo.cli import main
 from stochthermo.engine._build import load_scenario
-from stochthermo.engine._registry import Registry
 from stochthermo.errors import ScenarioError
 
 CASES = {
@@ -145,9 +144,7 @@ class TestPlugins:
 
 @pytest.fixture
 def test_registry(monkeypatch):
-    registry = Registry(entry_points=False, extra={"test_plugins": TestPlugins()})
-    monkeypatch.setattr("stochthermo.engine._build.default_registry", lambda: registry)
-    return registry
+    return use_registry(monkeypatch, test_plugins=TestPlugins())
 
 
 def test_schedule_with_negative_temperature(write_scenario, test_registry, capsys, tmp_path):

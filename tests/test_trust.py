@@ -16,7 +16,7 @@ import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import scenario_dict
+from conftest import scenario_dict, use_registry
 from stochthermo import ForwardProcess, Observer, Variable, hookimpl, open_run
 from stochthermo.cli import main
 from stochthermo.engine._registry import Registry
@@ -357,9 +357,7 @@ class Faulty:
 
 @pytest.fixture
 def faulty_registry(monkeypatch):
-    registry = Registry(entry_points=False, extra={"faulty": Faulty()})
-    monkeypatch.setattr("stochthermo.engine._build.default_registry", lambda: registry)
-    return registry
+    return use_registry(monkeypatch, faulty=Faulty())
 
 
 @pytest.mark.parametrize("observer, message", [
