@@ -135,7 +135,18 @@ def test_undeclared_input_is_not_handed_over():
             return {"twice": 2 * measured["response"]["loss_cost"]}  # not declared
 
     registry = Registry(entry_points=False, extra={"greedy": _Plugin(observers=[Greedy])})
-    scenario = parse_scenario(yaml.safe_dump(scenario_dict(observers=["response", "greedy"])), registry=registry)
+    (failure,) = registry.failures  # found on the registry's tiny run when it loads
+    assert "observer 'greedy' fails on a tiny run: KeyError: 'loss_cost'" in failure.reason
+
+    class GreedyWithParameter(Greedy):  # a required parameter defers the check to the run
+        name = "greedy"
+
+        def __init__(self, *, factor: float):
+            self.factor = factor
+
+    registry = Registry(entry_points=False, extra={"greedy": _Plugin(observers=[GreedyWithParameter])})
+    spec = scenario_dict(observers=["response", {"name": "greedy", "factor": 2.0}])
+    scenario = parse_scenario(yaml.safe_dump(spec), registry=registry)
     with pytest.raises(TaskFailures, match="KeyError: 'loss_cost'") as failure:
         simulate(scenario, device="cpu")
     assert isinstance(failure.value.__cause__, KeyError)  # the task's own exception, for its traceback
@@ -237,15 +248,18 @@ def test_check_observer_detects_a_wrong_shape():
     class Short(Observer):
         name = "short"
 
+        def __init__(self, *, length: int):  # required: the registry's own check at load leaves it to this one
+            self.length = length
+
         def variables(self):
             return {"short_series": Variable(("time",), "a series", "1", "s", "-")}
 
         def observe(self, run, measured):
-            return {"short_series": np.zeros(3)}
+            return {"short_series": np.zeros(self.length)}
 
     registry = Registry(entry_points=False, extra={"short": _Plugin(observers=[Short])})
-    scenario = parse_scenario(yaml.safe_dump(scenario_dict(time_steps=8, particles=64, observers=["short"])),
-                              registry=registry)
+    spec = scenario_dict(time_steps=8, particles=64, observers=[{"name": "short", "length": 3}])
+    scenario = parse_scenario(yaml.safe_dump(spec), registry=registry)
     with pytest.raises(ConformanceError, match="returned 'short_series' of shape \\(3,\\); it declares \\(time,\\) "
                                                "= \\(9,\\)"):
         check_observer(scenario, "short")

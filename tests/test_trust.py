@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import scenario_dict, use_registry
-from stochthermo import ForwardProcess, Observer, Variable, hookimpl, open_run
+from stochthermo import ForwardProcess, Observer, ScenarioError, Variable, hookimpl, open_run
 from stochthermo.cli import main
 from stochthermo.engine._registry import Registry
 from stochthermo.engine._tasks import run_directory
@@ -269,6 +269,10 @@ def test_a_file_that_is_not_a_scenario_is_one_line(content, message, tmp_path, c
     ({"seeds": [2**64]}, "seeds: seeds must be distinct integers in 0 ... 2^63 - 1"),
     ({"time_steps": 100_000_000}, "does not fit in memory"),
     ({"tau": 1e300}, "tau: must be <="),
+    ({"protocols": {"vp": {"process": {"name": "scheduled", "schedule": {"name": "vp_linear", "beta_max": 1e6}}}}},
+     "protocols.vp.process.schedule: schedule 'vp_linear' has m = 0 at t/tau = 0.055 < 1 (underflow)"),
+    ({"protocols": {"ve": {"process": {"name": "scheduled", "schedule": {"name": "ve", "sigma_max": 1e200}}}}},
+     "protocols.ve.process.schedule: schedule 've' has dsigma2(t/tau = 0.0005) = inf: its parameters are outside"),
 ])
 def test_sizes_and_ranges_are_refused_before_anything_is_computed(changes, message, write_scenario, tmp_path,
                                                                   capsys):
@@ -297,7 +301,13 @@ def test_an_internal_error_is_one_line_with_the_traceback_under_debug(write_scen
 
 # ---- plugins checked while they run -------------------------------------------------------------------------
 class WrongShape(Observer):
+    """Returns a variable of the wrong shape. A required parameter keeps it out of the load-time check (which
+    builds an observer without parameters), so the check when its task finishes is what finds it."""
+
     name = "wrong_shape"
+
+    def __init__(self, *, level: float):
+        self.level = level
 
     def variables(self):
         return {"level": Variable(("time",), "a level", "1", "L", "-"),
@@ -361,8 +371,10 @@ def faulty_registry(monkeypatch):
 
 
 @pytest.mark.parametrize("observer, message", [
-    ("wrong_shape", "observer 'wrong_shape' returned 'level' of shape (3,); it declares (time,) = (9,)"),
-    ("missing_variable", "observer 'missing_variable' did not return its declared variable 'other'"),
+    ({"name": "wrong_shape", "level": 1.0},
+     "observer 'wrong_shape' returned 'level' of shape (3,); it declares (time,) = (9,)"),
+    ({"name": "missing_variable", "level": 1.0},
+     "observer 'missing_variable' did not return its declared variable 'other'"),
 ])
 def test_an_observer_is_held_to_its_declaration_when_its_task_finishes(observer, message, faulty_registry,
                                                                        write_scenario, tmp_path, capsys):
@@ -400,6 +412,29 @@ def test_a_third_party_process_is_held_to_the_continuity_equation_when_it_loads(
     (failure,) = registry.failures
     assert failure.plugin == "careless" and "process 'sign_error_always' fails conformance" in failure.reason
     assert "continuity equation" in failure.reason and "sign_error_always" not in registry.names("process")
+
+
+class WrongShapeAlways(WrongShape):
+    """The wrong-shape observer without parameters: the registry runs it on a tiny scenario when it loads."""
+
+    name = "wrong_shape_always"
+
+    def __init__(self):
+        super().__init__(level=1.0)
+
+
+def test_a_third_party_observer_is_held_to_its_declaration_when_it_loads():
+    class Plugin:
+        @hookimpl
+        def stochthermo_register_observers(self):
+            return [WrongShapeAlways]
+
+    registry = Registry(entry_points=False, extra={"careless": Plugin()})
+    (failure,) = registry.failures
+    assert failure.plugin == "careless" and "observer 'wrong_shape_always' fails conformance" in failure.reason
+    assert "returned 'level' of shape (3,)" in failure.reason and "wrong_shape_always" not in registry.names("observer")
+    with pytest.raises(ScenarioError, match="observer 'wrong_shape_always' is unavailable: plugin careless"):
+        registry.get("observer", "wrong_shape_always")
 
 
 # ---- interruption and corruption, at random ------------------------------------------------------------------

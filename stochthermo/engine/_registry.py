@@ -21,10 +21,11 @@ from functools import cache
 from typing import Any
 
 import pluggy
+import yaml
 
 from stochthermo import __version__, hookspecs
 from stochthermo.engine._parameters import construct, parameters_of
-from stochthermo.errors import PluginError, ScenarioError, did_you_mean
+from stochthermo.errors import ConformanceError, PluginError, ScenarioError, did_you_mean
 from stochthermo.roles._component import Component
 from stochthermo.roles._distribution import Distribution
 from stochthermo.roles._estimator import Estimator
@@ -34,6 +35,15 @@ from stochthermo.roles._schedule import Schedule
 from stochthermo.roles._solver import Solver
 
 ENTRY_POINT_GROUP = "stochthermo.plugins"
+#: the tiny run a third-party observer is held to its declaration on when it loads (built-in plugins only)
+OBSERVER_TEST_SCENARIO: dict[str, Any] = {
+    "name": "observer_check", "device": "cpu", "dtype": "float64", "seeds": [0], "tau": 1.0,
+    "time_steps": 8, "particles": 64,
+    "data": {"name": "gaussian_mixture", "weights": [0.5, 0.5], "means": [-0.6, 0.6], "stds": [0.3, 0.3]},
+    "prior": {"name": "gaussian", "mean": 0.0, "std": 1.0},
+    "protocols": {"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}}},
+    "perturbations": {"shifted": {"name": "gaussian", "mean": 1.0, "std": 1.0}},
+    "estimator": "exact", "observers": ["thermodynamics", "response", "bounds"]}
 #: the import name of the built-in plugins (the repository's ``plugins/`` folder)
 BUILTIN_PACKAGE = "stochthermo_plugins"
 DISABLE_VARIABLE = "STOCHTHERMO_DISABLE_PLUGINS"
@@ -109,6 +119,8 @@ class Registry:
                 self._add(plugin, info, builtin=False)
         for name, plugin in (extra or {}).items():
             self._add(plugin, PluginInfo(name, "?", f"object {type(plugin).__name__}"), builtin=False)
+        if builtins:  # the tiny run that checks third-party observers is built from built-in plugins
+            self._check_observers()
 
     # ---- loading ---------------------------------------------------------------------------------
     def _add(self, plugin: object, info: PluginInfo, *, builtin: bool) -> None:
@@ -166,6 +178,44 @@ class Registry:
         if inspect.isabstract(cls):
             missing = ", ".join(sorted(cls.__abstractmethods__))
             raise PluginError(f"{kind} '{name}' ({cls.__name__}) is abstract: missing {missing}")
+
+    def _check_observers(self) -> None:
+        """Hold every third-party observer that needs no parameters to its declaration on a tiny run
+        (:data:`OBSERVER_TEST_SCENARIO`, :func:`stochthermo.testing.check_observer`): one that fails is left
+        out with its plugin, named with the reason. An observer the test scenario cannot host (a
+        :class:`ScenarioError` when it is built) is checked while it runs instead, as is one with parameters."""
+        from stochthermo.engine._build import build_scenario  # the registry is what builds scenarios
+        from stochthermo.engine._spec import parse_spec
+        from stochthermo.testing import check_observer
+
+        third_party = [(self.provider[("observer", name)], cls) for name, cls in self.classes["observer"].items()
+                       if not self.provider[("observer", name)].startswith("builtin.")
+                       and not any(p.required for p in parameters_of(cls))]
+        for plugin, cls in third_party:
+            if plugin not in self.plugins:  # left out already for another of its classes
+                continue
+            spec = {**OBSERVER_TEST_SCENARIO, "observers": [*OBSERVER_TEST_SCENARIO["observers"], cls.name]}
+            try:
+                scenario = build_scenario(parse_spec(yaml.safe_dump(spec), source="<observer check>"), self)
+            except ScenarioError:
+                continue
+            try:
+                check_observer(scenario, cls.name)
+            except ConformanceError as exc:
+                self._reject(plugin, f"observer '{cls.name}' fails conformance: {exc}")
+            except Exception as exc:  # any failure of a third-party class is reported, not raised
+                self._reject(plugin, f"observer '{cls.name}' fails on a tiny run: {type(exc).__name__}: {exc}")
+
+    def _reject(self, plugin: str, reason: str) -> None:
+        """Take a loaded third-party plugin out again, every class it registered, recording ``reason``."""
+        info = self.plugins.pop(plugin)
+        for kind, names in info.provides.items():
+            for name in names:
+                del self.classes[kind][name]
+                del self.provider[(kind, name)]
+                self.rejected[(kind, name)] = f"plugin {plugin} was not loaded: {reason}"
+        self._manager.unregister(name=plugin)
+        self.failures.append(PluginFailure(plugin, reason))
 
     # ---- lookup ----------------------------------------------------------------------------------
     def names(self, kind: str) -> list[str]:

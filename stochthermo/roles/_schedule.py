@@ -59,8 +59,9 @@ TEMPERATURE_CHECK_POINTS = 2001
 
 
 def schedule_problem(schedule: Schedule) -> str | None:
-    """What makes ``schedule`` invalid, or ``None``: the boundary values m_0 = 1, σ_0 = 0, and a non-negative,
-    defined temperature on [0, 1] (Eq. (24)). The one statement of that rule: the ``scheduled`` process
+    """What makes ``schedule`` invalid, or ``None``: the boundary values m_0 = 1, σ_0 = 0; m, σ, ∂m and ∂σ²
+    finite on [0, 1] and m > 0 before the end (parameters float64 represents: no overflow, no underflow); and a
+    non-negative, defined temperature on [0, 1] (Eq. (24)). The one statement of that rule: the ``scheduled`` process
     refuses such a schedule with it, and :func:`stochthermo.testing.check_schedule` fails with it."""
     s = torch.linspace(0, 1, TEMPERATURE_CHECK_POINTS, dtype=torch.float64)
     zero = s[:1]
@@ -68,6 +69,18 @@ def schedule_problem(schedule: Schedule) -> str | None:
     if abs(m0 - 1) > 1e-12 or abs(sigma0) > 1e-12:
         return (f"schedule '{schedule.name}' must start at m = 1, sigma = 0 (got m(0) = {m0:.6g}, "
                 f"sigma(0) = {sigma0:.6g})")
+    for name in ("m", "sigma", "dm", "dsigma2"):
+        values = getattr(schedule, name)(s)
+        bad = torch.nonzero(~torch.isfinite(values))
+        if len(bad):
+            at = float(s[bad[0, 0]])
+            return (f"schedule '{schedule.name}' has {name}(t/tau = {at:.4g}) = {float(values[bad[0, 0]])}: its "
+                    f"parameters are outside the range float64 represents")
+    vanished = torch.nonzero((schedule.m(s) == 0) & (s < 1))
+    if len(vanished):
+        at = float(s[vanished[0, 0]])
+        return (f"schedule '{schedule.name}' has m = 0 at t/tau = {at:.4g} < 1 (underflow): its parameters are "
+                f"outside the range float64 represents")
     temperature = schedule.temperature(s)
     if torch.isnan(temperature).any():
         at = float(s[torch.nonzero(torch.isnan(temperature))[0, 0]])

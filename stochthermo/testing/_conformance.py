@@ -7,7 +7,8 @@ failed check) with a message naming the plugin and what is wrong; none relies on
     def test_my_schedule():
         check_schedule(MySchedule(alpha=2.0))
 
-The registry runs :func:`check_schedule` and :func:`check_solver` on third-party classes when it loads them.
+The registry runs these checks on the third-party classes it loads that need no parameters, and
+:func:`~stochthermo.testing.check_observer` on their observers (docs/trust.md).
 
 ================================  ==========================================================================
 check                             what it verifies
