@@ -262,7 +262,9 @@ def test_sweep_stacks_variants_and_refuses_what_cannot_be_stacked(write_scenario
 def test_digits_scenario_relations_and_image_grids():
     scenario = load_scenario("scenarios/digits.yaml", overrides=["particles=128", "time_steps=8"])
     ds = simulate(scenario, device="cpu").isel(seed=0)
-    assert (ds.holds_response == 1).all() and (ds.holds_kinetic_cost == 1).all()
+    # at 128 particles the eta interval is wide: eta <= c_1 holds or is unresolved, never violated
+    assert ds.holds_response.isin([1, 2]).all() and (ds.holds_kinetic_cost == 1).all()
+    assert (ds.response_lower <= ds.response_upper).all()
     assert ds.forward_images.shape == (3, 5, 8, 64)
     assert "images" in available_figures(ds) and "cost_ratio" not in available_figures(ds)
     np.testing.assert_allclose(ds.schedule_cost_bound.sel(protocol="cond_ot"), 2 * 64, rtol=1e-9)

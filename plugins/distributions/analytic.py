@@ -11,13 +11,14 @@ from stochthermo.measures import GaussianMixture, as_vector, check_covariances
 
 
 class Gaussian(GaussianMixture):
-    """:math:`\\mathcal N(\\mu, \\sigma^2 I)` (``std``) or :math:`\\mathcal N(\\mu, \\Sigma)` (``covariance``);
-    a number for ``mean`` means one dimension, or ``dim`` dimensions with that mean in each (an isotropic prior
-    for image data: ``{name: gaussian, dim: 64}``)."""
+    """:math:`\\mathcal N(\\mu, \\sigma^2 I)` (``std``; a list of one per coordinate gives a diagonal
+    covariance) or :math:`\\mathcal N(\\mu, \\Sigma)` (``covariance``); a number for ``mean`` means one
+    dimension, or ``dim`` dimensions with that mean in each (an isotropic prior for image data:
+    ``{name: gaussian, dim: 64}``)."""
 
     name = "gaussian"
 
-    def __init__(self, mean: float | list[float] = 0.0, std: float | None = None,
+    def __init__(self, mean: float | list[float] = 0.0, std: float | list[float] | None = None,
                  covariance: list[list[float]] | None = None, dim: int | None = None):
         mu = as_vector(mean)
         if dim is not None:
@@ -29,10 +30,13 @@ class Gaussian(GaussianMixture):
         if std is not None and covariance is not None:
             raise ScenarioError("give at most one of 'std' and 'covariance'", key="std")
         if covariance is None:
-            std = 1.0 if std is None else std
-            if std <= 0:
-                raise ScenarioError(f"standard deviation must be > 0, got {std}", key="std")
-            cov = std**2 * torch.eye(len(mu), dtype=torch.float64)
+            stds = as_vector(1.0 if std is None else std)
+            if len(stds) not in (1, len(mu)):
+                raise ScenarioError(f"give one standard deviation or one per coordinate ({len(mu)}), got "
+                                    f"{len(stds)}", key="std")
+            if (stds <= 0).any():
+                raise ScenarioError(f"standard deviations must be > 0, got {std}", key="std")
+            cov = torch.diag((stds**2).expand(len(mu)).clone())
         else:
             cov = torch.tensor(covariance, dtype=torch.float64)
             if cov.shape != (len(mu), len(mu)):

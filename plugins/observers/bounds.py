@@ -12,7 +12,11 @@ relation                   inequality                                      equat
 ``geodesic``               :math:`W_2(P_0,P_\tau)^2/\tau \le L_\tau^2/\tau` (92)       all processes
 =========================  ==============================================  =========  ==================
 
-A relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot` its scale: the largest of the
+Where η is known within a confidence interval (the ``response`` observer's ``response_lower``,
+``response_upper``: in d ≥ 2 a measurement, docs/theory.md §4.3) and c_1 is of W_1 too (not ``sliced``),
+η ≤ c_1 *holds* when the whole interval lies below c_1, is *violated* when it lies wholly above, and is
+*unresolved* otherwise. Otherwise a relation *holds* when its slack is at least :math:`-\mathrm{rtol}\cdot`
+its scale: the largest of the
 magnitudes of its two sides, of the dissipation that bounds them (:math:`w_D` for integrated relations,
 :math:`\max_t T_t\dot S_t` for pointwise ones), for η and c_1 of :math:`\max_t W_1^2/(\tau D_0)`, and
 the float64 rounding of :math:`E|y|^2/\tau` (per τ for rates), so that two sides that both vanish (a static
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
-from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, RelationColumn, recorded
+from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, UNRESOLVED, VIOLATED, RelationColumn, recorded
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,15 @@ class Relation:
     conservative_only: bool
     #: derived for a reverse process that follows the exact velocity (not applicable to trained estimators)
     exact_only: bool
+    #: the confidence interval (lower, upper) of the smaller side, where it is a measurement with an error bar
+    smaller_interval: Callable[[dict], tuple[np.ndarray, np.ndarray]] | None = None
+
+
+def _eta_interval(response: dict) -> tuple[np.ndarray, np.ndarray]:
+    """η's confidence interval where c_1 is of the same distance, W_1 (not the sliced one: no interval then)."""
+    if str(response["wasserstein_1_method"]) == "sliced":
+        return np.array(np.nan), np.array(np.nan)
+    return response["response_lower"], response["response_upper"]
 
 
 def _thermo(key):
@@ -65,7 +78,7 @@ RELATIONS = (
     Relation("wasserstein_speed", "v_loss^2 <= v_2^2", "(82)", ("perturbation", "time"),
              _resp("loss_speed_squared"), _resp("reference_dissipation_rate"), True, True),
     Relation("response", "eta <= c_1", "(81)", ("perturbation",), _resp("response"), _resp("loss_cost"), False,
-             False),
+             False, lambda m: _eta_interval(m["response"])),
     Relation("dissipation", "c_1 <= w_D", "(81)", ("perturbation",), _resp("loss_cost"),
              _resp("reference_dissipation"), False, True),
     Relation("kinetic_cost", "c_1 <= c_2", "(83)", ("perturbation",), _resp("loss_cost"),
@@ -86,7 +99,8 @@ class Bounds(Observer):
     name = "bounds"
     consumes = {"thermodynamics": ("path_length_cost", "kinetic_cost", "geodesic_cost", "dissipation"),
                 "response": ("loss_speed_squared", "reference_dissipation_rate", "response", "loss_cost",
-                             "reference_dissipation", "wasserstein_1", "chi_square")}
+                             "reference_dissipation", "wasserstein_1", "chi_square", "response_lower",
+                             "response_upper", "wasserstein_1_method")}
 
     @classmethod
     def relation_columns(cls, ds):
@@ -139,10 +153,23 @@ class Bounds(Observer):
                 scale = np.maximum(scale, self._natural_scale(rel, run, measured))
                 worst = slack.min(axis=time_axes) if time_axes else slack
                 status = np.where(worst >= -self.rtol * scale, HOLDS, VIOLATED)
+                if rel.smaller_interval is not None:
+                    status = _interval_status(status, *rel.smaller_interval(measured), larger, self.rtol * scale)
             status = np.where(np.isnan(worst), NOT_APPLICABLE, status).astype(np.int8)
             out[f"slack_{rel.name}"] = slack
             out[f"holds_{rel.name}"] = status
         return out
+
+
+def _interval_status(status: np.ndarray, lower: np.ndarray, upper: np.ndarray, larger: np.ndarray,
+                     tolerance: np.ndarray) -> np.ndarray:
+    """A relation whose smaller side is known within [lower, upper]: holds if all of the interval does, violated
+    if none of it does, unresolved otherwise; the point status where there is no interval (NaN)."""
+    lower, upper = np.broadcast_arrays(lower, upper)
+    known = ~(np.isnan(lower) | np.isnan(upper))
+    by_interval = np.where(upper <= larger + tolerance, HOLDS,
+                           np.where(lower > larger + tolerance, VIOLATED, UNRESOLVED))
+    return np.where(known, by_interval, status)
 
 
 @hookimpl

@@ -58,7 +58,17 @@ import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.errors import did_you_mean
-from stochthermo.measures import ChiSquare, chi_square, optimal_coupling, sampling_bias, sliced_w1_and_rate, w1_and_rate
+from stochthermo.measures import (
+    ChiSquare,
+    change_bracket,
+    chi_square,
+    one_sided_z,
+    optimal_coupling,
+    sampling_bias,
+    sliced_w1_and_rate,
+    w1_and_rate,
+    w1_bracket,
+)
 from stochthermo.numerics import time_integral
 from stochthermo.roles import Column, Trajectory, recorded
 
@@ -70,6 +80,8 @@ COMMON_SUPPORT_MAX_DIM = 4
 PT = ("perturbation", "time")
 P = ("perturbation",)
 INFINITE_CHI_SQUARE = "NaN where the chi-square divergence D_0 is infinite (the relations say nothing)"
+NO_BRACKET = ("NaN where no bracket applies (weighted particles under a stochastic solver) or, for eta, where D_0 "
+              "is infinite")
 
 
 class Response(Observer):
@@ -77,7 +89,12 @@ class Response(Observer):
 
     name = "response"
 
-    def __init__(self, wasserstein: str = "auto", projections: int = 128, kl_proxy: bool = False):
+    def __init__(self, wasserstein: str = "auto", projections: int = 128, kl_proxy: bool = False,
+                 confidence: float = 0.95):
+        if not 0 < confidence < 1:
+            raise ScenarioError(f"must be in (0, 1), got {confidence}", key="confidence")
+        #: the joint confidence of the ΔW_1 and η intervals (every one-sided bound at (1 − confidence)/k)
+        self.confidence = confidence
         if wasserstein not in WASSERSTEIN_METHODS:
             raise ScenarioError(f"must be one of {', '.join(WASSERSTEIN_METHODS)}, got '{wasserstein}'"
                                 f"{did_you_mean(wasserstein, WASSERSTEIN_METHODS)}", key="wasserstein")
@@ -97,7 +114,12 @@ class Response(Observer):
         # a Monte Carlo D_0 shows its standard error beside it: nothing approximate is printed unmarked
         measured = "chi_square_stderr" in ds and bool((ds.chi_square_stderr != 0).any())
         d0_error = [Column("D_0 se", "chi_square_stderr", 11)] if measured else []
-        return recorded(ds, [Column("D_0", "chi_square", 10), *d0_error, Column("eta", "response", 20), *spread,
+        # a sampled eta shows its confidence interval beside it (1-D quadratures have an interval of width 0)
+        sampled = "response_upper" in ds and bool((ds.response_upper != ds.response_lower).any())
+        interval = ([Column("eta lo", "response_lower", 20.1), Column("eta hi", "response_upper", 20.2)]
+                    if sampled else [])
+        return recorded(ds, [Column("D_0", "chi_square", 10), *d0_error, Column("eta", "response", 20), *interval,
+                             *spread,
                              Column("c_1", "loss_cost", 30),
                              # high dimension: the paper reports eta in units of n_d (Fig. 8)
                              Column("eta/n_d", "response", 100, per="data_dimension")])
@@ -179,6 +201,22 @@ class Response(Observer):
                                                    "E_Q_t |nu_t|^2", "(80)"),
             "reference_dissipation": Variable((), "integrated kinetic energy of the true reverse process (the w_D "
                                               "that bounds c_1)", "1", "int E_Q_t |nu_t|^2 dt", "(81)"),
+            "wasserstein_1_change_lower": Variable(P, "lower confidence bound of Delta W_1", "1",
+                                                   "Delta W_1 lower", "(81)", nonfinite=NO_BRACKET,
+                                                   attrs={"confidence": self.confidence}),
+            "wasserstein_1_change_upper": Variable(P, "upper confidence bound of Delta W_1", "1",
+                                                   "Delta W_1 upper", "(81)", nonfinite=NO_BRACKET,
+                                                   attrs={"confidence": self.confidence}),
+            "response_lower": Variable(P, "lower confidence bound of the response", "1", "eta lower", "(81)",
+                                       nonfinite=NO_BRACKET, attrs={"confidence": self.confidence}),
+            "response_upper": Variable(P, "upper confidence bound of the response", "1", "eta upper", "(81)",
+                                       nonfinite=NO_BRACKET + "; infinite where D_0 may be 0 at this confidence",
+                                       attrs={"confidence": self.confidence}),
+            "wasserstein_1_bracket_method": Variable(P, "how each end of the W_1 bracket was obtained", "1", "",
+                                                     "(81)"),
+            "wasserstein_1_method": Variable((), "the distance of wasserstein_1, its rate, c_1 and the point eta "
+                                             "(exact, sliced or common_support; the bracket is always of W_1)",
+                                             "1", "", "(79)"),
             "wasserstein_1_bias_start": Variable((), "W_1 between two independent samples of the true start "
                                                  "law at the ensemble size (finite-sample bias)", "1",
                                                  "W_1(P_0^dagger_n, P_0^dagger_n')", "(79)",
@@ -213,7 +251,9 @@ class Response(Observer):
             out["wasserstein_1_change"].append(change)
             out["response"].append(change**2 / (tau * d0) if math.isfinite(d0) else np.nan)
             out["loss_cost"].append(time_integral(speed2, times))
+            self._bracket(run, name, w1, divergence, tau, out)
         result = {key: np.array(values) for key, values in out.items() if values}
+        result["wasserstein_1_method"] = np.array(self.method)
         result["reference_dissipation_rate"] = run.true.kinetic_energy().cpu().numpy()
         result["reference_dissipation"] = time_integral(result["reference_dissipation_rate"], times)
         n, device, dtype = len(run.true.weights), run.times.device, run.times.dtype
@@ -226,6 +266,60 @@ class Response(Observer):
             result[key] = np.array(sampling_bias(law, n, run.seed, projections=projections, device=device,
                                                  dtype=dtype))
         return result
+
+
+    def _bracket(self, run, name: str, w1: np.ndarray, divergence: ChiSquare, tau: float, out: dict) -> None:
+        """The confidence intervals of ΔW_1 and η (docs/theory.md §4.3), Bonferroni over every random bound so
+        that all hold together at ``confidence``: for coupled starts one bracket of ΔW_1 itself from the pairs
+        (:func:`stochthermo.measures.change_bracket`), else W_1 at each end bracketed apart
+        (:func:`stochthermo.measures.w1_bracket`); D_0 by its standard error. Exact (width 0) for 1-D quantile
+        ensembles under a deterministic solver, which are quadratures, not samples."""
+        true, perturbed = run.true, run.perturbed[name]
+        d0, d0_error = divergence.value, divergence.stderr
+        d0_bounds = 2 if math.isfinite(d0) and d0_error > 0 else 0
+        sample = all(bool(torch.all(t.weights == t.weights[0])) for t in (true, perturbed))
+        coupled = name in run.flows.coupled
+        if true.dim == 1 and not run.stochastic:
+            random_bounds = d0_bounds
+        elif sample:
+            random_bounds = d0_bounds + (2 if coupled else 4)
+        else:
+            for key in ("wasserstein_1_change_lower", "wasserstein_1_change_upper", "response_lower",
+                        "response_upper"):
+                out[key].append(np.nan)
+            out["wasserstein_1_bracket_method"].append("none: weighted particles are not a sample")
+            return
+        alpha = (1 - self.confidence) / max(random_bounds, 1)
+        antithetic = run.flows.sampling == "antithetic"
+        seed = run.streams.seed_of(f"{self.name}.bracket.{name}")
+        if true.dim == 1 and not run.stochastic:
+            low = high = float(w1[0] - w1[-1])
+            method = "quadrature (1-D quantile ensembles)"
+        elif coupled:
+            change = change_bracket((true.positions[0], perturbed.positions[0]),
+                                    (true.positions[-1], perturbed.positions[-1]), alpha=alpha, seed=seed,
+                                    antithetic=antithetic)
+            low, high = change.lower.bound, change.upper.bound
+            method = f"upper: {change.upper.method}; lower: {change.lower.method} (each at {alpha:.3g})"
+        else:
+            end, start = (w1_bracket(true.positions[k], perturbed.positions[k], alpha_lower=alpha, alpha_upper=alpha,
+                                     paired=False, antithetic=antithetic, seed=seed + k) for k in (0, -1))
+            low, high = end.lower.bound - start.upper.bound, end.upper.bound - start.lower.bound
+            method = (f"W_1 at t = 0: upper {end.upper.method}, lower {end.lower.method}; at t = tau: upper "
+                      f"{start.upper.method}, lower {start.lower.method} (each at {alpha:.3g})")
+        out["wasserstein_1_change_lower"].append(low)
+        out["wasserstein_1_change_upper"].append(high)
+        out["wasserstein_1_bracket_method"].append(method)
+        if not math.isfinite(d0):
+            out["response_lower"].append(np.nan)
+            out["response_upper"].append(np.nan)
+            return
+        z = one_sided_z(alpha) if d0_error > 0 else 0.0
+        d0_low, d0_high = d0 - z * d0_error, d0 + z * d0_error
+        square_low = 0.0 if low <= 0 <= high else min(low**2, high**2)
+        square_high = max(low**2, high**2)
+        out["response_lower"].append(square_low / (tau * d0_high))
+        out["response_upper"].append(square_high / (tau * d0_low) if d0_low > 0 else math.inf)
 
 
 def _common_support_problem(setup) -> str | None:

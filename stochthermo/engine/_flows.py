@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from stochthermo.measures._bracket import coupled_ensemble
 from stochthermo.measures._ensemble import Ensemble, make_ensemble
 from stochthermo.numerics._streams import RandomStreams
 from stochthermo.roles._distribution import Distribution
@@ -45,7 +46,14 @@ def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
     forward_apart = solver.stochastic and forward_solver is not None
     if separate_forward and not forward_apart:
         exact[("forward",)] = ensemble(process.end_distribution())
-    estimated = {("perturbed", name): ensemble(law) for name, law in perturbations.items()}
+    estimated, coupled = {}, set()
+    for name, law in perturbations.items():
+        # in d >= 2 a Gaussian perturbed start is the transport-map image of the true start's particles, so the
+        # two flows' particles are pairs of one coupling (the W_1 bracket's upper bound, docs/theory.md §4.3)
+        image = coupled_ensemble(true_start, law, exact[("true",)]) if law.dim > 1 else None
+        estimated[("perturbed", name)] = ensemble(law) if image is None else image
+        if image is not None:
+            coupled.add(name)
     # a stochastic solver gets a seeded generator and drives every ensemble (each of `particles` particles) with
     # common random numbers
     options = ({"generator": RandomStreams(seed).generator("solver", device=device),
@@ -67,4 +75,5 @@ def transport(estimator: Estimator, solver: Solver, *, true_start: Distribution,
         equation = process_equation(process)
         forward = run_flows(lambda x0, save_times: forward_solver.solve(equation, x0, save_times), start,
                             times)[("forward",)]
-    return Flows(true, {name: flows[("perturbed", name)] for name in perturbations}, forward)
+    return Flows(true, {name: flows[("perturbed", name)] for name in perturbations}, forward, frozenset(coupled),
+                 sampling)

@@ -1,8 +1,19 @@
 """Measurements of probability laws a plugin may call: particle ensembles, Wasserstein distances and the
-rate of W_1 along two flows, Pearson χ², semi-discrete optimal transport and Laguerre cells, the prior error,
-the long-time probability-flow map and the ODE–SDE bound for affine dynamics.
+rate of W_1 along two flows, a confidence bracket on W_1 in any dimension, Pearson χ², semi-discrete optimal
+transport and Laguerre cells, the prior error, the long-time probability-flow map and the ODE–SDE bound for
+affine dynamics.
 """
 
+from stochthermo.measures._bracket import (
+    CRITICS,
+    Bracket,
+    OneSided,
+    change_bracket,
+    coupled_ensemble,
+    gaussian_transport_map,
+    one_sided_z,
+    w1_bracket,
+)
 from stochthermo.measures._divergence import ChiSquare, chi_square, isotropic_kl
 from stochthermo.measures._ensemble import (
     SAMPLINGS,
@@ -13,7 +24,14 @@ from stochthermo.measures._ensemble import (
     unit_cube_points,
 )
 from stochthermo.measures._laguerre import LaguerreCells, NewtonResult, cell_masses, laguerre_cells, newton_dual_weights
-from stochthermo.measures._laws import GaussianMixture, PointCloud, as_points, as_vector, check_covariances
+from stochthermo.measures._laws import (
+    GaussianMixture,
+    PointCloud,
+    as_points,
+    as_vector,
+    check_covariances,
+    gaussian_parameters,
+)
 from stochthermo.measures._long_time import (
     FLOW_STEPS,
     jacobian_asymmetry,
@@ -46,6 +64,15 @@ from stochthermo.measures._wasserstein import (
 )
 
 __all__ = [
+    "Bracket",
+    "CRITICS",
+    "OneSided",
+    "change_bracket",
+    "coupled_ensemble",
+    "gaussian_parameters",
+    "gaussian_transport_map",
+    "one_sided_z",
+    "w1_bracket",
     "GaussianMixture",
     "PointCloud",
     "as_points",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stochthermo.measures._laws import gaussian_parameters
 from stochthermo.numerics._gaussian import chi_square_gaussians
 from stochthermo.roles._distribution import Distribution
 
@@ -37,8 +38,6 @@ KL_PROXY = ("approximation: 2 KL between isotropic Gaussian fits (paper G21), us
             "has no density and no exact method applies")
 #: how D_0 is labelled where a mixture's components coincide to rounding (cosine's m_τ = cos(π/2) is 6e-17, not 0)
 COINCIDENT = "closed form (two Gaussians; mixture components that coincide to rounding counted as one)"
-#: components coincide when their means and covariances differ by less than this, relative to the covariance's scale
-COINCIDENCE = 1e-12
 QUADRATURE_TOLERANCE = 1e-12
 #: absolute tolerance per piece: pieces between nearly coincident break points carry almost no mass
 ABSOLUTE_TOLERANCE = 1e-16
@@ -78,7 +77,7 @@ def chi_square(perturbed: Distribution, reference: Distribution, *, kl_proxy: bo
         return ChiSquare(value, "closed form (two Gaussians)")
     if perturbed.dim == 1:
         return ChiSquare(_quadrature_1d(perturbed, reference), "tanh-sinh quadrature")
-    p_one, r_one = _single_gaussian(p_mix), _single_gaussian(r_mix)
+    p_one, r_one = gaussian_parameters(perturbed), gaussian_parameters(reference)
     if p_one is not None and r_one is not None:
         return ChiSquare(chi_square_gaussians(*p_one, *r_one), COINCIDENT)
     if perturbed.dim == 2 and p_mix is not None and r_mix is not None:
@@ -107,21 +106,6 @@ def _monte_carlo(perturbed: Distribution, reference: Distribution, samples: int,
     note = (" (the ratio's variance is infinite: no Gaussian error bar)" if heavy
             else f" (standard error {stderr:.3g})")
     return ChiSquare(value, f"Monte Carlo: E[P~/P] - 1 over {samples} draws of the perturbed start{note}", stderr)
-
-
-def _single_gaussian(mixture) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(mean, covariance) of a Gaussian mixture whose components all coincide to rounding (means within
-    ``COINCIDENCE`` of the largest standard deviation, covariances within ``COINCIDENCE`` of their largest entry):
-    the law is then that one Gaussian, up to rounding. ``None`` for anything else."""
-    if mixture is None:
-        return None
-    means, covariances = mixture.means, mixture.covariances
-    scale = float(covariances.abs().amax())
-    if scale == 0 or float((covariances - covariances[0]).abs().amax()) > COINCIDENCE * scale:
-        return None
-    if float((means - means[0]).norm(dim=1).max()) > COINCIDENCE * math.sqrt(scale):
-        return None
-    return mixture.weights @ means, covariances[0]
 
 
 def isotropic_kl(perturbed: Distribution, reference: Distribution) -> float:

@@ -17,6 +17,9 @@ from stochthermo.numerics._quantile_flow import MAX_NORMAL_SCORE, mixture_quanti
 from stochthermo.roles._distribution import Distribution, MixtureStructure, PointCloudStructure, gaussian_components
 
 WEIGHT_TOLERANCE = 1e-9
+#: mixture components coincide when their means and covariances differ by less than this, relative to the
+#: covariance's scale
+COINCIDENCE = 1e-12
 
 
 def as_points(values: list, key: str) -> torch.Tensor:
@@ -39,6 +42,23 @@ def check_covariances(covariances: torch.Tensor, key: str) -> None:
         raise ScenarioError("covariance matrices must be symmetric", key=key)
     if torch.linalg.eigvalsh(covariances).min() <= 0:
         raise ScenarioError("covariance matrices must be positive definite", key=key)
+
+
+def gaussian_parameters(law: Distribution) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(mean, covariance) of a law that is one Gaussian: a Gaussian mixture of one component, or one whose
+    components all coincide to rounding (means within ``COINCIDENCE`` of the largest standard deviation,
+    covariances within ``COINCIDENCE`` of their largest entry: the end law of the cosine schedule, whose
+    m_τ = cos(π/2) is 6e-17, not 0). ``None`` for anything else."""
+    mixture = law.mixture()
+    if mixture is None:
+        return None
+    means, covariances = mixture.means, mixture.covariances
+    scale = float(covariances.abs().amax())
+    if scale == 0 or float((covariances - covariances[0]).abs().amax()) > COINCIDENCE * scale:
+        return None
+    if float((means - means[0]).norm(dim=1).max()) > COINCIDENCE * scale**0.5:
+        return None
+    return mixture.weights.to(means) @ means, covariances[0]
 
 
 class GaussianMixture(Distribution):

@@ -13,10 +13,9 @@ import xarray as xr
 from stochthermo.engine._registry import Registry, default_registry
 from stochthermo.present._columns import relation_columns, summary_columns
 from stochthermo.roles._declarations import Column, RelationColumn
-from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, VIOLATED
+from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, UNRESOLVED, VIOLATED
 
-STATUS_TEXT = {HOLDS: "ok", VIOLATED: "FAIL", NOT_APPLICABLE: "n/a"}
-UNRESOLVED = "unres"
+STATUS_TEXT = {HOLDS: "ok", VIOLATED: "FAIL", NOT_APPLICABLE: "n/a", UNRESOLVED: "unres"}
 #: how many standard errors of the seed mean separate a resolved relation from 0
 RESOLUTION_STANDARD_ERRORS = 2.0
 
@@ -30,6 +29,8 @@ def _status(ds: xr.Dataset, column: RelationColumn, where: dict) -> str:
     """The row's status of a relation (:class:`~stochthermo.RelationColumn`)."""
     values = np.atleast_1d(_selected(ds, column.variable, where).values)
     if not (values == VIOLATED).any():
+        if (values == UNRESOLVED).any():
+            return STATUS_TEXT[UNRESOLVED]
         return STATUS_TEXT[HOLDS] if (values == HOLDS).any() else STATUS_TEXT[NOT_APPLICABLE]
     if column.slack is None or column.slack not in ds or ds.sizes.get("seed", 1) < 2:
         return STATUS_TEXT[VIOLATED]
@@ -40,7 +41,7 @@ def _status(ds: xr.Dataset, column: RelationColumn, where: dict) -> str:
     mean, error = per_seed.mean(), per_seed.std(ddof=1) / np.sqrt(len(per_seed))
     if mean + RESOLUTION_STANDARD_ERRORS * error < 0:
         return STATUS_TEXT[VIOLATED]
-    return STATUS_TEXT[HOLDS] if mean - RESOLUTION_STANDARD_ERRORS * error > 0 else UNRESOLVED
+    return STATUS_TEXT[HOLDS] if mean - RESOLUTION_STANDARD_ERRORS * error > 0 else STATUS_TEXT[UNRESOLVED]
 
 
 def _value(ds: xr.Dataset, name: str, **where) -> float:
@@ -92,7 +93,7 @@ def relation_counts(ds: xr.Dataset, registry: Registry | None = None) -> dict[st
     _, rows = summary_table(ds, registry)
     count = len(relation_columns(ds, registry or default_registry()))
     statuses = [status for row in rows for status in row[len(row) - count:]] if count else []
-    named = ((STATUS_TEXT[HOLDS], "hold"), (STATUS_TEXT[VIOLATED], "violated"), (UNRESOLVED, "unresolved"),
+    named = ((STATUS_TEXT[HOLDS], "hold"), (STATUS_TEXT[VIOLATED], "violated"), (STATUS_TEXT[UNRESOLVED], "unresolved"),
              (STATUS_TEXT[NOT_APPLICABLE], "not applicable"))
     return {text: statuses.count(code) for code, text in named}
 

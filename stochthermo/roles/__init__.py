@@ -33,7 +33,7 @@ from stochthermo.roles._estimator import Estimator
 from stochthermo.roles._observer import SWEEP_DIMS, Flows, Observer, Run, Variable
 from stochthermo.roles._process import ForwardProcess
 from stochthermo.roles._protocol import DrivingProtocol, Setup
-from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, RelationStatus
+from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, UNRESOLVED, VIOLATED, RelationStatus
 from stochthermo.roles._schedule import Schedule, schedule_problem
 from stochthermo.roles._solver import Solver
 from stochthermo.roles._trajectory import Trajectory
@@ -70,6 +70,7 @@ __all__ = [
     "Solver",
     "Trained",
     "Trajectory",
+    "UNRESOLVED",
     "VIOLATED",
     "Variable",
     "categorical_from_uniform",

@@ -63,6 +63,11 @@ class Flows:
     #: ensemble where the protocol's solver is stochastic); ``true`` itself when that starts from P_τ and the
     #: solver is deterministic
     forward: Trajectory
+    #: the perturbations whose start particles are the image of the true start's under the Gaussian transport map
+    #: (row i of both ensembles is one draw of a coupling of the two starts, i.i.d. over i)
+    coupled: frozenset[str] = frozenset()
+    #: how the d >= 2 particles were chosen (``random``, ``sobol``, ``antithetic``)
+    sampling: str = "random"
 
 
 @dataclass(frozen=True)
