@@ -269,3 +269,14 @@ def test_digits_scenario_relations_and_image_grids():
     assert "images" in available_figures(ds) and "cost_ratio" not in available_figures(ds)
     np.testing.assert_allclose(ds.schedule_cost_bound.sel(protocol="cond_ot"), 2 * 64, rtol=1e-9)
     np.testing.assert_allclose(ds.schedule_cost_bound.sel(protocol="cosine"), math.pi**2 * 64 / 4, rtol=1e-9)
+
+
+def test_digits_784_measures_eta_with_an_interval():
+    """digits_784.yaml at reduced size: 28 x 28 images (n_d = 784), the η interval around the point η's range
+    and the relation η ≤ c_1 read from it (holds or unresolved, never violated for the exact velocity)."""
+    scenario = load_scenario("scenarios/digits_784.yaml", overrides=["particles=64", "time_steps=4",
+                                                                     "observers=[thermodynamics, response, bounds]"])
+    ds = simulate(scenario, device="cpu").isel(seed=0)
+    assert ds.sizes["protocol"] == 2 and scenario.setup.data.dim == 784
+    assert (ds.response_lower <= ds.response_upper).all() and (ds.response_lower >= 0).all()
+    assert ds.holds_response.isin([1, 2]).all()

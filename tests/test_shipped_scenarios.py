@@ -8,8 +8,8 @@ import pytest
 from stochthermo import ScenarioError, load_scenario
 
 ROOT = Path(__file__).parents[1]
-SHIPPED = ["anisotropic.yaml", "digits.yaml", "gmm.yaml", "gmm_learned.yaml", "high_dim.yaml", "ode_sde_gap.yaml",
-           "prior_error.yaml", "score_matching.yaml", "stochastic.yaml", "swiss_roll.yaml",
+SHIPPED = ["anisotropic.yaml", "digits.yaml", "digits_784.yaml", "gmm.yaml", "gmm_learned.yaml", "high_dim.yaml",
+           "ode_sde_gap.yaml", "prior_error.yaml", "score_matching.yaml", "stochastic.yaml", "swiss_roll.yaml",
            "swiss_roll_learned.yaml"]
 
 

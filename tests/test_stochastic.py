@@ -3,6 +3,7 @@ estimator against the closed-form end laws of its ODE and SDE for Gaussian data 
 trajectory entropy production against the Fokker–Planck entropy production and the integral fluctuation
 theorem, and stochastic generation through the observers."""
 
+import json
 import math
 
 import numpy as np
@@ -468,3 +469,14 @@ def test_forward_quantities_are_measured_once_whatever_the_sampler():
         np.testing.assert_array_equal(ds[name].sel(protocol="sde").values, ds[name].sel(protocol="ode").values,
                                       err_msg=name)
     assert not np.array_equal(ds.wasserstein_1.sel(protocol="sde"), ds.wasserstein_1.sel(protocol="ode"))
+    # the output says which quantities are the forward process's alone, and which protocols share one
+    assert json.loads(ds.attrs["forward_processes"]) == [["ode", "sde"]]
+    assert "forward process alone" in ds.kinetic_cost.attrs["measured_on"]
+    assert "measured_on" not in ds.wasserstein_1.attrs
+    # a deterministic protocol gives every seed the same eta: its standard error reads "exact", not 0
+    from stochthermo.present._summary import summary_table
+
+    header, rows = summary_table(ds)
+    column = header.index("eta se")
+    assert [row[column] for row in rows if row[0] == "ode"] == ["exact"] * len(ds.perturbation)
+    assert all(row[column] != "exact" for row in rows if row[0] == "sde")

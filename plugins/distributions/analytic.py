@@ -35,7 +35,8 @@ class Gaussian(GaussianMixture):
                 raise ScenarioError(f"give one standard deviation or one per coordinate ({len(mu)}), got "
                                     f"{len(stds)}", key="std")
             if (stds <= 0).any():
-                raise ScenarioError(f"standard deviations must be > 0, got {std}", key="std")
+                raise ScenarioError(f"standard deviation{'s' if len(stds) > 1 else ''} must be > 0, got {std}",
+                                    key="std")
             cov = torch.diag((stds**2).expand(len(mu)).clone())
         else:
             cov = torch.tensor(covariance, dtype=torch.float64)

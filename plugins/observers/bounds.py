@@ -154,7 +154,11 @@ class Bounds(Observer):
                 worst = slack.min(axis=time_axes) if time_axes else slack
                 status = np.where(worst >= -self.rtol * scale, HOLDS, VIOLATED)
                 if rel.smaller_interval is not None:
-                    status = _interval_status(status, *rel.smaller_interval(measured), larger, self.rtol * scale)
+                    lower, upper = rel.smaller_interval(measured)
+                    # rounding is judged on the sides' own magnitudes: the dissipation in `scale` can exceed η
+                    # and c_1 by orders of magnitude (a large D_0), and would swallow the interval
+                    own = np.maximum(np.abs(larger), np.where(np.isfinite(upper), np.abs(upper), 0.0))
+                    status = _interval_status(status, lower, upper, larger, self.rtol * own)
             status = np.where(np.isnan(worst), NOT_APPLICABLE, status).astype(np.int8)
             out[f"slack_{rel.name}"] = slack
             out[f"holds_{rel.name}"] = status

@@ -118,7 +118,11 @@ class Response(Observer):
         sampled = "response_upper" in ds and bool((ds.response_upper != ds.response_lower).any())
         interval = ([Column("eta lo", "response_lower", 20.1), Column("eta hi", "response_upper", 20.2)]
                     if sampled else [])
-        return recorded(ds, [Column("D_0", "chi_square", 10), *d0_error, Column("eta", "response", 20), *interval,
+        # the KL proxy (G21) is not a measurement of D_0: its column says so
+        proxy = "chi_square_method" in ds and any(str(m).startswith("approximation")
+                                                  for m in np.ravel(ds.chi_square_method.values))
+        d0 = Column("D_0 (KL proxy)" if proxy else "D_0", "chi_square", 10)
+        return recorded(ds, [d0, *d0_error, Column("eta", "response", 20), *interval,
                              *spread,
                              Column("c_1", "loss_cost", 30),
                              # high dimension: the paper reports eta in units of n_d (Fig. 8)

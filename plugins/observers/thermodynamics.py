@@ -31,6 +31,11 @@ SPLITS = ("auto", "grid")
 MIN_CELLS_PER_WIDTH = 2.0
 
 
+#: the attribute of a forward quantity (a property of the forward process, whatever the sampler)
+FORWARD_ONLY = ("the forward process alone (the same for every protocol of one process, whatever its solver: "
+                "see the dataset attribute forward_processes)")
+
+
 class Thermodynamics(Observer):
     """Temperature, entropy production, Wasserstein speed, the housekeeping part and the costs c_2, w_D,
     L_τ, W_2²/τ. ``split``: ``auto`` (exact for conservative processes, grid otherwise) or ``grid``. The
@@ -93,7 +98,7 @@ class Thermodynamics(Observer):
             self.grids[protocol.name] = grids
 
     def variables(self):
-        return {
+        variables = {
             "temperature": Variable(T, "temperature", "1", "T_t", "(22)", nonfinite=(
                 "T_t diverges where m_t = 0 (t = tau for cosine and cond_ot) and is undefined (NaN) for the "
                 "optimal-transport protocol")),
@@ -117,6 +122,10 @@ class Thermodynamics(Observer):
             "geodesic_cost": Variable((), "squared W_2 distance between P_0 and P_tau over tau", "1",
                                       "W_2(P_0,P_tau)^2/tau", "(92)"),
         }
+        # every one of them is a property of the forward process alone: equal for protocols that share it
+        for var in variables.values():
+            var.attrs["measured_on"] = FORWARD_ONLY
+        return variables
 
     def observe(self, run, measured):
         times = run.times.cpu().numpy()

@@ -109,6 +109,15 @@ def variable_attributes(var: Variable) -> dict:
     return attrs
 
 
+def forward_processes(raw: dict) -> list[list[str]]:
+    """The protocols grouped by their forward process (equal ``process`` specifications): the quantities of the
+    forward process alone (``measured_on``) are the same within a group, whatever each protocol's solver."""
+    groups: dict[str, list[str]] = {}
+    for name, entry in raw.get("protocols", {}).items():
+        groups.setdefault(json.dumps(entry.get("process"), sort_keys=True), []).append(name)
+    return list(groups.values())
+
+
 def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) -> dict:
     registry, spec = scenario.registry, scenario.spec
     plugins = {info.name: {"version": info.version, "source": info.source} for info in registry.plugins.values()}
@@ -138,5 +147,6 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "particles": scenario.particles,
         "particle_sampling": scenario.setup.particle_sampling,
         "reverse_start": scenario.reverse_start,
+        "forward_processes": json.dumps(forward_processes(spec.raw)),
         "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
     }

@@ -78,9 +78,20 @@ def summary_table(ds: xr.Dataset, registry: Registry | None = None, *,
             for perturbation in ds.perturbation.values:
                 where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
                 rows.append([*(str(v) for v in labels), str(protocol), str(perturbation),
-                             *(_shown(_column_value(ds, c, where), formatted) for c in columns),
+                             *(_cell(ds, c, where, formatted) for c in columns),
                              *(_status(ds, r, where) for r in relations)])
     return header, rows
+
+
+def _cell(ds: xr.Dataset, column: Column, where: dict, formatted: bool) -> str | float:
+    """A column's entry; a standard error over seeds that all gave the same number (a deterministic protocol)
+    reads ``exact`` in the formatted table, not 0."""
+    value = _column_value(ds, column, where)
+    if formatted and column.statistic == "stderr" and value == 0:
+        values = _selected(ds.isel(column.position) if column.position else ds, column.variable, where).values
+        if np.all(values == np.ravel(values)[0]):
+            return "exact"
+    return _shown(value, formatted)
 
 
 def _shown(value: float, formatted: bool) -> str | float:
