@@ -65,11 +65,22 @@ def test_velocity_is_the_formula_applied_to_the_model(pipeline, prediction_type)
     torch.testing.assert_close(estimator.velocity(t, x), expected, rtol=1e-10, atol=1e-10)
 
 
-def test_timesteps_are_not_truncated(pipeline):
-    root, _ = pipeline
+def test_timesteps_are_not_truncated(pipeline, monkeypatch):
+    """The model receives the fractional timestep k = (t/τ)N − 1 = 402.7 at t = 0.4037, not 402 (the velocity
+    alone would not tell: its m_t and σ_t change with t whatever timestep the network sees)."""
+    root, unet = pipeline
     estimator = _estimator(root)
+    seen = []
+    original = type(unet).forward
+
+    def spy(self, sample, timestep, *args, **kwargs):
+        seen.append(torch.as_tensor(timestep).detach().to(torch.float64).clone())
+        return original(self, sample, timestep, *args, **kwargs)
+
+    monkeypatch.setattr(type(unet), "forward", spy)
     x = torch.randn(3, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    assert not torch.allclose(estimator.velocity(0.4037, x), estimator.velocity(0.4030, x))  # k 402.7 vs 402.0
+    estimator.velocity(0.4037, x)
+    assert seen and all(torch.allclose(k, torch.full_like(k, 402.7), rtol=0, atol=1e-9) for k in seen)
 
 
 @pytest.mark.parametrize("change, message", [
