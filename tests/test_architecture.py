@@ -18,7 +18,7 @@ import yaml
 from test_plugin_guide import GaussianInterpolation
 
 from conftest import run_dict, scenario_dict
-from stochthermo import ConformanceError, Observer, Variable, hookimpl
+from stochthermo import ConformanceError, Observer, Variable, hookimpl, load_scenario
 from stochthermo.cli import KIND_NAMES, main
 from stochthermo.engine._build import Sweep, parse_scenario
 from stochthermo.engine._executors import TaskFailures
@@ -455,3 +455,17 @@ def test_docs_references_resolve():
             assert not outside.search(path.read_text()), f"{path.name} cites a file outside the repository"
         for test_file in re.findall(r"tests/\w+\.py", path.read_text()):
             assert (ROOT / test_file).exists(), f"{path.name} cites {test_file}, which does not exist"
+
+
+def test_the_summary_counts_the_independent_relation_checks():
+    """gmm.yaml's 84 cells carry 39 independent checks: per protocol (80), (81) η ≤ c_1 and (81) c_1 ≤ w_D for each
+    of the 4 starts, and (92) for W_2 once; (82) and (83) repeat (80) and c_1 ≤ w_D (a gradient field in 1-D),
+    (92) for L holds by construction."""
+    from stochthermo.present._summary import independent_relations
+
+    ds = simulate(load_scenario("scenarios/gmm.yaml", overrides=["particles=512", "time_steps=24"]), device="cpu")
+    independent, applicable, reasons = independent_relations(ds)
+    assert (independent, applicable) == (39, 84)
+    assert "(82) repeats (80)" in reasons and "(83) repeats (81)c1<=wD" in reasons
+    assert any(r.startswith("(92)L holds by construction") for r in reasons)
+    assert "independent checks: 39 of the 84 cells that apply" in format_summary(ds)

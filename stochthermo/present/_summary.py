@@ -104,9 +104,54 @@ def relation_counts(ds: xr.Dataset, registry: Registry | None = None) -> dict[st
     _, rows = summary_table(ds, registry)
     count = len(relation_columns(ds, registry or default_registry()))
     statuses = [status for row in rows for status in row[len(row) - count:]] if count else []
-    named = ((STATUS_TEXT[HOLDS], "hold"), (STATUS_TEXT[VIOLATED], "violated"), (STATUS_TEXT[UNRESOLVED], "unresolved"),
-             (STATUS_TEXT[NOT_APPLICABLE], "not applicable"))
+    named = ((STATUS_TEXT[HOLDS], "hold"), (STATUS_TEXT[VIOLATED], "violated"),
+             (STATUS_TEXT[UNRESOLVED], "unresolved"), (STATUS_TEXT[NOT_APPLICABLE], "not applicable"))
     return {text: statuses.count(code) for code, text in named}
+
+
+def independent_relations(ds: xr.Dataset, registry: Registry | None = None) -> tuple[int, int, list[str]]:
+    """(independent, applicable, reasons): of the relation cells that apply, how many are independent checks. A
+    cell is not when its relation holds by construction of the numerics (``RelationColumn.by_construction``), or
+    when its slack equals, bit for bit in that row, the slack of a column before it (the same two arrays compared:
+    (82) repeats (80) and (83) repeats c_1 ≤ w_D wherever the velocity is a gradient field), or when its relation
+    does not depend on the perturbation and an earlier row of the same protocol showed it ((92))."""
+    columns = relation_columns(ds, registry or default_registry())
+    sweep = _sweep_dims(ds)
+    independent = applicable = 0
+    reasons: dict[str, None] = {}
+    shown: set[tuple] = set()  # (sweep labels, protocol, header) of relations without a perturbation dim
+    for labels in itertools.product(*(ds[d].values for d in sweep)):
+        for protocol in ds.protocol.values:
+            for perturbation in ds.perturbation.values:
+                where = {**dict(zip(sweep, labels, strict=True)), "protocol": protocol, "perturbation": perturbation}
+                seen = []
+                for column in columns:
+                    if _status(ds, column, where) == STATUS_TEXT[NOT_APPLICABLE]:
+                        continue
+                    applicable += 1
+                    slack = (_selected(ds, column.slack, where).values if column.slack and column.slack in ds
+                             else None)
+                    # the same comparison: slacks over the same dims, equal bit for bit (two slacks that are both
+                    # exactly 0, e.g. equalities of OT, are a coincidence of values, not one comparison)
+                    repeats = next((c for c, s in seen if slack is not None and np.any(slack != 0)
+                                    and ds[c.slack].dims == ds[column.slack].dims
+                                    and np.array_equal(s, slack, equal_nan=True)), None)
+                    per_protocol = (slack is None or "perturbation" not in ds[column.slack].dims) and (
+                        "perturbation" not in ds[column.variable].dims)
+                    cell = (tuple(labels), protocol, column.header)
+                    if column.by_construction:
+                        reasons[f"{column.header} {column.by_construction}"] = None
+                    elif per_protocol and cell in shown:
+                        reasons[f"{column.header} is one per protocol, shown in each perturbation's row"] = None
+                    elif repeats is not None:
+                        reasons[f"{column.header} repeats {repeats.header}"] = None
+                    else:
+                        independent += 1
+                    if slack is not None:
+                        seen.append((column, slack))
+                    if per_protocol:
+                        shown.add(cell)
+    return independent, applicable, list(reasons)
 
 
 def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:
@@ -119,6 +164,10 @@ def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:
     lines.append("")
     lines.append("relations: " + ", ".join(f"{n} {text}" for text, n in counts.items())
                  + (" -- SEE FAIL ABOVE" if counts["violated"] else ""))
+    independent, applicable, reasons = independent_relations(ds, registry)
+    if applicable > independent:
+        lines.append(f"independent checks: {independent} of the {applicable} cells that apply ("
+                     + "; ".join(reasons) + ")")
     lines.extend(reference_lines(ds))
     return "\n".join(lines)
 

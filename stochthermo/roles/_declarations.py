@@ -45,6 +45,9 @@ class RelationColumn:
     variable: str
     order: float
     slack: str | None = None
+    #: why the relation holds by construction of the numerics, where it does (it then adds no independent
+    #: check: the summary counts it apart)
+    by_construction: str | None = None
 
 
 #: a figure of a Dataset: ``figure(ds) -> matplotlib.figure.Figure``
