@@ -111,11 +111,12 @@ def test_every_critic_is_one_lipschitz(dim):
 def test_the_interval_status_of_eta():
     from stochthermo_plugins.observers.bounds import _interval_status
 
-    point = np.array([HOLDS, HOLDS, HOLDS, VIOLATED])
-    lower = np.array([0.1, 0.1, 0.6, np.nan])
-    upper = np.array([0.4, 0.6, 0.9, np.nan])
-    status = _interval_status(point, lower, upper, np.full(4, 0.5), np.zeros(4))
-    assert status.tolist() == [HOLDS, UNRESOLVED, VIOLATED, VIOLATED]
+    point = np.array([HOLDS, HOLDS, VIOLATED, HOLDS, VIOLATED])
+    lower = np.array([0.1, 0.1, 0.6, 0.6, np.nan])
+    upper = np.array([0.4, 0.6, 0.9, 0.9, np.nan])
+    status = _interval_status(point, lower, upper, np.full(5, 0.5), np.zeros(5))
+    # the fourth: the interval lies above c_1 but the point eta does not: two estimates disagree, unresolved
+    assert status.tolist() == [HOLDS, UNRESOLVED, VIOLATED, UNRESOLVED, VIOLATED]
 
 
 def _embedded(dim: int, particles: int) -> dict:

@@ -18,41 +18,45 @@ from stochthermo.roles._equation import process_equation
 from stochthermo.roles._trajectory import run_flows
 from stochthermo_plugins.solvers import RungeKutta4
 
-#: the strategies draw perturbations lighter-tailed than N(0, 1), the end law of these schedules; the
-#: ornstein_uhlenbeck end law N(., 1/2 + e^-2/2) is narrower, and perturbations near its chi-square finiteness
-#: boundary (s^2 -> 2v) make the D_0 quadrature fail to converge (a known limit, not an inequality); it has
-#: its own closed-form tests in tests/test_stochastic.py
-SCHEDULES = [name for name in default_registry().names("schedule") if name != "ornstein_uhlenbeck"]
+#: every built-in schedule; ornstein_uhlenbeck's end law N(., e^-2 s^2 + (1 - e^-2)/2) is narrower than N(0, 1),
+#: so some perturbations have D_0 = ∞ against it: the loss relations then say nothing (n/a), never FAIL
+SCHEDULES = default_registry().names("schedule")
 PROPERTY = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+#: the relations of the loss, which say nothing (not applicable) where D_0 is infinite
+LOSS_RELATIONS = ["dissipation_rate", "wasserstein_speed", "response", "dissipation", "kinetic_cost"]
 RELATIONS = ["dissipation_rate", "wasserstein_speed", "response", "dissipation", "kinetic_cost", "path_length",
              "geodesic"]
 
 
 @st.composite
 def mixtures(draw, dim: int):
-    k = draw(st.integers(1, 3))
+    k = draw(st.integers(1, 4))
     raw = [draw(st.floats(0.2, 1.0).map(lambda v: round(v, 3))) for _ in range(k)]
     weights = [w / sum(raw) for w in raw]
     weights[-1] = 1 - sum(weights[:-1])
     coordinate = st.floats(-2.0, 2.0).map(lambda v: round(v, 3))
     means = [draw(coordinate) if dim == 1 else [draw(coordinate) for _ in range(dim)] for _ in range(k)]
-    stds = [draw(st.floats(0.2, 1.0).map(lambda v: round(v, 3))) for _ in range(k)]
+    stds = [draw(st.floats(0.1, 1.0).map(lambda v: round(v, 3))) for _ in range(k)]
     return {"name": "gaussian_mixture", "weights": weights, "means": means, "stds": stds}
 
 
 @st.composite
 def gaussian_perturbations(draw, dim: int, max_std: float = 1.3):
     shift = [draw(st.floats(-1.5, 1.5)) for _ in range(dim)]
-    if max(abs(v) for v in shift) < 0.3:  # keep D_0 away from 0, where v_loss is 0/0 up to quadrature
-        shift[0] = 0.5
+    if max(abs(v) for v in shift) < 0.1:  # keep D_0 away from 0, where v_loss is 0/0 up to quadrature
+        shift[0] = 0.1
     return {"name": "gaussian", "mean": shift[0] if dim == 1 else shift, "std": draw(st.floats(0.6, max_std))}
 
 
 def _assert_all_relations_hold(ds):
     """Every relation holds; η ≤ c_1, where η is a sampled measurement (d ≥ 2), holds or is unresolved (its
     interval straddles c_1, docs/theory.md §4.3) and then holds for the point η."""
+    infinite = not np.isfinite(ds.chi_square.values).all()
     for name in RELATIONS:
         status = ds[f"holds_{name}"].values
+        if infinite and name in LOSS_RELATIONS:  # D_0 = ∞ (a perturbation heavier-tailed than P_τ): n/a, never FAIL
+            assert (status == -1).all(), name
+            continue
         if name == "response" and (status == 2).any():
             assert (ds.slack_response.values[status == 2] >= -1e-6 * np.abs(ds.loss_cost.values[status == 2])).all()
             status = np.where(status == 2, 1, status)

@@ -172,11 +172,13 @@ class Bounds(Observer):
 def _interval_status(status: np.ndarray, lower: np.ndarray, upper: np.ndarray, larger: np.ndarray,
                      tolerance: np.ndarray) -> np.ndarray:
     """A relation whose smaller side is known within [lower, upper]: holds if all of the interval does, violated
-    if none of it does, unresolved otherwise; the point status where there is no interval (NaN)."""
+    if none of it does and the point values violate it too (the larger side, c_1, is a point estimate without an
+    interval: an interval above a point c_1 that the point η stays below is a disagreement of two estimates, not
+    a violation), unresolved otherwise; the point status where there is no interval (NaN)."""
     lower, upper = np.broadcast_arrays(lower, upper)
     known = ~(np.isnan(lower) | np.isnan(upper))
     by_interval = np.where(upper <= larger + tolerance, HOLDS,
-                           np.where(lower > larger + tolerance, VIOLATED, UNRESOLVED))
+                           np.where((lower > larger + tolerance) & (status == VIOLATED), VIOLATED, UNRESOLVED))
     return np.where(known, by_interval, status)
 
 
