@@ -225,3 +225,50 @@ def test_a_crafted_program_is_refused_before_anything_is_unpickled(vector, tmp_p
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "model.pt2: " in err and "refused, the file is not read" in err, err
     assert not marker.exists() and not (tmp_path / "o.nc").exists()
+
+
+# ---- EDM conventions: a VE process, the denoiser, the noise level as time -----------------------------------
+SIGMA_MAX = 10.0  # ve's default: m = 1, σ_t = σ_max t/τ
+
+
+def exact_denoiser(sigma, x):
+    """EDM's D(x; σ) = E[y | y + σε = x] for the data N(MEAN, STD²), handed the noise level σ."""
+    sigma = sigma[:, None]
+    return MEAN + STD**2 / (STD**2 + sigma**2) * (x - MEAN)
+
+
+def exact_denoiser_c_noise(c_noise, x):
+    return exact_denoiser(torch.exp(4 * c_noise), x)
+
+
+def exact_vp_denoiser(t, x):
+    """D(x_t/m_t; t) for vp_linear (time: forward): E[y | x_t] from the scaled input x_t/m_t = y + (√v/m) ε."""
+    m, v = _moments(t[:, None])
+    sigma2 = v / m**2
+    return MEAN + STD**2 / (STD**2 + sigma2) * (x - MEAN)
+
+
+@pytest.mark.parametrize("schedule, model, time", [("ve", "exact_denoiser", "sigma"),
+                                                   ("ve", "exact_denoiser_c_noise", "c_noise"),
+                                                   ("vp_linear", "exact_vp_denoiser", "forward")])
+def test_an_exact_edm_denoiser_gives_the_exact_velocity(schedule, model, time):
+    spec = scenario_dict(data=SPEC["data"], protocols={"p": {"process": {"name": "scheduled", "schedule": schedule}}},
+                         estimator={"name": "torch_module", "dtype": "float64", "model": f"test_torch_module:{model}",
+                                    "output": "denoiser", "time": time})
+    import yaml
+
+    estimator = next(iter(parse_scenario(yaml.safe_dump(spec)).setup.protocols.values())).estimator
+    x = torch.linspace(-3, 3, 41, dtype=torch.float64)[:, None]
+    for t in (0.05, 0.3, 0.7, 1.0):
+        expected = estimator.process.velocity(t, x)
+        scale = float(expected.abs().max())
+        torch.testing.assert_close(estimator.velocity(t, x), expected, rtol=1e-9, atol=1e-9 * scale)
+
+
+def test_edm_times_need_a_gaussian_conditional_law(write_scenario, capsys):
+    spec = scenario_dict(protocols={"ot": {"process": "optimal_transport"}},
+                         estimator={"name": "torch_module", "model": "test_torch_module:exact_velocity",
+                                    "time": "sigma"})
+    assert main(["validate", str(write_scenario(spec))]) == 2
+    assert "estimator.time: time 'sigma' (the noise level sqrt(v_t)/m_t) needs a Gaussian conditional law" in \
+        capsys.readouterr().err

@@ -1,10 +1,17 @@
-"""A model trained elsewhere, read as the reverse process's velocity: the base of the ``torch_module`` and
+r"""A model trained elsewhere, read as the reverse process's velocity: the base of the ``torch_module`` and
 ``diffusers`` estimators (not a plugin itself: it registers nothing).
 
 The model is called as ``network(t, x)`` in its own time convention (``time``) and dtype, and its ``output`` —
-the velocity, the score or the noise prediction — is turned into the probability-flow velocity
-:math:`\\hat\nu_t = f_t - T_t\\,\\hat s_t` (Eq. (4)); ``docs`` of the ``torch_module`` estimator
+the velocity, the score, the noise prediction or the denoiser — is turned into the probability-flow velocity
+:math:`\hat\nu_t = f_t - T_t\,\hat s_t` (Eq. (4)); ``docs`` of the ``torch_module`` estimator
 (``stochthermo describe estimator torch_module``) explain each convention.
+
+For a process with the Gaussian conditional law :math:`x_t = m_t y + \sqrt{v_t}\,\varepsilon`, the noise level of
+EDM (Karras et al. 2022) is :math:`\sigma = \sqrt{v_t}/m_t` (the noise of :math:`x_t/m_t = y + \sigma\varepsilon`;
+:math:`\sigma_t` itself for a ``ve`` schedule, :math:`m = 1`). ``time: sigma`` hands the model σ, ``time: c_noise``
+EDM's conditioning :math:`\tfrac14\ln\sigma`. ``output: denoiser`` reads the model as EDM's
+:math:`D(x_t/m_t;\sigma) \approx E[y \mid x_t]` (it is handed :math:`x_t/m_t`), whose score is
+:math:`\hat s = -(x - m_t D)/v_t`.
 """
 
 from __future__ import annotations
@@ -18,12 +25,14 @@ from stochthermo.errors import first_line
 from stochthermo.numerics import DIVERGENCE, resolve_dtype
 from stochthermo.roles import ForceField, GaussianConditional
 
-OUTPUTS = ("velocity", "score", "epsilon")
+OUTPUTS = ("velocity", "score", "epsilon", "denoiser")
 #: batch sizes the model is tried on when the scenario is built
 CHECK_BATCHES = (4, 5)
 #: the earliest time (a fraction of τ) at which a noise prediction is read (module docstring)
 EPSILON_TIME_FLOOR = 1e-6
-TIMES = ("forward", "unit", "steps")
+TIMES = ("forward", "unit", "steps", "sigma", "c_noise")
+#: what needs the process's Gaussian conditional law N(m_t y, v_t I): the outputs and times below
+NEEDS_MOMENTS = {"epsilon", "denoiser", "sigma", "c_noise"}
 
 
 class ExternalModel(Estimator):
@@ -45,14 +54,17 @@ class ExternalModel(Estimator):
         self.source = source
         #: the loaded callable or module
         self.network = network
+        if time in NEEDS_MOMENTS and not isinstance(self.process, GaussianConditional):
+            raise ScenarioError(f"time '{time}' (the noise level sqrt(v_t)/m_t) needs a Gaussian conditional law; "
+                                f"process '{self.process.name}' declares none", key="time")
         if output != "velocity":
             self._check_score_process(self.process)
         self._check_model()
 
     def _check_score_process(self, process) -> None:
-        if not isinstance(process, ForceField) or (self.output == "epsilon" and not isinstance(process,
-                                                                                                GaussianConditional)):
-            need = "a force (f_t) and a Gaussian conditional law" if self.output == "epsilon" else "a force (f_t)"
+        moments = self.output in NEEDS_MOMENTS
+        if not isinstance(process, ForceField) or (moments and not isinstance(process, GaussianConditional)):
+            need = "a force (f_t) and a Gaussian conditional law" if moments else "a force (f_t)"
             raise ScenarioError(f"output '{self.output}' needs {need}; process '{process.name}' declares none",
                                 key="output")
         temperature = process.temperature(torch.linspace(0, process.tau, 257, dtype=torch.float64))
@@ -76,10 +88,16 @@ class ExternalModel(Estimator):
 
     def _model_time(self, t: float) -> float:
         s = t / self.process.tau
+        if self.time in ("sigma", "c_noise"):
+            moments = self.process.moments(t)
+            sigma = math.sqrt(float(moments.variance)) / float(moments.scale)  # EDM's noise level
+            return sigma if self.time == "sigma" else 0.25 * math.log(sigma)
         return {"forward": t, "unit": s, "steps": s * self.steps - 1}[self.time]
 
     def _call(self, t: float, x: torch.Tensor) -> torch.Tensor:
         times = torch.full((len(x),), self._model_time(t), dtype=self.model_dtype, device=x.device)
+        if self.output == "denoiser":  # EDM's D is handed x_t / m_t = y + σε
+            x = x / float(self.process.moments(t).scale)
         with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph over the weights
             out = self.network(times, x.to(self.model_dtype))
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
@@ -89,7 +107,8 @@ class ExternalModel(Estimator):
         return out.to(x.dtype)
 
     def velocity(self, t, x):
-        if self.output == "epsilon":  # v_0 = 0: ε̂/√v is 0/0 at t = 0, so the noise model is read just after
+        if self.output in NEEDS_MOMENTS or self.time in NEEDS_MOMENTS:
+            # v_0 = 0: ε̂/√v, (x − mD)/v and ln σ are undefined at t = 0, so the model is read just after
             t = max(t, self.epsilon_time_floor * self.process.tau)
         out = self._call(t, x)
         if self.output == "velocity":
@@ -97,6 +116,9 @@ class ExternalModel(Estimator):
         temperature = self.process.temperature(torch.tensor(t, dtype=torch.float64))
         if self.output == "epsilon":
             out = -out / math.sqrt(float(self.process.moments(t).variance))  # the score, −ε/√v
+        elif self.output == "denoiser":
+            moments = self.process.moments(t)
+            out = -(x - float(moments.scale) * out) / float(moments.variance)  # the score, −(x − m D)/v
         return self.process.force_field(t, x) - temperature.to(x) * out
 
     def to(self, device, dtype=torch.float64):

@@ -11,15 +11,19 @@ what it returns, and the estimator turns it into the probability-flow velocity
 * ``velocity``: :math:`\hat\nu_t(x)` itself (flow matching);
 * ``score``: :math:`\hat s_t(x) \approx \nabla\ln P_t(x)`;
 * ``epsilon``: the noise prediction :math:`\hat\varepsilon \approx E[\varepsilon \mid x_t = x]`, so that
-  :math:`\hat s = -\hat\varepsilon/\sqrt{v_t}` (the conditional law is :math:`\mathcal N(M_t y, v_t I)`).
+  :math:`\hat s = -\hat\varepsilon/\sqrt{v_t}` (the conditional law is :math:`\mathcal N(M_t y, v_t I)`);
+* ``denoiser``: EDM's :math:`D(x_t/m_t; \sigma) \approx E[y \mid x_t]`, handed :math:`x_t/m_t`, so that
+  :math:`\hat s = -(x - m_t D)/v_t`.
 
-``score`` and ``epsilon`` need a process with a force (capability ``ForceField``) whose force and
+``score``, ``epsilon`` and ``denoiser`` need a process with a force (capability ``ForceField``) whose force and
 temperature stay finite on [0, τ] (variance-preserving or Ornstein–Uhlenbeck schedules; not cosine or
-cond-OT, whose force diverges where m_t = 0), and ``epsilon`` the conditional variance (capability
-``GaussianConditional``); as ε̂/√v is 0/0 at t = 0, where v_0 = 0, a noise prediction is read at
-t ≥ ``EPSILON_TIME_FLOOR``·τ (1e-6 τ; the error it makes in ν̂ is of that order). ``time`` is the
-convention of the model's t: ``forward`` (t ∈ [0, τ], the engine's), ``unit`` (t/τ ∈ [0, 1]) or ``steps``
-((t/τ)·``num_train_timesteps`` − 1, the diffusers timestep k of s_k = (k + 1)/N, fractional). The model
+cond-OT, whose force diverges where m_t = 0; ``ve``, EDM's process, is fine), and ``epsilon`` and ``denoiser``
+the conditional law (capability ``GaussianConditional``); as ε̂/√v is 0/0 at t = 0, where v_0 = 0, a noise
+prediction or denoiser is read at t ≥ ``EPSILON_TIME_FLOOR``·τ (1e-6 τ; the error it makes in ν̂ is of that
+order). ``time`` is the convention of the model's t: ``forward`` (t ∈ [0, τ], the engine's), ``unit``
+(t/τ ∈ [0, 1]), ``steps`` ((t/τ)·``num_train_timesteps`` − 1, the diffusers timestep k of s_k = (k + 1)/N,
+fractional), ``sigma`` (EDM's noise level σ = √v_t/m_t, σ_t for ``ve``) or ``c_noise`` (EDM's ¼ ln σ; both
+read just after t = 0 as well, where σ = 0). The model
 is checked when the scenario is built: importable, and returning a finite (n, d) tensor on batches of two sizes
 (a program exported with a fixed batch size fails there, not in the middle of a run).
 """
