@@ -3,6 +3,8 @@ probability-flow velocity. Models that return the *exact* quantities for Gaussia
 must reproduce the process's exact velocity to rounding (float64 models), through a callable, a torch.export
 program and a TorchScript file, and the estimation observer then finds L = 0."""
 
+import json
+
 import pytest
 import torch
 
@@ -272,3 +274,50 @@ def test_edm_times_need_a_gaussian_conditional_law(write_scenario, capsys):
     assert main(["validate", str(write_scenario(spec))]) == 2
     assert "estimator.time: time 'sigma' (the noise level sqrt(v_t)/m_t) needs a Gaussian conditional law" in \
         capsys.readouterr().err
+
+
+class ExactEpsilonWithDropout(ExactEpsilon):
+    """The exact noise predictor behind a dropout and a batch norm whose running statistics are the identity:
+    in training mode its output is random and batch-dependent; the estimator puts it in evaluation mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = torch.nn.Dropout(0.5)
+        self.norm = torch.nn.BatchNorm1d(1, affine=False, eps=0.0).double()  # running mean 0, variance 1
+
+    def forward(self, t, x):
+        return self.norm(self.dropout(super().forward(t, x)))
+
+
+exact_epsilon_in_training_mode = ExactEpsilonWithDropout().train()
+
+
+def test_a_module_in_training_mode_is_evaluated_in_evaluation_mode():
+    estimator = _estimator(model="test_torch_module:exact_epsilon_in_training_mode", output="epsilon")
+    assert not exact_epsilon_in_training_mode.training
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None]
+    torch.testing.assert_close(estimator.velocity(0.4, x), estimator.process.velocity(0.4, x), rtol=1e-9, atol=1e-11)
+
+
+def test_the_models_weights_are_in_the_dataset_and_the_task_keys():
+    """A model retrained under the same name (other weights) gets other task keys: no stale result is reused."""
+    import yaml
+
+    from stochthermo.engine._tasks import plan_tasks
+
+    spec = scenario_dict(**SPEC, time_steps=8, particles=64,
+                         estimator={"name": "torch_module", "dtype": "float64", "output": "epsilon",
+                                    "model": "test_torch_module:exact_epsilon_module"})
+    scenario = parse_scenario(yaml.safe_dump(spec))
+    before = [task.key for task in plan_tasks(scenario, torch.device("cpu"), "float64")]
+    ds = run_dict(spec)
+    inputs = json.loads(ds.attrs["inputs"])["protocols.vp.estimator"]
+    assert inputs["model"] == "ExactEpsilon" and inputs["parameters"] == "2" and len(inputs["weights_sha256"]) == 64
+    with torch.no_grad():
+        exact_epsilon_module.std += 0.01
+    try:
+        after = [task.key for task in plan_tasks(parse_scenario(yaml.safe_dump(spec)), torch.device("cpu"), "float64")]
+    finally:
+        with torch.no_grad():
+            exact_epsilon_module.std -= 0.01
+    assert set(before).isdisjoint(after)

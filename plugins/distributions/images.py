@@ -25,6 +25,7 @@ import torch
 
 from stochthermo import ScenarioError, hookimpl
 from stochthermo.measures import PointCloud
+from stochthermo.numerics import digest
 from stochthermo.roles import ImageLayout
 
 from .image_files import ImageArray, read_images
@@ -56,6 +57,8 @@ class Images(PointCloud):
         if smoothing < 0:
             raise ScenarioError(f"must be >= 0, got {smoothing}", key="smoothing")
         source = _digits() if path is None else read_images(path, key)
+        #: the digest of the pixels read from ``path`` (the files may change under the same name)
+        self._source_digest = None if path is None else digest(np.asarray(source.pixels))
         pixels = _convert_channels(source.pixels, channels)
         if shape is not None:
             pixels = _resize(pixels, shape)
@@ -68,6 +71,10 @@ class Images(PointCloud):
             chosen = torch.randperm(len(points), generator=torch.Generator().manual_seed(seed))[:size]
             points = points[chosen.sort().values.numpy()]
         self._set(torch.from_numpy(np.ascontiguousarray(points)), smoothing)
+
+    def inputs(self) -> dict[str, str]:
+        """The digest of the pixels read from ``path`` (none for the digits that ship with scikit-learn)."""
+        return {} if self._source_digest is None else {"pixels_sha256": self._source_digest}
 
     def image_layout(self) -> ImageLayout:
         """Capability HoldsImages: the (H, W, C) shape and pixels = offset + scale · x."""

@@ -16,13 +16,14 @@ EDM's conditioning :math:`\tfrac14\ln\sigma`. ``output: denoiser`` reads the mod
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 
 from stochthermo import Estimator, ScenarioError
 from stochthermo.errors import first_line
-from stochthermo.numerics import DIVERGENCE, resolve_dtype
+from stochthermo.numerics import DIVERGENCE, digest, resolve_dtype
 from stochthermo.roles import ForceField, GaussianConditional
 
 OUTPUTS = ("velocity", "score", "epsilon", "denoiser")
@@ -52,14 +53,36 @@ class ExternalModel(Estimator):
         self.output, self.time, self.steps = output, time, num_train_timesteps
         self.model_dtype = resolve_dtype(dtype)
         self.source = source
-        #: the loaded callable or module
+        #: the loaded callable or module; a module is put in evaluation mode (dropout off, batch norm on its
+        #: running statistics): the velocity field must not depend on the batch or on a random draw
         self.network = network
+        module = getattr(network, "model", network)
+        if isinstance(module, torch.nn.Module):
+            try:
+                module.eval()
+            except NotImplementedError:  # a torch.export program keeps the mode it was exported in
+                pass
         if time in NEEDS_MOMENTS and not isinstance(self.process, GaussianConditional):
             raise ScenarioError(f"time '{time}' (the noise level sqrt(v_t)/m_t) needs a Gaussian conditional law; "
                                 f"process '{self.process.name}' declares none", key="time")
         if output != "velocity":
             self._check_score_process(self.process)
         self._check_model()
+
+    def inputs(self) -> dict[str, str]:
+        """The digest of the model: its weights (an ``nn.Module``: every parameter and buffer, by name), or the
+        source of a plain function; so a retrained model under the same name is never mistaken for the old."""
+        network = getattr(self.network, "model", self.network)  # the diffusers wrapper holds the module
+        if isinstance(network, torch.nn.Module):
+            state = network.state_dict()
+            return {"model": type(network).__qualname__,
+                    "parameters": str(sum(p.numel() for p in network.parameters())),
+                    "weights_sha256": digest(*(part for name in sorted(state) for part in (name, state[name])))}
+        try:
+            return {"model": getattr(network, "__qualname__", type(network).__qualname__),
+                    "source_sha256": digest(inspect.getsource(network))}
+        except (OSError, TypeError):  # no source to read (a builtin, a C extension): the name is what there is
+            return {"model": repr(network)}
 
     def _check_score_process(self, process) -> None:
         moments = self.output in NEEDS_MOMENTS

@@ -18,6 +18,7 @@ import xarray as xr
 import stochthermo.present  # noqa: F401  (registers the ds.stochthermo accessor on the Datasets made here)
 from stochthermo import __version__
 from stochthermo.engine._build import Scenario, Sweep
+from stochthermo.engine._tasks import scenario_inputs
 from stochthermo.errors import SimulationError, first_line
 from stochthermo.roles._observer import SWEEP_DIMS, Variable
 
@@ -148,5 +149,6 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "particle_sampling": scenario.setup.particle_sampling,
         "reverse_start": scenario.reverse_start,
         "forward_processes": json.dumps(forward_processes(spec.raw)),
+        "inputs": json.dumps(scenario_inputs(scenario), sort_keys=True),
         "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
     }

@@ -72,15 +72,29 @@ def plan_tasks(scenario: Scenario | Sweep, device: torch.device, dtype: str) -> 
         config = _configuration(variant)
         versions = {name: info.version for name, info in variant.registry.plugins.items()}
         code = code_digest(plugin_classes(variant))
+        inputs = scenario_inputs(variant)
         where = ", ".join(f"{axis}={label}" for axis, label in variant.spec.labels)
         for protocol in variant.protocols:
             for seed in variant.seeds:
                 identity = {"configuration": config, "protocol": protocol, "seed": seed, "device": device.type,
-                            "dtype": dtype, "stochthermo": __version__, "plugins": versions, "code": code}
+                            "dtype": dtype, "stochthermo": __version__, "plugins": versions, "code": code,
+                            "inputs": inputs}
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
                 label = f"{where + ', ' if where else ''}protocol {protocol}, seed {seed}"
                 tasks.append(Task(index, protocol, seed, key, label))
     return tasks
+
+
+def scenario_inputs(scenario: Scenario) -> dict[str, dict[str, str]]:
+    """The :meth:`~stochthermo.roles.Component.inputs` of every component a scenario built that reports any,
+    by scenario key (``data``, ``perturbations.narrow``, ``protocols.ddpm.estimator``, ...)."""
+    setup = scenario.setup
+    components = {"data": setup.data, "prior": setup.prior,
+                  **{f"perturbations.{name}": law for name, law in setup.perturbations.items()}}
+    for name, protocol in setup.protocols.items():
+        components[f"protocols.{name}.process"] = protocol.process
+        components[f"protocols.{name}.estimator"] = protocol.estimator
+    return {key: found for key, component in components.items() if (found := component.inputs())}
 
 
 def plugin_classes(scenario: Scenario | Sweep) -> tuple[type, ...]:

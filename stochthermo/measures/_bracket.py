@@ -39,6 +39,7 @@ import torch
 from stochthermo.errors import SimulationError
 from stochthermo.measures._ensemble import Ensemble
 from stochthermo.measures._laws import gaussian_parameters
+from stochthermo.numerics._gaussian import bures_map
 from stochthermo.roles._distribution import Distribution
 
 #: the critics, in the order they are tried (module docstring)
@@ -89,9 +90,7 @@ def gaussian_transport_map(source: tuple[torch.Tensor, torch.Tensor],
     translation or an isotropic scaling also the W_1-optimal one). ``(mean, covariance)`` pairs in; a function
     of (n, d) tensors out."""
     (ms, cs), (mt, ct) = source, target
-    root = _spd_power(cs, 0.5)
-    inverse_root = _spd_power(cs, -0.5)
-    matrix = inverse_root @ _spd_power(root @ ct @ root, 0.5) @ inverse_root
+    matrix = bures_map(ms, cs, mt, ct)
     matrix = 0.5 * (matrix + matrix.mT)
 
     def transport(x: torch.Tensor) -> torch.Tensor:
@@ -108,11 +107,6 @@ def coupled_ensemble(source: Distribution, target: Distribution, particles: Ense
         return None
     transport = gaussian_transport_map(source_parameters, target_parameters)
     return Ensemble(transport(particles.positions), particles.weights, None)
-
-
-def _spd_power(matrix: torch.Tensor, power: float) -> torch.Tensor:
-    values, vectors = torch.linalg.eigh(0.5 * (matrix + matrix.mT))
-    return (vectors * values.clamp_min(0) ** power) @ vectors.mT
 
 
 # ---- means and standard errors ---------------------------------------------------------------------------

@@ -34,6 +34,13 @@ class Component(ABC):
             setattr(clone, key, _moved(value, device, dtype))
         return clone
 
+    def inputs(self) -> dict[str, str]:
+        """What identifies this component beyond its scenario parameters: digests of the files or objects it
+        read (a model's weights, an image folder). The engine records them in the Dataset (``inputs``) and in
+        every task key, so a changed model file or data set never reuses a result computed from the old one.
+        Empty by default: parameters alone determine most components."""
+        return {}
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} '{getattr(self, 'name', '?')}'>"
 
