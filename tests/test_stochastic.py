@@ -480,3 +480,26 @@ def test_forward_quantities_are_measured_once_whatever_the_sampler():
     column = header.index("eta se")
     assert [row[column] for row in rows if row[0] == "ode"] == ["exact"] * len(ds.perturbation)
     assert all(row[column] != "exact" for row in rows if row[0] == "sde")
+
+
+def test_forward_quantities_are_computed_once_per_forward_process(monkeypatch):
+    """Two protocols of one process (an ODE and an SDE sampler) and two seeds: thermodynamics measures the forward
+    process twice (once per seed), not four times; a protocol with another deterministic solver (the exact flow
+    map) is another forward group, measured on its own."""
+    from stochthermo_plugins.observers.thermodynamics import Thermodynamics
+
+    calls = []
+    measure = Thermodynamics._measure
+    monkeypatch.setattr(Thermodynamics, "_measure", lambda self, run: calls.append(run.protocol) or measure(self, run))
+    cosine = {"name": "scheduled", "schedule": "cosine"}
+    spec = scenario_dict(time_steps=8, particles=128, seeds=[0, 1],
+                         protocols={"ode": {"process": cosine},
+                                    "sde": {"process": cosine, "solver": {"name": "stochastic_heun", "gamma": 1.0}},
+                                    "exact": {"process": cosine, "solver": "exact"}},
+                         observers=["thermodynamics"])
+    ds = run_dict(spec)
+    assert sorted(calls) == ["exact", "exact", "ode", "ode"]
+    assert json.loads(ds.attrs["forward_processes"]) == [["ode", "sde"], ["exact"]]
+    np.testing.assert_array_equal(ds.kinetic_cost.sel(protocol="sde"), ds.kinetic_cost.sel(protocol="ode"))
+    # the exact flow map and RK4 carry the same process: equal to the integrator's error, not bit for bit
+    np.testing.assert_allclose(ds.kinetic_cost.sel(protocol="exact"), ds.kinetic_cost.sel(protocol="ode"), rtol=1e-3)

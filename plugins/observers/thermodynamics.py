@@ -57,6 +57,8 @@ class Thermodynamics(Observer):
         self.split, self.cells_per_width, self.grid_extent = split, cells_per_width, grid_extent
         self.max_grid_points = max_grid_points
         self.grids = {}
+        #: results by (forward group, seed): the protocols of one forward process measure it once
+        self._measured: dict[tuple[str, int], dict] = {}
 
     @classmethod
     def summary_columns(cls, ds):
@@ -128,6 +130,14 @@ class Thermodynamics(Observer):
         return variables
 
     def observe(self, run, measured):
+        """The forward quantities of ``run``'s process, measured once per forward group and seed (every
+        protocol of one process gets that one measurement: the forward marginals do not depend on the sampler)."""
+        key = (run.forward_group, run.seed)
+        if key not in self._measured:
+            self._measured[key] = self._measure(run)
+        return {name: np.copy(value) for name, value in self._measured[key].items()}
+
+    def _measure(self, run):
         times = run.times.cpu().numpy()
         tau = times[-1] - times[0]
         temperature = run.process.temperature(run.times).cpu().numpy()

@@ -10,6 +10,7 @@ plugin names get a "did you mean" suggestion.
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,7 +203,8 @@ def _protocol(registry: Registry, name: str, entry: Any, raw: dict, context: dic
     estimator_key = f"{key}.estimator" if "estimator" in entry else "estimator"
     estimator = registry.create("estimator", estimator_spec, estimator_key, {"process": process})
     solver_key = f"{key}.solver" if "solver" in entry else "solver"
-    solver = registry.create("solver", entry.get("solver", raw.get("solver", SECTION_DEFAULTS["solver"])), solver_key)
+    solver_spec = entry.get("solver", raw.get("solver", SECTION_DEFAULTS["solver"]))
+    solver = registry.create("solver", solver_spec, solver_key)
     for equation in (process_equation(process), estimator_equation(estimator)):
         problem = solver.check(equation)
         if problem:
@@ -210,7 +212,10 @@ def _protocol(registry: Registry, name: str, entry: Any, raw: dict, context: dic
     forward_solver = None
     if solver.stochastic:  # the forward marginals do not depend on the sampler: carried by the default ODE solver
         forward_solver = registry.create("solver", SECTION_DEFAULTS["solver"], solver_key)
-    return DrivingProtocol(name, process, estimator, solver, forward_solver)
+        solver_spec = SECTION_DEFAULTS["solver"]
+    # one forward process: the same process carried by the same deterministic solver
+    group = json.dumps({"process": entry["process"], "solver": solver_spec}, sort_keys=True)
+    return DrivingProtocol(name, process, estimator, solver, forward_solver, forward_group=group)
 
 
 def _observation_order(observers: list[Observer]) -> tuple[Observer, ...]:

@@ -110,12 +110,13 @@ def variable_attributes(var: Variable) -> dict:
     return attrs
 
 
-def forward_processes(raw: dict) -> list[list[str]]:
-    """The protocols grouped by their forward process (equal ``process`` specifications): the quantities of the
-    forward process alone (``measured_on``) are the same within a group, whatever each protocol's solver."""
+def forward_processes(protocols: dict) -> list[list[str]]:
+    """The protocols grouped by their forward process (:attr:`~stochthermo.DrivingProtocol.forward_group`): the
+    quantities of the forward process alone (``measured_on``) are the same within a group, whatever each
+    protocol's solver."""
     groups: dict[str, list[str]] = {}
-    for name, entry in raw.get("protocols", {}).items():
-        groups.setdefault(json.dumps(entry.get("process"), sort_keys=True), []).append(name)
+    for name, protocol in protocols.items():
+        groups.setdefault(protocol.forward_group, []).append(name)
     return list(groups.values())
 
 
@@ -148,7 +149,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "particles": scenario.particles,
         "particle_sampling": scenario.setup.particle_sampling,
         "reverse_start": scenario.reverse_start,
-        "forward_processes": json.dumps(forward_processes(spec.raw)),
+        "forward_processes": json.dumps(forward_processes(scenario.protocols)),
         "inputs": json.dumps(scenario_inputs(scenario), sort_keys=True),
         "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
     }

@@ -44,7 +44,7 @@ def observe_run(scenario: Scenario, protocol: DrivingProtocol, estimator: Estima
                               particles=setup.particles, sampling=setup.particle_sampling, seed=seed,
                               forward_solver=protocol.forward_solver)
     run = Run(protocol.name, seed, process, estimator, times, perturbations, true_start, setup.reverse_start,
-              protocol.solver, flows)
+              protocol.solver, flows, forward_group=protocol.forward_group or protocol.name)
     measured: dict[str, dict] = {}
     try:
         for observer in scenario.observation_order:

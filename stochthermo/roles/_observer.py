@@ -90,6 +90,9 @@ class Run:
     solver: Solver
     #: computes the flows on first use
     transport: Callable[[], Flows] = field(repr=False)
+    #: the protocol's :attr:`~stochthermo.DrivingProtocol.forward_group`: runs of one group and seed share their
+    #: forward marginals exactly (measure them once)
+    forward_group: str = ""
 
     @property
     def streams(self) -> RandomStreams:

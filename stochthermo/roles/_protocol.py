@@ -33,6 +33,10 @@ class DrivingProtocol:
     #: the deterministic solver that carries the forward marginals where ``solver`` is stochastic: the forward
     #: process does not depend on the sampler, so its quantities are measured once, on its exact ensemble
     forward_solver: Solver | None = None
+    #: which forward process this is (the canonical JSON of its ``process`` specification and of the deterministic
+    #: solver that carries its marginals): protocols with one ``forward_group`` drive the same process on the same
+    #: numerics, whose forward quantities an observer may measure once for all
+    forward_group: str = ""
 
 
 @dataclass(frozen=True)
