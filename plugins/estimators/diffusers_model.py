@@ -65,6 +65,9 @@ class DiffusersModel(ExternalModel):
         self._configure(network, output="epsilon", time="steps", num_train_timesteps=steps, dtype=dtype,
                         source="path")
 
+    def _module(self) -> torch.nn.Module:
+        return self.network.model
+
     def to(self, device, dtype=torch.float64):
         clone = super().to(device, dtype)
         clone.network = self.network.moved(device, self.model_dtype)

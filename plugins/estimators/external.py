@@ -56,8 +56,8 @@ class ExternalModel(Estimator):
         #: the loaded callable or module; a module is put in evaluation mode (dropout off, batch norm on its
         #: running statistics): the velocity field must not depend on the batch or on a random draw
         self.network = network
-        module = getattr(network, "model", network)
-        if isinstance(module, torch.nn.Module):
+        module = self._module()
+        if module is not None:
             try:
                 module.eval()
             except NotImplementedError:  # a torch.export program keeps the mode it was exported in
@@ -69,20 +69,23 @@ class ExternalModel(Estimator):
             self._check_score_process(self.process)
         self._check_model()
 
+    def _module(self) -> torch.nn.Module | None:
+        """The ``nn.Module`` that holds the weights, if the network is one (a subclass wrapping it says which)."""
+        return self.network if isinstance(self.network, torch.nn.Module) else None
+
     def inputs(self) -> dict[str, str]:
         """The digest of the model: its weights (an ``nn.Module``: every parameter and buffer, by name), or the
         source of a plain function; so a retrained model under the same name is never mistaken for the old."""
-        network = getattr(self.network, "model", self.network)  # the diffusers wrapper holds the module
-        if isinstance(network, torch.nn.Module):
-            state = network.state_dict()
-            return {"model": type(network).__qualname__,
-                    "parameters": str(sum(p.numel() for p in network.parameters())),
+        module = self._module()
+        if module is not None:
+            state = module.state_dict()
+            return {"model": type(module).__qualname__,
+                    "parameters": str(sum(p.numel() for p in module.parameters())),
                     "weights_sha256": digest(*(part for name in sorted(state) for part in (name, state[name])))}
         try:
-            return {"model": getattr(network, "__qualname__", type(network).__qualname__),
-                    "source_sha256": digest(inspect.getsource(network))}
-        except (OSError, TypeError):  # no source to read (a builtin, a C extension): the name is what there is
-            return {"model": repr(network)}
+            return {"model": self.network.__qualname__, "source_sha256": digest(inspect.getsource(self.network))}
+        except (AttributeError, OSError, TypeError):  # no source to read (a builtin, a callable object)
+            return {"model": repr(self.network)}
 
     def _check_score_process(self, process) -> None:
         moments = self.output in NEEDS_MOMENTS
