@@ -19,6 +19,7 @@ Over the forward marginals :math:`P_t` (particles of :math:`P_\tau` carried by t
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.measures import w2_squared
@@ -57,8 +58,10 @@ class Thermodynamics(Observer):
         self.split, self.cells_per_width, self.grid_extent = split, cells_per_width, grid_extent
         self.max_grid_points = max_grid_points
         self.grids = {}
-        #: results by (forward group, seed): the protocols of one forward process measure it once
-        self._measured: dict[tuple[str, int], dict] = {}
+        #: results by (forward group, seed, device, dtype, torch threads): the protocols of one forward process
+        #: measure it once; a later run of the scenario on other numerics (another device, dtype or thread count,
+        #: whose reductions round differently) measures it again
+        self._measured: dict[tuple, dict] = {}
 
     @classmethod
     def summary_columns(cls, ds):
@@ -132,7 +135,7 @@ class Thermodynamics(Observer):
     def observe(self, run, measured):
         """The forward quantities of ``run``'s process, measured once per forward group and seed (every
         protocol of one process gets that one measurement: the forward marginals do not depend on the sampler)."""
-        key = (run.forward_group, run.seed)
+        key = (run.forward_group, run.seed, str(run.times.device), str(run.times.dtype), torch.get_num_threads())
         if key not in self._measured:
             self._measured[key] = self._measure(run)
         return {name: np.copy(value) for name, value in self._measured[key].items()}
