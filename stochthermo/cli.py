@@ -123,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                           "LocalCluster of worker processes (needs stochthermo[distributed])")
     run.add_argument("--workers", type=int, metavar="N", help="worker processes of --executor local (default: cores)")
     run.add_argument("--scheduler", metavar="ADDRESS", help="run the tasks on the Dask cluster of this scheduler")
-    run.add_argument("--threads", type=int, metavar="N", help="torch threads per task (default: all cores "
-                     "in-process, cores / workers on a LocalCluster, the workers' own on --scheduler)")
+    run.add_argument("--threads", type=int, metavar="N", help="torch threads per task (default: the CPUs this "
+                     "process may use in-process, those / workers on a LocalCluster, the workers' own on --scheduler)")
     run.add_argument("--retries", type=int, default=0, metavar="N", help="reruns of a failing task before it is "
                      "reported (default 0)")
     run.add_argument("--keep-tasks", action="store_true", help="keep the run directory of task files after success")

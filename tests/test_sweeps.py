@@ -8,6 +8,7 @@ environment variables, which the cluster's worker processes inherit.
 """
 
 import importlib.util
+import math
 import os
 import signal
 import sys
@@ -320,3 +321,25 @@ def test_cuda_workers_spread_over_the_gpus(worker_name, gpu, monkeypatch):
     monkeypatch.setattr(distributed, "get_worker", lambda: type("Worker", (), {"name": worker_name})())
     assert executors._worker_device("cuda") == torch.device("cuda", gpu)
     assert executors._worker_device("cpu") == torch.device("cpu")
+
+
+V1 = ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")
+
+
+@pytest.mark.parametrize("files, quota", [({"cpu.max": "max 100000\n"}, None), ({"cpu.max": "150000 100000\n"}, 1.5),
+                                          (dict(zip(V1, ("-1\n", "100000\n"), strict=True)), None),
+                                          (dict(zip(V1, ("50000\n", "100000\n"), strict=True)), 0.5),
+                                          ({}, None)])
+def test_the_cpus_a_run_may_use_follow_the_cgroup_quota(tmp_path, files, quota):
+    """A container's CPU quota (cgroup v2 cpu.max, or v1 cfs quota/period) caps the threads a run starts; the
+    affinity mask bounds them otherwise (os.cpu_count() counts the machine's CPUs, not this process's)."""
+    import os
+
+    from stochthermo.numerics import available_cpus, cgroup_quota
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_quota(tmp_path) == quota
+    affinity = len(os.sched_getaffinity(0))
+    assert available_cpus(tmp_path) == (affinity if quota is None else max(1, min(affinity, math.ceil(quota))))

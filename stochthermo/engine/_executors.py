@@ -19,7 +19,6 @@ exact transport plans (W_1 rates) can amplify (2e-5 relative on the Swiss roll; 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 import zlib
@@ -36,7 +35,7 @@ from stochthermo.engine._dataset import check_finite
 from stochthermo.engine._observation import observe_run
 from stochthermo.engine._tasks import DamagedTaskFile, Task, TaskStore
 from stochthermo.errors import ScenarioError, SimulationError, first_line
-from stochthermo.numerics._device import resolve_device, resolve_dtype
+from stochthermo.numerics._device import available_cpus, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from stochthermo.engine._build import Scenario, Sweep
@@ -141,7 +140,8 @@ def _progress(tasks: list[Task], finished: int, name: str, show: bool) -> tqdm:
 
 class InProcess:
     """Every task in this process, in order; ``torch_threads`` fixes torch's thread count, and the BLAS
-    threads of numpy and scipy, while they run (default: as they are, all cores)."""
+    threads of numpy and scipy, while they run (default: the CPUs this process may use,
+    :func:`~stochthermo.numerics.available_cpus`, where torch would start more)."""
 
     name = "in-process"
 
@@ -153,12 +153,13 @@ class InProcess:
 
     def run(self, scenario: Scenario | Sweep, tasks: list[Task], *, device: torch.device, store: TaskStore | None,
             retries: int = 0, progress: bool = False, on_task: OnTask | None = None) -> dict[str, dict]:
-        if not self.torch_threads:
+        wanted = self.torch_threads or min(torch.get_num_threads(), available_cpus())
+        if wanted == torch.get_num_threads() and not self.torch_threads:
             return self._run(scenario, tasks, device, store, retries, progress, on_task)
         threads = torch.get_num_threads()
-        torch.set_num_threads(self.torch_threads)
+        torch.set_num_threads(wanted)
         try:
-            with threadpool_limits(self.torch_threads):  # numpy's and scipy's BLAS too
+            with threadpool_limits(wanted):  # numpy's and scipy's BLAS too
                 return self._run(scenario, tasks, device, store, retries, progress, on_task)
         finally:
             torch.set_num_threads(threads)
@@ -280,7 +281,7 @@ class DaskExecutor:
         oversubscribing them)."""
         distributed = _require_distributed("executor")
         import dask
-        cores = os.cpu_count() or 1
+        cores = available_cpus()
         workers = workers or cores
         if workers < 1:
             raise ScenarioError(f"must be >= 1, got {workers}", key="workers")

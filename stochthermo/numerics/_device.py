@@ -1,8 +1,11 @@
-"""Device and dtype resolution: ``auto`` means CUDA when present, else CPU."""
+"""Device and dtype resolution (``auto`` means CUDA when present, else CPU), and the CPUs a run may use."""
 
 from __future__ import annotations
 
+import math
+import os
 import re
+from pathlib import Path
 
 import torch
 
@@ -32,3 +35,40 @@ def resolve_dtype(name: str) -> torch.dtype:
         return DTYPES[name]
     except KeyError:
         raise ScenarioError(f"unknown dtype '{name}' (use float64 or float32)", key="dtype") from None
+
+
+#: where a Linux container's CPU quota is read (cgroup v2, then v1)
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def available_cpus(cgroup: Path = CGROUP) -> int:
+    """The CPUs this process may use: its affinity mask (``taskset``, a batch scheduler's allocation) capped by
+    a cgroup CPU quota (a container's ``--cpus``), rounded up, at least 1. ``os.cpu_count()`` counts the
+    machine's CPUs instead, and torch starts that many threads: oversubscribed, they spin and the run
+    collapses."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        count = os.cpu_count() or 1
+    quota = cgroup_quota(cgroup)
+    if quota is not None:
+        count = min(count, math.ceil(quota))
+    return max(1, count)
+
+
+def cgroup_quota(cgroup: Path = CGROUP) -> float | None:
+    """CPUs' worth of the cgroup quota (quota / period), or ``None`` where there is none or it cannot be read."""
+    try:
+        fields = (cgroup / "cpu.max").read_text().split()  # v2: "max 100000" or "150000 100000"
+        quota, period = fields[0], fields[1]
+    except (OSError, IndexError):
+        try:  # v1: quota -1 means none
+            quota = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        quota_value, period_value = float(quota), float(period)
+    except ValueError:  # "max": no quota
+        return None
+    return quota_value / period_value if quota_value > 0 and period_value > 0 else None
