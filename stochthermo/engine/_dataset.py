@@ -111,7 +111,7 @@ def variable_attributes(var: Variable) -> dict:
 
 
 def forward_processes(protocols: dict) -> list[list[str]]:
-    """The protocols grouped by their forward process (:attr:`~stochthermo.DrivingProtocol.forward_group`): the
+    """The protocols grouped by their forward process (``forward_group``): the
     quantities of the forward process alone (``measured_on``) are the same within a group, whatever each
     protocol's solver."""
     groups: dict[str, list[str]] = {}

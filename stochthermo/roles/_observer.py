@@ -90,7 +90,7 @@ class Run:
     solver: Solver
     #: computes the flows on first use
     transport: Callable[[], Flows] = field(repr=False)
-    #: the protocol's :attr:`~stochthermo.DrivingProtocol.forward_group`: runs of one group and seed share their
+    #: the protocol's ``forward_group``: runs of one group and seed share their
     #: forward marginals exactly (measure them once)
     forward_group: str = ""
 
