@@ -56,6 +56,7 @@ def _collect_from_here() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures are written, never shown (a user's choice is kept)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)

@@ -1,5 +1,6 @@
 """Figures (Agg) and the HTML report from small runs, and the CLI's plot / report / --plot / --set."""
 
+import os
 import re
 
 import pytest
@@ -75,3 +76,27 @@ def test_a_sweep_gets_each_figure_per_swept_value_and_a_report(tmp_path):
     assert len(names) == 6 and all(p.stat().st_size > 5000 for p in written)
     assert "test_costs_data_stds-0.2x0.4.png" in names and "test_densities_data_stds-0.3x0.3.png" in names, names
     assert render_report(ds).count("data:image/png;base64,") == 6
+
+
+def test_figures_keep_the_sessions_backend(monkeypatch):
+    """A notebook's backend (inline) is kept: drawing a figure does not switch it to Agg (the command line sets
+    Agg itself, through MPLBACKEND, and keeps a user's own MPLBACKEND)."""
+    import matplotlib
+
+    from stochthermo.cli import main
+    from stochthermo.present import pyplot
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        pyplot().figure()
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        pyplot().close("all")
+        matplotlib.use(before)
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    main(["plugins", "--json"])
+    assert os.environ["MPLBACKEND"] == "Agg"
+    monkeypatch.setenv("MPLBACKEND", "pdf")
+    main(["plugins", "--json"])
+    assert os.environ["MPLBACKEND"] == "pdf"

@@ -71,7 +71,7 @@ def run(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *, overri
     ``device`` overrides the scenario's; ``executor`` is ``in-process``, ``local`` (a Dask LocalCluster of
     ``workers`` processes) or an :class:`Executor`; ``scheduler`` is the address of an existing Dask cluster;
     ``threads`` the torch threads per task; ``retries`` reruns a failing task before it is reported;
-    ``keep_tasks`` keeps the run directory after success; ``progress`` shows a bar on standard error.
+    ``keep_tasks`` keeps the run directory after success; ``progress`` shows a bar (a widget in a notebook).
 
     Nothing wrong reaches the output: an output that is the scenario file, a directory or a special file is
     refused, and so is an existing file that is not a result of this tool unless ``force``; a damaged task file

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from stochthermo.errors import ScenarioError
 

@@ -1,5 +1,5 @@
-"""Helpers for an observer's figure functions: matplotlib's pyplot (imported on first use, Agg backend) and a
-variable's axis label."""
+"""Helpers for an observer's figure functions: matplotlib's pyplot (imported on first use, on whatever backend
+the session has: inline in Jupyter; the command line sets Agg) and a variable's axis label."""
 
 from __future__ import annotations
 
@@ -10,10 +10,8 @@ if TYPE_CHECKING:
 
 
 def pyplot():
-    """matplotlib.pyplot with the Agg backend (imported on first use)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    """matplotlib.pyplot (imported on first use). The backend is the session's: a notebook keeps its inline
+    figures; the command line, which never opens a window, selects Agg (``MPLBACKEND``) before anything draws."""
     import matplotlib.pyplot
 
     return matplotlib.pyplot
