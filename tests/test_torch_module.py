@@ -321,3 +321,16 @@ def test_the_models_weights_are_in_the_dataset_and_the_task_keys():
         with torch.no_grad():
             exact_epsilon_module.std -= 0.01
     assert set(before).isdisjoint(after)
+
+
+def test_the_notebook_example_runs():
+    """examples/notebooks/bring_your_model.py (a jupytext notebook): a network defined in the notebook, EDM's
+    conventions, measured end to end; it asserts its own residual."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parents[1] / "examples" / "notebooks" / "bring_your_model.py"
+    done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "estimation residual L" in done.stdout and "weights_sha256" in done.stdout
