@@ -119,8 +119,13 @@ def test_estimation_observer_finds_no_residual_for_an_exact_model(model):
                                 estimator={"name": "torch_module", "model": f"test_torch_module:{model}",
                                            "output": "epsilon", "dtype": "float64"},
                                 observers=["thermodynamics", "response", "estimation"]))
-    assert float(ds.estimation_residual.max()) < 1e-8
-    assert float(ds.estimation_residual_rate.isel(time=slice(1, None)).max()) < 1e-12
+    # the only residual is the read at t = 1e-6 τ instead of 0: the rate there is |δν|² ≈ (1e-6 τ ∂_tν)², and
+    # |∂_tν| ≤ 10 for vp_linear (β ≤ 20) on these x, so ≤ 1e-10; L is that rate's trapezoidal share of the
+    # first step (Δt/2 = 1/64) and nothing else (measured: rate 6.8e-11, L = 7.1e-13, the documented figure)
+    rate = ds.estimation_residual_rate
+    assert float(rate.isel(time=0).max()) < 1e-10
+    assert float(ds.estimation_residual.max()) <= float(rate.isel(time=0).max()) / 64 * (1 + 1e-9)
+    assert float(rate.isel(time=slice(1, None)).max()) < 1e-25  # float64 rounding of |ν|² ≈ 1
     d_0 = ds.chi_square.values[..., None]
     assert float(abs(ds.estimated_divergence / d_0 - 1).max()) < 1e-4
     assert (ds.holds_imperfect_estimation == 1).all()
