@@ -33,6 +33,12 @@ def test_dimension_order_and_attributes(dataset):
         for key in ("long_name", "units", "symbol", "equation"):
             assert key in var.attrs, (name, key)
         assert var.attrs["equation"].startswith("arXiv:2407.04495 Eq. (")
+        # CF: an ancillary variable is named, and exists
+        assert all(other in dataset for other in var.attrs.get("ancillary_variables", "").split()), name
+    for name, coordinate in dataset.coords.items():  # every coordinate says what it is
+        assert coordinate.attrs.get("long_name"), name
+    assert dataset.attrs["Conventions"] == "CF-1.11"
+    assert dataset.response.attrs["ancillary_variables"] == "response_lower response_upper"
 
 
 def test_provenance(dataset):

@@ -189,15 +189,18 @@ class Response(Observer):
             "loss_speed_squared": Variable(PT, "squared speed of the loss", "1", "v_loss(t)^2", "(80)",
                                            nonfinite=INFINITE_CHI_SQUARE),
             "chi_square": Variable(P, "Pearson chi-square divergence of the perturbed start", "1", "D_0",
-                                   "(78)", nonfinite="infinite where the perturbed start's tails are too heavy"),
+                                   "(78)", nonfinite="infinite where the perturbed start's tails are too heavy",
+                                   attrs={"ancillary_variables": "chi_square_stderr chi_square_method"}),
             "chi_square_method": Variable(P, "how D_0 was computed, or why it is infinite", "1", "", "(78)"),
             "chi_square_stderr": Variable(P, "Monte Carlo standard error of D_0 (0 where computed exactly)", "1",
                                           "se(D_0)", "(78)", nonfinite=("infinite where the Monte Carlo estimate's "
                                                                         "variance is, or D_0 is")),
             "wasserstein_1_change": Variable(P, "change of W_1 over the reverse process", "1", "Delta W_1",
-                                             "(81)"),
+                                             "(81)", attrs={"ancillary_variables": "wasserstein_1_change_lower "
+                                                            "wasserstein_1_change_upper wasserstein_1_bracket_method"}),
             "response": Variable(P, "response (squared W_1 change per unit chi-square and time)", "1", "eta",
-                                 "(81)", nonfinite=INFINITE_CHI_SQUARE),
+                                 "(81)", nonfinite=INFINITE_CHI_SQUARE,
+                                 attrs={"ancillary_variables": "response_lower response_upper"}),
             "loss_cost": Variable(P, "integrated squared loss speed", "1", "c_1", "(81)",
                                   nonfinite=INFINITE_CHI_SQUARE),
             "reference_dissipation_rate": Variable(("time",), "kinetic energy of the true reverse process over "

@@ -60,9 +60,11 @@ def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device,
     protocols, seeds = list(scenario.protocols), list(scenario.seeds)
     coords = {"protocol": protocols, "perturbation": list(scenario.perturbations), "seed": seeds,
               "time": scenario.times.numpy()}
+    owners = {}  # an observer's own coordinate -> the observer that declared it
     data_vars = {}
     for observer in scenario.observers:
         coords.update(observer.coordinates())
+        owners.update(dict.fromkeys(observer.coordinates(), observer.name))
         for name, var in observer.variables().items():
             stacked = np.stack([np.stack([np.asarray(results[p][s][observer.name][name]) for s in seeds])
                                 for p in protocols])  # (protocol, seed, *declared)
@@ -72,6 +74,11 @@ def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device,
     dataset = xr.Dataset(data_vars, coords=coords)
     dataset["time"].attrs.update(long_name="forward time", units="1", symbol="t")
     dataset["seed"].attrs.update(long_name="random seed of the particle ensembles", units="1")
+    dataset["protocol"].attrs.update(long_name="driving protocol (scenario key protocols.<name>)")
+    dataset["perturbation"].attrs.update(long_name="perturbed start of the reverse process (scenario key "
+                                                   "perturbations.<name>)")
+    for name, owner in owners.items():  # every coordinate says what it is (CF), the observer's own words first
+        dataset[name].attrs.setdefault("long_name", f"{name} (a coordinate of observer '{owner}')")
     dataset.attrs.update(_provenance(scenario, device, dtype))
     return dataset
 
@@ -130,6 +137,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         except importlib.metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return {
+        "Conventions": "CF-1.11",
         "title": f"stochthermo run of scenario '{scenario.name}'",
         "scenario_name": scenario.name,
         "scenario_description": scenario.description,
