@@ -343,3 +343,19 @@ def test_the_cpus_a_run_may_use_follow_the_cgroup_quota(tmp_path, files, quota):
     assert cgroup_quota(tmp_path) == quota
     affinity = len(os.sched_getaffinity(0))
     assert available_cpus(tmp_path) == (affinity if quota is None else max(1, min(affinity, math.ceil(quota))))
+
+
+def test_the_idle_cpus_are_read_from_the_kernels_counters(tmp_path, monkeypatch):
+    """Between two reads of /proc/stat, half of the ticks idle: half the machine's CPUs are free, and the default
+    thread count takes no more (at least 1)."""
+    import os
+
+    from stochthermo.numerics import _device
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 1 2 3 4\n")
+    monkeypatch.setattr(_device.time, "sleep", lambda seconds: stat.write_text("cpu  150 0 150 900 0 0 0 0 0 0\n"))
+    assert _device.idle_cpus(stat=stat) == pytest.approx(0.5 * os.cpu_count())
+    assert _device.idle_cpus(stat=tmp_path / "missing") is None
+    monkeypatch.setattr(_device, "idle_cpus", lambda: 0.2)
+    assert _device.default_threads() == 1

@@ -35,7 +35,7 @@ from stochthermo.engine._dataset import check_finite
 from stochthermo.engine._observation import observe_run
 from stochthermo.engine._tasks import DamagedTaskFile, Task, TaskStore
 from stochthermo.errors import ScenarioError, SimulationError, first_line
-from stochthermo.numerics._device import available_cpus, resolve_device, resolve_dtype
+from stochthermo.numerics._device import available_cpus, default_threads, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from stochthermo.engine._build import Scenario, Sweep
@@ -140,8 +140,8 @@ def _progress(tasks: list[Task], finished: int, name: str, show: bool) -> tqdm:
 
 class InProcess:
     """Every task in this process, in order; ``torch_threads`` fixes torch's thread count, and the BLAS
-    threads of numpy and scipy, while they run (default: the CPUs this process may use,
-    :func:`~stochthermo.numerics.available_cpus`, where torch would start more)."""
+    threads of numpy and scipy, while they run (default: the CPUs this process may use and that are idle when the
+    run starts, :func:`~stochthermo.numerics.default_threads`, where torch would start more)."""
 
     name = "in-process"
 
@@ -153,7 +153,7 @@ class InProcess:
 
     def run(self, scenario: Scenario | Sweep, tasks: list[Task], *, device: torch.device, store: TaskStore | None,
             retries: int = 0, progress: bool = False, on_task: OnTask | None = None) -> dict[str, dict]:
-        wanted = self.torch_threads or min(torch.get_num_threads(), available_cpus())
+        wanted = self.torch_threads or min(torch.get_num_threads(), default_threads())
         if wanted == torch.get_num_threads() and not self.torch_threads:
             return self._run(scenario, tasks, device, store, retries, progress, on_task)
         threads = torch.get_num_threads()

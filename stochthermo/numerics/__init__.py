@@ -3,7 +3,14 @@ the exact 1-D quantile flow, the log-density ODE, Gaussian closed forms, the 2-D
 cached training, and device/dtype resolution. No physics role is imported here: these are the bottom layer.
 """
 
-from stochthermo.numerics._device import available_cpus, cgroup_quota, resolve_device, resolve_dtype
+from stochthermo.numerics._device import (
+    available_cpus,
+    cgroup_quota,
+    default_threads,
+    idle_cpus,
+    resolve_device,
+    resolve_dtype,
+)
 from stochthermo.numerics._gaussian import (
     bures_map,
     chi_square_gaussians,
@@ -38,6 +45,8 @@ from stochthermo.numerics._training import (
 __all__ = [
     "available_cpus",
     "cgroup_quota",
+    "default_threads",
+    "idle_cpus",
     "DIVERGENCE",
     "Grid2D",
     "HelmholtzSplit",

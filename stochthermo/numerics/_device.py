@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from pathlib import Path
 
 import torch
@@ -72,3 +73,32 @@ def cgroup_quota(cgroup: Path = CGROUP) -> float | None:
     except ValueError:  # "max": no quota
         return None
     return quota_value / period_value if quota_value > 0 and period_value > 0 else None
+
+
+def idle_cpus(window: float = 0.05, stat: Path = Path("/proc/stat")) -> float | None:
+    """How many CPUs' worth of the machine sat idle over the next ``window`` seconds (``/proc/stat``), or ``None``
+    where that cannot be read. Other work on a shared machine shows here at once; a run that starts as many
+    threads as there are CPUs while they are busy spins in torch's thread pool instead of computing."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in stat.read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + (fields[4] if len(fields) > 4 else 0), sum(fields)  # idle + iowait, total
+
+    try:
+        idle_before, total_before = sample()
+        time.sleep(window)
+        idle_after, total_after = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total_after <= total_before:
+        return None
+    return (idle_after - idle_before) / (total_after - total_before) * (os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """The torch threads a run starts with by default: the CPUs it may use (:func:`available_cpus`), fewer where
+    other work keeps some of them busy (:func:`idle_cpus`, rounded), at least 1."""
+    threads = available_cpus()
+    idle = idle_cpus()
+    if idle is not None:
+        threads = min(threads, max(1, round(idle)))
+    return threads
