@@ -124,7 +124,9 @@ class ExternalModel(Estimator):
         times = torch.full((len(x),), self._model_time(t), dtype=self.model_dtype, device=x.device)
         if self.output == "denoiser":  # EDM's D is handed x_t / m_t = y + σε
             x = x / float(self.process.moments(t).scale)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and x.requires_grad):  # no graph over the weights
+        differentiated = torch.is_grad_enabled() and x.requires_grad  # a divergence by autograd needs the graph
+        # otherwise inference mode: no graph over the weights, no version counters
+        with torch.enable_grad() if differentiated else torch.inference_mode():
             out = self.network(times, x.to(self.model_dtype))
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
