@@ -180,11 +180,14 @@ def test_the_gaussian_transport_map_pushes_the_source_onto_the_target():
     assert torch.allclose(torch.cov(image.T), target_cov, atol=0.03 * math.sqrt(2))
 
 
-def test_a_kl_proxy_d0_is_marked_in_the_summary():
+def test_a_kl_proxy_d0_is_marked_in_the_summary_and_gives_eta_no_interval():
     spec = _embedded(3, 256)
     spec["perturbations"] = {"bimodal": {"name": "gaussian_mixture", "weights": [0.5, 0.5],
                                          "means": [[-0.6, 0.0, 0.0], [0.6, 0.0, 0.0]], "stds": [0.8, 0.8]}}
     spec["protocols"] = {"cond_ot": {"process": {"name": "scheduled", "schedule": "cond_ot"}}}
     spec["observers"] = [{"name": "response", "kl_proxy": True}]
-    columns = list(_run(spec).stochthermo.summary().columns)
+    ds = _run(spec)
+    columns = list(ds.stochthermo.summary().columns)
     assert "D_0" not in columns and "D_0 (KL proxy)" in columns
+    # the proxy is no bound on D_0: eta gets no confidence interval from it
+    assert np.isnan(ds.response_lower).all() and np.isnan(ds.response_upper).all()

@@ -59,6 +59,7 @@ import torch
 from stochthermo import Observer, ScenarioError, Variable, hookimpl
 from stochthermo.errors import did_you_mean
 from stochthermo.measures import (
+    KL_PROXY,
     ChiSquare,
     change_bracket,
     chi_square,
@@ -81,7 +82,7 @@ PT = ("perturbation", "time")
 P = ("perturbation",)
 INFINITE_CHI_SQUARE = "NaN where the chi-square divergence D_0 is infinite (the relations say nothing)"
 NO_BRACKET = ("NaN where no bracket applies (weighted particles under a stochastic solver) or, for eta, where D_0 "
-              "is infinite")
+              "is infinite or only approximated (the KL proxy)")
 
 
 class Response(Observer):
@@ -317,7 +318,7 @@ class Response(Observer):
         out["wasserstein_1_change_lower"].append(low)
         out["wasserstein_1_change_upper"].append(high)
         out["wasserstein_1_bracket_method"].append(method)
-        if not math.isfinite(d0):
+        if not math.isfinite(d0) or divergence.method == KL_PROXY:  # the proxy is no bound on D_0: no interval
             out["response_lower"].append(np.nan)
             out["response_upper"].append(np.nan)
             return

@@ -14,7 +14,7 @@ from stochthermo.measures._bracket import (
     one_sided_z,
     w1_bracket,
 )
-from stochthermo.measures._divergence import ChiSquare, chi_square, isotropic_kl
+from stochthermo.measures._divergence import KL_PROXY, ChiSquare, chi_square, isotropic_kl
 from stochthermo.measures._ensemble import (
     SAMPLINGS,
     Ensemble,
@@ -79,6 +79,7 @@ __all__ = [
     "as_vector",
     "check_covariances",
     "ChiSquare",
+    "KL_PROXY",
     "Coupling",
     "Ensemble",
     "FLOW_STEPS",
