@@ -20,6 +20,8 @@ CASES = {
     "unknown parameter": ({"prior": {"name": "gaussian", "mean": 0.0, "sd": 1.0}},
                           "prior.sd: distribution 'gaussian' has no parameter 'sd' (did you mean 'std'?)"),
     "wrong type": ({"particles": "many"}, "particles: expected an integer, got 'many'"),
+    "odd antithetic": ({"particles": 101, "particle_sampling": "antithetic"},
+                       "particles: antithetic particles come in mirror pairs: needs an even number, got 101"),
     "wrong parameter type": ({"perturbations": {"p": {"name": "gaussian", "mean": "one"}}},
                              "perturbations.p.mean: expected float | list[float], got 'one'"),
     "tau <= 0": ({"tau": 0.0}, "tau: must be > 0, got 0.0"),

@@ -161,8 +161,8 @@ def _build(spec: ScenarioSpec, registry: Registry) -> Scenario:
     check_sizes(time_steps=settings.time_steps, particles=settings.particles, perturbations=len(perturbations),
                 reverse_start=settings.reverse_start, dim=data.dim, device=resolve_device(settings.device),
                 dtype=resolve_dtype(settings.dtype))
-    _check_sampling(settings.particle_sampling, {"prior": prior, **{f"perturbations.{name}": law
-                                                                       for name, law in perturbations.items()}})
+    starts = {"prior": prior, **{f"perturbations.{name}": law for name, law in perturbations.items()}}
+    _check_sampling(settings.particle_sampling, settings.particles, starts)
     protocols = {name: _protocol(registry, name, entry, raw, {"data": data, "prior": prior, "tau": tau})
                  for name, entry in _mapping(raw["protocols"], "protocols").items()}
 
@@ -263,10 +263,14 @@ def _mapping(value: Any, key: str) -> dict:
     return {str(k): v for k, v in value.items()}
 
 
-def _check_sampling(sampling: str, laws: dict[str, Distribution]) -> None:
-    """A structured ``particle_sampling`` needs every d ≥ 2 start law to map the unit cube to its draws."""
+def _check_sampling(sampling: str, particles: int, laws: dict[str, Distribution]) -> None:
+    """A structured ``particle_sampling`` needs every d ≥ 2 start law to map the unit cube to its draws;
+    ``antithetic`` an even number of particles (mirror pairs: the units of every standard error)."""
     if sampling == "random":
         return
+    if sampling == "antithetic" and particles % 2:
+        raise ScenarioError(f"antithetic particles come in mirror pairs: needs an even number, got {particles}",
+                            key="particles")
     for key, law in laws.items():
         if law.dim > 1 and law.unit_cube_dim() is None:
             raise ScenarioError(f"'{sampling}' needs start laws that map the unit cube to their draws; "
