@@ -35,7 +35,7 @@ from stochthermo.engine._dataset import check_finite
 from stochthermo.engine._observation import observe_run
 from stochthermo.engine._tasks import DamagedTaskFile, Task, TaskStore
 from stochthermo.errors import ScenarioError, SimulationError, first_line
-from stochthermo.numerics._device import available_cpus, default_threads, resolve_device, resolve_dtype
+from stochthermo.numerics._device import available_cpus, resolve_device, resolve_dtype
 
 if TYPE_CHECKING:
     from stochthermo.engine._build import Scenario, Sweep
@@ -140,8 +140,9 @@ def _progress(tasks: list[Task], finished: int, name: str, show: bool) -> tqdm:
 
 class InProcess:
     """Every task in this process, in order; ``torch_threads`` fixes torch's thread count, and the BLAS
-    threads of numpy and scipy, while they run (default: the CPUs this process may use and that are idle when the
-    run starts, :func:`~stochthermo.numerics.default_threads`, where torch would start more)."""
+    threads of numpy and scipy, while they run (default: as they are — the command line sets them once, at start,
+    from :func:`~stochthermo.numerics.default_threads`; changing them around every run of a long-lived process can
+    leave MKL's thread team waiting on threads that are gone)."""
 
     name = "in-process"
 
@@ -153,13 +154,12 @@ class InProcess:
 
     def run(self, scenario: Scenario | Sweep, tasks: list[Task], *, device: torch.device, store: TaskStore | None,
             retries: int = 0, progress: bool = False, on_task: OnTask | None = None) -> dict[str, dict]:
-        wanted = self.torch_threads or min(torch.get_num_threads(), default_threads())
-        if wanted == torch.get_num_threads() and not self.torch_threads:
+        if not self.torch_threads:
             return self._run(scenario, tasks, device, store, retries, progress, on_task)
         threads = torch.get_num_threads()
-        torch.set_num_threads(wanted)
+        torch.set_num_threads(self.torch_threads)
         try:
-            with threadpool_limits(wanted):  # numpy's and scipy's BLAS too
+            with threadpool_limits(self.torch_threads):  # numpy's and scipy's BLAS too
                 return self._run(scenario, tasks, device, store, retries, progress, on_task)
         finally:
             torch.set_num_threads(threads)
