@@ -517,3 +517,29 @@ def test_stochastic_yaml_eta_rises_with_the_noise_level():
         ode, half, full = (float(eta.sel(protocol=p, perturbation=start)) for p in ("ode", "sde_half", "sde"))
         assert ode < half < full, start
     np.testing.assert_allclose(float(eta.sel(protocol="sde", perturbation="shifted")), 0.58, rtol=0.03)
+
+
+def test_only_what_is_random_is_replicated_over_seeds(monkeypatch):
+    """A 1-D ODE protocol with observers that draw nothing is computed once for its four seeds (every seed gets
+    those results, bit for bit); the SDE protocol, whose noise is the seed's, four times; an observer that draws
+    from the seed (trajectory_thermodynamics) makes every task run."""
+    from stochthermo.engine import _executors
+
+    calls = []
+    observe = _executors.observe_run
+    monkeypatch.setattr(_executors, "observe_run",
+                        lambda scenario, protocol, *args, **kwargs: calls.append(protocol.name)
+                        or observe(scenario, protocol, *args, **kwargs))
+    cosine = {"name": "scheduled", "schedule": "cosine"}
+    spec = scenario_dict(time_steps=8, particles=128, seeds=[0, 1, 2, 3],
+                         protocols={"ode": {"process": cosine},
+                                    "sde": {"process": cosine, "solver": {"name": "stochastic_heun", "gamma": 1.0}}})
+    ds = run_dict(spec)
+    assert calls.count("ode") == 1 and calls.count("sde") == 4
+    for name in ("response", "wasserstein_1", "kinetic_cost"):
+        values = ds[name].sel(protocol="ode").transpose("seed", ...).values
+        assert all(np.array_equal(values[0], v) for v in values[1:]), name
+    calls.clear()
+    run_dict({**spec, "protocols": {"ode": {"process": cosine}},
+              "observers": ["thermodynamics", {"name": "trajectory_thermodynamics", "paths": 64, "steps": 16}]})
+    assert calls.count("ode") == 4

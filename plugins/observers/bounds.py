@@ -142,6 +142,9 @@ class Bounds(Observer):
         possible_response = response["wasserstein_1"].max(-1) ** 2 / (tau * response["chi_square"])
         return np.maximum(np.maximum(response["reference_dissipation"], possible_response), rounding)
 
+    def draws_random_numbers(self, setup):
+        return False  # a function of the flows alone
+
     def observe(self, run, measured):
         out = {}
         for rel in RELATIONS:

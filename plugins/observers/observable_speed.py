@@ -100,6 +100,9 @@ class ObservableSpeed(Observer):
                                               attrs={**STATUS_ATTRS, "rtol": self.rtol}),
         }
 
+    def draws_random_numbers(self, setup):
+        return False  # a function of the flows alone
+
     def observe(self, run, measured):
         forward, times = run.forward, run.times.cpu().numpy()
         tau = times[-1] - times[0]

@@ -138,6 +138,10 @@ class Response(Observer):
             out["speeds"] = speeds_figure
         return out
 
+    def draws_random_numbers(self, setup):
+        """In 1-D nothing (quadratures, exact brackets); above, the bracket's splits and the sampling floors."""
+        return setup.data.dim > 1
+
     def prepare(self, setup):
         """Resolve ``auto`` (module docstring); for ``common_support`` check that every protocol carries both
         starts by one deterministic exact flow and that every D_0 is finite (the importance weights'

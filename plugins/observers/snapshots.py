@@ -64,6 +64,9 @@ class Snapshots(Observer):
                                         "density of the perturbed reverse process", "1", "P~_t(x)", "(79)"),
         }
 
+    def draws_random_numbers(self, setup):
+        return False  # a function of the flows alone
+
     def observe(self, run, measured):
         return {
             "forward_density": self._densities(run.forward),

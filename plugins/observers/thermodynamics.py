@@ -132,6 +132,9 @@ class Thermodynamics(Observer):
             var.attrs["measured_on"] = FORWARD_ONLY
         return variables
 
+    def draws_random_numbers(self, setup):
+        return False  # a function of the flows alone
+
     def observe(self, run, measured):
         """The forward quantities of ``run``'s process, measured once per forward group and seed (every
         protocol of one process gets that one measurement: the forward marginals do not depend on the sampler)."""

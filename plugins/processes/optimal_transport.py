@@ -81,6 +81,10 @@ class OptimalTransport(ForwardProcess):
                 raise ScenarioError(f"must be > 0, got {bandwidth}", key="bandwidth")
         self.bandwidth = bandwidth
 
+    def draws_random_numbers(self):
+        """Only the sample-based plan is drawn from the seed (the 1-D monotone map is exact)."""
+        return self.sample_based
+
     def realise(self, n, seed, *, device, dtype):
         """The plan of this seed: n data points against the n prior points the true reverse process starts
         from (the same seeded ensemble the engine draws)."""

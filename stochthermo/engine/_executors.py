@@ -18,6 +18,7 @@ exact transport plans (W_1 rates) can amplify (2e-5 relative on the Swiss roll; 
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import time
@@ -32,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from stochthermo.engine._dataset import check_finite
-from stochthermo.engine._observation import observe_run
+from stochthermo.engine._observation import observe_run, seed_independent
 from stochthermo.engine._tasks import DamagedTaskFile, Task, TaskStore
 from stochthermo.errors import ScenarioError, SimulationError, first_line
 from stochthermo.numerics._device import available_cpus, resolve_device, resolve_dtype
@@ -120,6 +121,8 @@ class TaskComputer:
         self.variants = scenario.variants
         self.device = device
         self._moved: dict[tuple[int, str], Any] = {}
+        #: the results of a seed-independent protocol (:func:`seed_independent`), by (variant, protocol)
+        self._every_seed: dict[tuple[int, str], dict] = {}
 
     def __call__(self, task: Task) -> dict[str, dict]:
         variant = self.variants[task.variant]
@@ -128,10 +131,16 @@ class TaskComputer:
             self._moved[(task.variant, "")] = {name: dist.to(self.device, dtype)
                                                for name, dist in variant.perturbations.items()}
         protocol = variant.setup.protocols[task.protocol]
-        if (task.variant, task.protocol) not in self._moved:
-            self._moved[(task.variant, task.protocol)] = protocol.estimator.to(self.device, dtype)
-        return observe_run(variant, protocol, self._moved[(task.variant, task.protocol)],
-                           self._moved[(task.variant, "")], task.seed, device=self.device)
+        key = (task.variant, task.protocol)
+        if key in self._every_seed:  # computed for another seed: every seed gives these results
+            return copy.deepcopy(self._every_seed[key])
+        if key not in self._moved:
+            self._moved[key] = protocol.estimator.to(self.device, dtype)
+        measured = observe_run(variant, protocol, self._moved[key], self._moved[(task.variant, "")], task.seed,
+                               device=self.device)
+        if seed_independent(variant, protocol):
+            self._every_seed[key] = copy.deepcopy(measured)
+        return measured
 
 
 def _progress(tasks: list[Task], finished: int, name: str, show: bool) -> tqdm:

@@ -25,6 +25,16 @@ from stochthermo.roles._observer import Run
 from stochthermo.roles._protocol import DrivingProtocol
 
 
+def seed_independent(scenario: Scenario, protocol: DrivingProtocol) -> bool:
+    """Whether every seed of ``protocol`` gives the same results: its particles are 1-D quadrature ensembles (no
+    draw), its solver is deterministic, its process has no random realisation, and no observer draws random
+    numbers of its own (:meth:`~stochthermo.Observer.draws_random_numbers`). Such a protocol is computed once
+    for all seeds: only what is random is replicated."""
+    setup = scenario.setup
+    return (setup.data.dim == 1 and not protocol.solver.stochastic and not protocol.process.draws_random_numbers()
+            and not any(observer.draws_random_numbers(setup) for observer in scenario.observers))
+
+
 def observe_run(scenario: Scenario, protocol: DrivingProtocol, estimator: Estimator,
                 perturbations: dict[str, Distribution],
                 seed: int, *, device: torch.device) -> dict[str, dict]:

@@ -143,6 +143,14 @@ class Observer(Component):
         """Called once when the scenario is built, before any run (e.g. to fix a spatial grid or to refuse
         data it cannot measure); may raise :class:`~stochthermo.ScenarioError`. Does nothing by default."""
 
+    def draws_random_numbers(self, setup: Setup) -> bool:
+        """Whether :meth:`observe` draws random numbers of its own (from ``run.streams``, or anything seeded by
+        ``run.seed``) on the runs of ``setup``. Where the particles do not depend on the seed either (1-D
+        quadrature ensembles, a deterministic solver, a process without a random realisation) and no observer
+        draws, the engine computes a protocol once and gives every seed that result. ``True`` by default: an
+        observer that draws nothing says so."""
+        return True
+
     @abstractmethod
     def variables(self) -> dict[str, Variable]:
         """The declared output variables, by name."""

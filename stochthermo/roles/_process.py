@@ -58,6 +58,11 @@ class ForwardProcess(Component):
         optimal-transport plan) for one seed of a run with ``n`` particles; called by the engine before
         the seed's flows. Nothing to do for processes given in closed form (the default)."""
 
+    def draws_random_numbers(self) -> bool:
+        """Whether :meth:`realise` draws a random realisation from the seed (a sample-based process): by default,
+        whether the class overrides it."""
+        return type(self).realise is not ForwardProcess.realise
+
     def marginal(self, t: float) -> Distribution | None:
         """P_t as a distribution with a density (for grid methods: the excess/housekeeping split, exact
         snapshots), or ``None`` where it is not known in closed form (the default)."""
