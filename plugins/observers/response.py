@@ -139,8 +139,9 @@ class Response(Observer):
         return out
 
     def draws_random_numbers(self, setup):
-        """In 1-D nothing (quadratures, exact brackets); above, the bracket's splits and the sampling floors."""
-        return setup.data.dim > 1
+        """In 1-D nothing (quadratures, exact brackets) but the common support's resampling floor; above, also
+        the bracket's splits and the sampling floors."""
+        return setup.data.dim > 1 or self.method == "common_support"
 
     def prepare(self, setup):
         """Resolve ``auto`` (module docstring); for ``common_support`` check that every protocol carries both
