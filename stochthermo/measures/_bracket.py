@@ -72,12 +72,6 @@ class Bracket:
     lower: OneSided
     upper: OneSided
 
-    @classmethod
-    def exact(cls, value: float, method: str) -> Bracket:
-        """A bracket of width 0: a value computed by quadrature, not by sampling."""
-        point = OneSided(value, 0.0, value, method)
-        return cls(point, point)
-
 
 def one_sided_z(alpha: float) -> float:
     """The standard normal quantile z with P(Z > z) = α."""
