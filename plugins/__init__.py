@@ -28,10 +28,10 @@ from .observers import (
     trajectories,
 )
 from .processes import optimal_transport, rotational, scheduled
-from .schedules import diffusers, standard
+from .schedules import diffusers, standard, variance_exploding
 from .solvers import ode, sde
 
-BUILTIN_MODULES = (standard, diffusers, analytic, point_clouds, images, scheduled, rotational, optimal_transport,
-                   exact, torch_module, diffusers_model, neural, ode, sde, thermodynamics, response, bounds,
-                   snapshots, monte_carlo, image_snapshots, estimation, trajectories, fokker_planck, ode_sde_gap,
-                   prior_error, long_time_limit, ot_bridge, observable_speed)
+BUILTIN_MODULES = (standard, variance_exploding, diffusers, analytic, point_clouds, images, scheduled, rotational,
+                   optimal_transport, exact, torch_module, diffusers_model, neural, ode, sde, thermodynamics,
+                   response, bounds, snapshots, monte_carlo, image_snapshots, estimation, trajectories, fokker_planck,
+                   ode_sde_gap, prior_error, long_time_limit, ot_bridge, observable_speed)

@@ -38,6 +38,7 @@ _EXPORTS = {
     **dict.fromkeys(["Executor", "InProcess", "DaskExecutor", "TaskFailures", "OnTask"], "engine._executors"),
     **dict.fromkeys(["Task", "TaskStore", "DamagedTaskFile"], "engine._tasks"),
     "open_run": "output._files",
+    "reproducible": "engine._dataset",
 }
 __all__ = sorted([*_EXPORTS, "__version__"])
 

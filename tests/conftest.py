@@ -78,3 +78,13 @@ def write_scenario(tmp_path):
         return path
 
     return write
+
+
+def assert_same_run(a, b):
+    """Two results hold the same numbers, coordinates and provenance (their run records aside: the date, host
+    and wall time of each run, :func:`stochthermo.reproducible`)."""
+    import xarray as xr
+
+    from stochthermo import reproducible
+
+    xr.testing.assert_identical(reproducible(a), reproducible(b))

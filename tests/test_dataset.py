@@ -6,9 +6,8 @@ import os
 
 import numpy as np
 import pytest
-import xarray as xr
 
-from conftest import run_dict, scenario_dict
+from conftest import assert_same_run, run_dict, scenario_dict
 from stochthermo.output._files import read_dataset, write_dataset
 
 SPEC = scenario_dict(
@@ -52,13 +51,36 @@ def test_provenance(dataset):
 
 
 def test_same_scenario_same_dataset(dataset):
-    xr.testing.assert_identical(run_dict(SPEC), dataset)
+    assert_same_run(run_dict(SPEC), dataset)
+
+
+def test_a_run_records_when_where_and_how_long_and_comparisons_leave_that_out(tmp_path):
+    """CF's ``date_created`` and ``history``, the host and the wall time are stamped on every run of
+    ``stochthermo.run`` (and so the command line's files); ``stochthermo.reproducible`` drops exactly them, so
+    two runs of one scenario compare identical while their records differ."""
+    import datetime
+    import socket
+
+    import xarray as xr
+
+    import stochthermo
+
+    first = stochthermo.run(SPEC, output=tmp_path / "a.nc")
+    second = stochthermo.run(SPEC, write=False)
+    created = datetime.datetime.fromisoformat(first.attrs["date_created"].replace("Z", "+00:00"))
+    assert abs((datetime.datetime.now(datetime.UTC) - created).total_seconds()) < 600
+    assert first.attrs["history"].startswith(f"{first.attrs['date_created']}: stochthermo ")
+    assert first.attrs["run_host"] == socket.gethostname() and first.attrs["run_wall_time_s"] > 0
+    assert read_dataset(tmp_path / "a.nc").attrs["date_created"] == first.attrs["date_created"]
+    assert set(first.attrs) - set(stochthermo.reproducible(first).attrs) == {
+        "date_created", "history", "run_host", "run_wall_time_s"}
+    xr.testing.assert_identical(stochthermo.reproducible(first), stochthermo.reproducible(second))
 
 
 def test_netcdf_round_trip_is_lossless(dataset, tmp_path):
     path = write_dataset(dataset, tmp_path / "sub" / "run.nc")
     again = read_dataset(path)
-    xr.testing.assert_identical(again, dataset)
+    assert_same_run(again, dataset)
     assert again.holds_geodesic.dtype == np.int8 and again.chi_square_method.dtype.kind in "UO"
     assert [p.name for p in path.parent.iterdir()] == ["run.nc"]  # no temporary file left
     mask = os.umask(0)

@@ -2,6 +2,9 @@
 
 import os
 import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,7 @@ from stochthermo.output._files import write_dataset
 from stochthermo.present._plotting import available_figures, save_figures
 from stochthermo.present._report import render_report
 
+ROOT = Path(__file__).parents[1]
 RUN_1D = scenario_dict(protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"}},
                                   "ot": {"process": "optimal_transport"}},
                        perturbations={"a": {"name": "gaussian", "mean": 1.0, "std": 1.0}},
@@ -39,7 +43,49 @@ def test_report_is_self_contained(run_1d):
     page = render_report(run_1d)
     assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 3
     assert not re.search(r"https?://|<script|<link|url\(", page)
-    assert "<td class=\"ok\">ok</td>" in page and "scenario" in page.lower()
+    assert '<td class="status-holds">ok</td>' in page and "scenario" in page.lower()
+
+
+def test_report_is_valid_html_with_units_captions_and_provenance(tmp_path):
+    """The report parses without a single error under the WHATWG parser (html5lib, strict); headers carry the
+    variables' symbols and units, each figure a caption, published values a table, the provenance the run's
+    date, host and wall time; no cell is classed by its value and no block is empty."""
+    html5lib = pytest.importorskip("html5lib")
+    import stochthermo
+
+    ds = stochthermo.run(ROOT / "scenarios" / "gmm.yaml", write=False)
+    page = render_report(ds)
+    html5lib.HTMLParser(strict=True).parse(page)  # raises on any parse error
+    assert page.count("<figcaption>") == page.count("<img ") == 3
+    assert "<caption>Beside published values (arXiv:2407.04495 Table I" in page
+    for text in ("finished (UTC)", ds.attrs["date_created"], "wall time (s)", ds.attrs["run_host"], "torch"):
+        assert f">{text}<" in page, text
+    assert '<span class="unit">eta</span>' in page or '<span class="unit">' in page
+    assert not re.search(r'class="[0-9.e+-]+"', page)  # statuses are classes, values are not
+    assert "<pre></pre>" not in page and "<ul></ul>" not in page
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless browser here (Debian's chromium package)")
+def test_the_gmm_report_renders_in_a_real_browser(tmp_path):
+    """Headless Chromium renders the gmm report: the screenshot has the page's width, the heading, the
+    results table and the figures draw ink at the expected places (not a blank or collapsed page)."""
+    import stochthermo
+    from stochthermo.present._report import write_report
+
+    ds = stochthermo.run(ROOT / "scenarios" / "gmm.yaml", write=False)
+    page = write_report(ds, tmp_path / "gmm.html")
+    shot = tmp_path / "gmm.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1400,2400", f"--screenshot={shot}", page.as_uri()], check=True,
+                   capture_output=True, timeout=120)
+    from matplotlib.image import imread
+
+    pixels = imread(shot)[..., :3].mean(-1)  # grey levels in [0, 1]
+    assert pixels.shape == (2400, 1400)
+    ink = pixels < 0.5
+    bands = [ink[rows].mean() for rows in (slice(0, 80), slice(250, 750), slice(1550, 1850))]
+    assert all(0.002 < band < 0.5 for band in bands), bands  # heading, results table, first figure
+    assert 0.02 < ink.mean() < 0.4
 
 
 def test_cli_plot_and_report(run_1d, tmp_path, capsys):

@@ -212,7 +212,7 @@ def test_the_python_api_matches_the_command_line(write_scenario, tmp_path, capsy
     import yaml
 
     import stochthermo
-    from conftest import scenario_dict
+    from conftest import assert_same_run, scenario_dict
     from stochthermo.cli import main
 
     spec = scenario_dict(time_steps=8, particles=64)
@@ -224,9 +224,8 @@ def test_the_python_api_matches_the_command_line(write_scenario, tmp_path, capsy
     for name in from_cli.data_vars:
         np.testing.assert_array_equal(from_dict[name].values, from_cli[name].values, err_msg=name)
     again = stochthermo.rerun(tmp_path / "o.nc")
-    import xarray as xr
 
-    xr.testing.assert_identical(again, from_cli)
+    assert_same_run(again, from_cli)
     table = from_cli.stochthermo.summary()
     row = table.loc[("cosine", "shifted")]
     eta = float(from_cli.response.sel(protocol="cosine", perturbation="shifted").mean("seed"))

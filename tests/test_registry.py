@@ -24,7 +24,8 @@ class Linear(Cosine):
 
 def test_builtins_register_through_hooks():
     registry = Registry(entry_points=False)
-    assert registry.names("schedule") == ["cond_ot", "cosine", "diffusers", "ornstein_uhlenbeck", "ve", "vp_linear"]
+    assert registry.names("schedule") == ["cond_ot", "cosine", "diffusers", "edm", "ornstein_uhlenbeck", "ve",
+                                          "ve_geometric", "vp_linear"]
     assert registry.names("process") == ["optimal_transport", "rotational", "scheduled"]
     assert {"swiss_roll", "moons", "eight_gaussians", "empirical",
             "weighted_points"} <= set(registry.names("distribution"))
@@ -104,7 +105,7 @@ def test_plugins_command(capsys):
     assert main(["plugins", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     builtin = {p["name"]: p for p in listing["plugins"]}["builtin.schedules.standard"]
-    assert builtin["provides"] == {"schedule": ["cosine", "cond_ot", "vp_linear", "ornstein_uhlenbeck", "ve"]}
+    assert builtin["provides"] == {"schedule": ["cosine", "cond_ot", "vp_linear", "ornstein_uhlenbeck"]}
     assert builtin["source"] == "built-in"
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out

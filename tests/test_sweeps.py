@@ -21,6 +21,7 @@ import torch
 import xarray as xr
 import yaml
 
+from conftest import assert_same_run
 from stochthermo import Observer, Variable, hookimpl
 from stochthermo.cli import main
 from stochthermo.engine._build import parse_scenario
@@ -121,11 +122,11 @@ def test_local_cluster_gives_the_identical_dataset(sequential, cluster, tmp_path
     store = _store(scenario, tmp_path / "run")
     regions = RegionWriter(scenario, store.directory) if ZARR else None
     dataset = simulate(scenario, device="cpu", executor=cluster, store=store, on_task=regions)
-    xr.testing.assert_identical(dataset, sequential)
+    assert_same_run(dataset, sequential)
     store.close()  # the run is over: its lock released
     _store(scenario, tmp_path / "run").close()  # the workers' task files are this scenario's: a rerun resumes there
     if ZARR:
-        xr.testing.assert_identical(open_run(regions.finish(dataset, tmp_path / "run.zarr")), sequential)
+        assert_same_run(open_run(regions.finish(dataset, tmp_path / "run.zarr")), sequential)
 
 
 def test_local_workers_run_without_dask_s_malloc_trim_and_profiler(cluster):
@@ -165,7 +166,7 @@ def test_zarr_regions_are_written_as_tasks_finish(sequential, tmp_path, monkeypa
     regions = RegionWriter(scenario, store.directory)
     dataset = simulate(scenario, device="cpu", store=store, on_task=regions)
     path = regions.finish(dataset, tmp_path / "run.zarr")
-    xr.testing.assert_identical(open_run(path), sequential)
+    assert_same_run(open_run(path), sequential)
     assert not (store.directory / "regions.zarr").exists()
 
 
@@ -184,7 +185,7 @@ def test_two_dimensional_tasks_agree_to_rounding_and_bitwise_at_equal_threads(cl
     here = simulate(scenario, device="cpu")
     there = simulate(scenario, device="cpu", executor=cluster, store=_store(scenario, tmp_path / "run"))
     assert here.attrs == there.attrs and list(here.data_vars) == list(there.data_vars)
-    xr.testing.assert_identical(here.coords.to_dataset(), there.coords.to_dataset())
+    assert_same_run(here.coords.to_dataset(), there.coords.to_dataset())
     for name, variable in here.data_vars.items():
         assert variable.attrs == there[name].attrs and variable.dims == there[name].dims
         if variable.dtype.kind == "f":
@@ -192,7 +193,7 @@ def test_two_dimensional_tasks_agree_to_rounding_and_bitwise_at_equal_threads(cl
         else:
             np.testing.assert_array_equal(variable.values, there[name].values, err_msg=name)
     equal_threads = simulate(scenario, device="cpu", executor=InProcess(torch_threads=cluster.torch_threads))
-    xr.testing.assert_identical(equal_threads, there)
+    assert_same_run(equal_threads, there)
 
 
 def test_interrupted_then_resumed_gives_the_identical_dataset(sequential, tmp_path, monkeypatch):
@@ -206,7 +207,7 @@ def test_interrupted_then_resumed_gives_the_identical_dataset(sequential, tmp_pa
     monkeypatch.delenv(INTERRUPT)
     store.close()  # the interrupted run released its run directory
     resumed = simulate(_scenario(), device="cpu", store=_store(scenario, tmp_path / "run"))
-    xr.testing.assert_identical(resumed, sequential)
+    assert_same_run(resumed, sequential)
 
 
 def test_a_failing_task_is_named_and_the_others_are_kept(tmp_path, monkeypatch):
@@ -236,7 +237,7 @@ def test_a_killed_worker_loses_only_its_task(sequential, tmp_path, monkeypatch):
     finally:
         executor.close()
     assert marker.exists()  # a worker did die mid-task
-    xr.testing.assert_identical(dataset, sequential)
+    assert_same_run(dataset, sequential)
 
 
 def test_a_run_directory_of_another_scenario_is_refused(tmp_path):
@@ -266,11 +267,11 @@ def test_cli_resumes_from_the_run_directory_and_removes_it(write_scenario, tmp_p
         os.utime(task_file, (0, 0))
     assert main(["run", str(path), "-q", "-o", str(output), "--keep-tasks"]) == 0
     assert all(task_file.stat().st_mtime == 0 for task_file in directory.glob("*.npz"))
-    xr.testing.assert_identical(open_run(output), first)
+    assert_same_run(open_run(output), first)
     # ... and without --keep-tasks the directory goes once the output is written
     assert main(["run", str(path), "-q", "-o", str(output)]) == 0
     assert not directory.exists()
-    xr.testing.assert_identical(open_run(output), first)
+    assert_same_run(open_run(output), first)
 
 
 @pytest.mark.parametrize("arguments, expected", [
@@ -304,7 +305,7 @@ def test_zarr_output_holds_the_same_run(write_scenario, tmp_path):
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.nc")]) == 0
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.zarr"), "--format", "zarr"]) == 0
     assert main(["run", str(path), "-q", "-o", str(tmp_path / "run.zarr"), "--format", "zarr"]) == 0  # replaced
-    xr.testing.assert_identical(open_run(tmp_path / "run.zarr"), open_run(tmp_path / "run.nc"))
+    assert_same_run(open_run(tmp_path / "run.zarr"), open_run(tmp_path / "run.nc"))
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing left aside
     assert main(["report", str(tmp_path / "run.zarr"), "-o", str(tmp_path / "report.html")]) == 0
 

@@ -234,7 +234,7 @@ def test_a_crafted_program_is_refused_before_anything_is_unpickled(vector, tmp_p
     assert not marker.exists() and not (tmp_path / "o.nc").exists()
 
 
-# ---- EDM conventions: a VE process, the denoiser, the noise level as time -----------------------------------
+# ---- EDM conventions: VE processes, the denoiser, the noise level as time ------------------------------------
 SIGMA_MAX = 10.0  # ve's default: m = 1, σ_t = σ_max t/τ
 
 
@@ -257,6 +257,9 @@ def exact_vp_denoiser(t, x):
 
 @pytest.mark.parametrize("schedule, model, time", [("ve", "exact_denoiser", "sigma"),
                                                    ("ve", "exact_denoiser_c_noise", "c_noise"),
+                                                   ("edm", "exact_denoiser", "sigma"),
+                                                   ("edm", "exact_denoiser_c_noise", "c_noise"),
+                                                   ("ve_geometric", "exact_denoiser", "sigma"),
                                                    ("vp_linear", "exact_vp_denoiser", "forward")])
 def test_an_exact_edm_denoiser_gives_the_exact_velocity(schedule, model, time):
     spec = scenario_dict(data=SPEC["data"], protocols={"p": {"process": {"name": "scheduled", "schedule": schedule}}},

@@ -12,11 +12,10 @@ import time
 
 import numpy as np
 import pytest
-import xarray as xr
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import scenario_dict, use_registry
+from conftest import assert_same_run, scenario_dict, use_registry
 from stochthermo import ForwardProcess, Observer, ScenarioError, Variable, hookimpl, open_run
 from stochthermo.cli import main
 from stochthermo.engine._registry import Registry
@@ -71,7 +70,7 @@ def test_a_damaged_task_file_is_named_and_recomputed(damage, write_scenario, tmp
     assert main(["run", str(path), "-o", str(output), "-q"]) == 0
     warning = capsys.readouterr().err + caplog.text  # the command line logs warnings to standard error
     assert target.name in warning and "recomputed" in warning, warning
-    xr.testing.assert_identical(open_run(output), clean)
+    assert_same_run(open_run(output), clean)
 
 
 def test_task_keys_hold_the_code_that_computed_them(write_scenario, tmp_path, monkeypatch):
@@ -467,7 +466,7 @@ def test_a_resumed_run_after_a_kill_and_a_flipped_byte_is_clean_or_refused(delay
         target.write_bytes(bytes(data))
     resumed = subprocess.run([*command, "-o", str(output)], capture_output=True, text=True)
     if resumed.returncode == 0:
-        xr.testing.assert_identical(open_run(output), open_run(clean))
+        assert_same_run(open_run(output), open_run(clean))
     else:
         assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1, resumed.stderr
     assert not [p for p in work.iterdir() if p.name.startswith(".")], list(work.iterdir())

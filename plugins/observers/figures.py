@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 
 def densities_figure(ds: xr.Dataset) -> Figure:
+    """The forward marginal P_t and the densities of the reverse processes started from each perturbation, at
+    the snapshot times (columns) for every protocol (rows); the reverse panels are read in reverse time τ − t."""
     forward, reverse = ds.forward_density.mean("seed"), ds.reverse_density.mean("seed")
     tau = float(ds.time[-1] - ds.time[0])
     times = ds.snapshot_time.values
@@ -69,6 +71,8 @@ def densities_figure(ds: xr.Dataset) -> Figure:
 
 
 def costs_figure(ds: xr.Dataset) -> Figure:
+    """The response η against its bounds c_1 and w_D (or c_2 for conservative processes) per protocol and
+    perturbation, Eq. (81): η ≤ c_1 ≤ w_D."""
     conservative_only = "holds_kinetic_cost" in ds and (ds.holds_kinetic_cost.values != -1).all()
     names = ["response", "loss_cost", "kinetic_cost" if conservative_only else "dissipation"]
     fig, axes = plt().subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
@@ -93,9 +97,20 @@ def costs_figure(ds: xr.Dataset) -> Figure:
 
 
 def speeds_figure(ds: xr.Dataset) -> Figure:
+    """The speeds along the forward process per protocol: the loss speed v_loss², the Wasserstein speed v_2² and
+    the dissipation rate T Ṡ, Eqs. (80) and (82): v_loss² ≤ v_2² ≤ T Ṡ."""
     tau = float(ds.time[-1] - ds.time[0])
     s = (ds.time - ds.time[0]).values / tau
-    fig, axes = plt().subplots(1, len(ds.protocol), figsize=(4.2 * len(ds.protocol), 3.4), squeeze=False)
+    # one y-axis for all protocols, so that they compare by eye; a symmetric-log axis where a few values (a
+    # spike at t = τ) stand more than 50 times above the typical one, which a linear axis would flatten to 0
+    fig, axes = plt().subplots(1, len(ds.protocol), figsize=(4.2 * len(ds.protocol), 3.4), squeeze=False,
+                               sharey=True)
+    shown = np.concatenate([np.ravel(ds[name].mean("seed").values) for name in
+                            ("wasserstein_speed_squared", "dissipation_rate", "loss_speed_squared")])
+    shown = np.abs(shown[np.isfinite(shown) & (shown != 0)])
+    if shown.size and shown.max() > 50 * np.median(shown):
+        axes[0, 0].set_yscale("symlog", linthresh=float(np.median(shown)))
+    axes[0, 0].set_ylabel("speed² or rate (per unit τ)")
     for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
         sel = ds.sel(protocol=protocol).mean("seed")
         ax.plot(s, sel.wasserstein_speed_squared, color="black", lw=2, label=_label(ds.wasserstein_speed_squared))

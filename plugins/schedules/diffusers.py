@@ -33,7 +33,6 @@ timestep, 4.9e-5, where the 0.999 cap on beta acts; the interpolation is exact a
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -41,6 +40,8 @@ import numpy as np
 import torch
 
 from stochthermo import ScenarioError, Schedule, hookimpl
+
+from ._scheduler_config import load_scheduler_config
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 CONTINUOUS = ("auto", "closed_form", "interpolated")
@@ -151,26 +152,12 @@ def read_scheduler_config(path: Path) -> dict:
     """The forward-process keys of a diffusers scheduler config: ``path`` is a ``scheduler_config.json``, a
     scheduler directory holding one, or a pipeline directory (``model_index.json``) with a ``scheduler/``
     folder; a :class:`ScenarioError` naming the path and what is missing otherwise."""
-    path = Path(path)
-    candidates = [path] if path.suffix == ".json" else [path / "scheduler_config.json",
-                                                        path / "scheduler" / "scheduler_config.json"]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        what = "no such file" if path.suffix == ".json" else (
-            "not a diffusers scheduler or pipeline directory (no scheduler_config.json or "
-            "scheduler/scheduler_config.json)")
-        raise ScenarioError(f"{path}: {what}", key="path")
-    try:
-        config = json.loads(found.read_text())
-    except (OSError, ValueError) as exc:
-        raise ScenarioError(f"{found}: not a readable JSON scheduler config ({type(exc).__name__})", key="path") \
-            from None
-    if not isinstance(config, dict):
-        raise ScenarioError(f"{found}: a scheduler config must be a JSON object", key="path")
+    found, config = load_scheduler_config(path)
     cls = config.get("_class_name")
     if cls is not None and cls not in SCHEDULER_CLASSES:
+        hint = " (an EDM scheduler: use the schedule {name: edm, path: ...})" if cls.startswith("EDM") else ""
         raise ScenarioError(f"{found}: scheduler class '{cls}' is not a DDPM-betas scheduler (one of "
-                            f"{', '.join(SCHEDULER_CLASSES)})", key="path")
+                            f"{', '.join(SCHEDULER_CLASSES)}){hint}", key="path")
     if "num_train_timesteps" not in config or ("trained_betas" not in config and "beta_schedule" not in config):
         raise ScenarioError(f"{found}: the config lacks num_train_timesteps or beta_schedule/trained_betas",
                             key="path")

@@ -127,30 +127,6 @@ class OrnsteinUhlenbeck(Schedule):
         return self.horizon * torch.exp(-2 * self.horizon * s)
 
 
-class VE(Schedule):
-    r"""Variance-exploding schedule (EDM form): :math:`m = 1`, :math:`\sigma = \sigma_{max} s`;
-    :math:`\tau T = \sigma_{max}^2 s`. :math:`P_\tau = q * \mathcal N(0, \sigma_{max}^2 I)`."""
-
-    name = "ve"
-
-    def __init__(self, sigma_max: float = 10.0):
-        if sigma_max <= 0:
-            raise ScenarioError(f"must be > 0, got {sigma_max}", key="sigma_max")
-        self.sigma_max = sigma_max
-
-    def m(self, s):
-        return torch.ones_like(s)
-
-    def sigma(self, s):
-        return self.sigma_max * s
-
-    def dm(self, s):
-        return torch.zeros_like(s)
-
-    def dsigma(self, s):
-        return torch.full_like(s, self.sigma_max)
-
-
 @hookimpl
 def stochthermo_register_schedules():
-    return [Cosine, CondOT, VPLinear, OrnsteinUhlenbeck, VE]
+    return [Cosine, CondOT, VPLinear, OrnsteinUhlenbeck]

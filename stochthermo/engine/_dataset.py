@@ -127,6 +127,33 @@ def forward_processes(protocols: dict) -> list[list[str]]:
     return list(groups.values())
 
 
+#: attributes that record one run — when it finished, on which host, how long it took, and the CF ``history``
+#: line — not what it computed: :func:`reproducible` leaves them out of every comparison of results
+RUN_RECORD = ("date_created", "history", "run_host", "run_wall_time_s")
+
+
+def record_run(dataset: xr.Dataset, *, source: str | None, wall_time: float) -> None:
+    """Stamp ``dataset`` with its run record (CF's ``date_created`` and ``history``, the host, the wall time)."""
+    import socket
+    from datetime import UTC, datetime
+
+    finished = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    dataset.attrs.update({
+        "date_created": finished,
+        "history": f"{finished}: stochthermo {__version__} run of {source or dataset.attrs.get('scenario_name')}",
+        "run_host": socket.gethostname(),
+        "run_wall_time_s": round(wall_time, 3),
+    })
+
+
+def reproducible(dataset: xr.Dataset) -> xr.Dataset:
+    """``dataset`` without its run record (:data:`RUN_RECORD`): what two runs of one scenario and seed share
+    bit for bit, and what a comparison of results (``xr.testing.assert_identical``) should be given."""
+    copy = dataset.copy(deep=False)
+    copy.attrs = {key: value for key, value in dataset.attrs.items() if key not in RUN_RECORD}
+    return copy
+
+
 def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) -> dict:
     registry, spec = scenario.registry, scenario.spec
     plugins = {info.name: {"version": info.version, "source": info.source} for info in registry.plugins.values()}

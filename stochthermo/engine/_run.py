@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from stochthermo.engine._build import Scenario, Sweep, build
+from stochthermo.engine._dataset import record_run
 from stochthermo.engine._executors import DaskExecutor, Executor, InProcess
 from stochthermo.engine._simulate import simulate
 from stochthermo.engine._spec import ScenarioSpec, parse_spec, read_spec
@@ -127,13 +129,14 @@ def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
         if output:
             check_output(output, inputs=(source,), format=format, force=force)
         return _execute(built, output, format, device, executor, workers, scheduler, threads, retries, keep_tasks,
-                        progress, recompute)
+                        progress, recompute, source)
     except ScenarioError as exc:
         raise exc.located(file=source) from None
 
 
 def _execute(scenario: Scenario | Sweep, output, format, device, executor, workers, scheduler, threads, retries,
-             keep_tasks, progress, recompute) -> RunResult:
+             keep_tasks, progress, recompute, source) -> RunResult:
+    started = time.perf_counter()
     store = regions = None
     if output is not None:
         store = TaskStore(run_directory(output), run_identity(scenario), scenario.name, recompute=recompute).open()
@@ -152,6 +155,7 @@ def _execute(scenario: Scenario | Sweep, output, format, device, executor, worke
                                retries=retries, on_task=regions)
         finally:
             runner.close()
+        record_run(dataset, source=source, wall_time=time.perf_counter() - started)
         if output is None:
             return RunResult(dataset, None, scenario)
         path = regions.finish(dataset, output) if regions else write_dataset(dataset, output, format=format)

@@ -8,6 +8,7 @@ so a third-party observer's results appear without touching the core.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -65,6 +66,7 @@ def figure_plan(ds: xr.Dataset, registry) -> list[tuple[str, FigureFunction, xr.
 def _captioned(draw: FigureFunction, caption: str) -> FigureFunction:
     """``draw`` with ``caption`` (the swept values) written in the figure's lower left corner."""
 
+    @functools.wraps(draw)  # keeps the figure's docstring: the report's caption
     def captioned(ds):
         fig = draw(ds)
         fig.text(0.005, 0.005, caption, fontsize=7, va="bottom", ha="left")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
@@ -172,39 +173,75 @@ def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:
     return "\n".join(lines)
 
 
-def reference_lines(ds: xr.Dataset) -> list[str]:
-    """Engine values beside the published ones recorded in the scenario's ``reference``."""
+@dataclass(frozen=True)
+class Comparison:
+    """One engine value beside a published one: ``symbol`` at ``labels`` (protocol, perturbation)."""
+
+    symbol: str
+    labels: tuple[str, ...]
+    ours: float
+    published: float
+
+    @property
+    def percent(self) -> float:
+        return 100 * (self.ours / self.published - 1)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Whether every protocol's engine value for ``perturbation`` lies within the published values' spread."""
+
+    perturbation: str
+    low: float
+    high: float
+    published_low: float
+    published_high: float
+
+    @property
+    def inside(self) -> bool:
+        return self.published_low <= self.low and self.high <= self.published_high
+
+
+def reference_comparisons(ds: xr.Dataset) -> tuple[str, list[Comparison], list[Spread]]:
+    """The source of the scenario's ``reference``, each engine value beside its published one, and per
+    perturbation the engine's range over protocols against the published spread."""
     reference = json.loads(ds.attrs.get("reference", "{}"))
-    if not reference:
-        return []
-    lines = ["", f"beside published values ({reference.get('source', 'reference')}):"]
+    comparisons, spreads = [], []
     for name, values in reference.items():
         if name == "source":
             continue
         symbol = ds[name].attrs.get("symbol", name)
         for labels, published in _flatten(values):
             where = dict(zip([d for d in ds[name].dims if d in ("protocol", "perturbation")], labels, strict=True))
-            ours = _value(ds, name, **where)
-            lines.append(f"  {symbol} [{', '.join(labels)}]: {ours:.5g} vs {published:.5g} "
-                         f"({100 * (ours / published - 1):+.2f}%)")
+            comparisons.append(Comparison(symbol, labels, _value(ds, name, **where), published))
         if "perturbation" in ds[name].dims and "protocol" in ds[name].dims:
-            lines.extend(_spread_lines(ds, name, values))
+            spreads.extend(_spreads(ds, name, values))
+    return reference.get("source", "reference"), comparisons, spreads
+
+
+def reference_lines(ds: xr.Dataset) -> list[str]:
+    """Engine values beside the published ones recorded in the scenario's ``reference``, as text."""
+    source, comparisons, spreads = reference_comparisons(ds)
+    if not comparisons:
+        return []
+    lines = ["", f"beside published values ({source}):"]
+    lines += [f"  {c.symbol} [{', '.join(c.labels)}]: {c.ours:.5g} vs {c.published:.5g} ({c.percent:+.2f}%)"
+              for c in comparisons]
+    lines += [f"  {s.perturbation}: engine {s.low:.5g}..{s.high:.5g}, published spread over protocols "
+              f"[{s.published_low:.5g}, {s.published_high:.5g}]: {'inside' if s.inside else 'OUTSIDE'}"
+              for s in spreads]
     return lines
 
 
-def _spread_lines(ds: xr.Dataset, name: str, values: dict) -> list[str]:
-    """Whether each engine value lies within the published values' spread over protocols."""
-    lines = []
+def _spreads(ds: xr.Dataset, name: str, values: dict) -> list[Spread]:
+    spreads = []
     for perturbation in ds.perturbation.values:
         published = [v[str(perturbation)] for v in values.values() if str(perturbation) in v]
         if len(published) < 2:
             continue
-        low, high = min(published), max(published)
         ours = [_value(ds, name, protocol=p, perturbation=perturbation) for p in ds.protocol.values]
-        inside = all(low <= o <= high for o in ours)
-        lines.append(f"  {perturbation}: engine {min(ours):.5g}..{max(ours):.5g}, published spread over protocols "
-                     f"[{low:.5g}, {high:.5g}]: {'inside' if inside else 'OUTSIDE'}")
-    return lines
+        spreads.append(Spread(str(perturbation), min(ours), max(ours), min(published), max(published)))
+    return spreads
 
 
 def _flatten(values, labels=()):
