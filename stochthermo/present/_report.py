@@ -16,7 +16,6 @@ from stochthermo.engine._registry import Registry, default_registry
 from stochthermo.output._files import atomic_path
 from stochthermo.present._columns import figure_plan, relation_columns, summary_columns
 from stochthermo.present._pyplot import pyplot
-from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, UNRESOLVED, VIOLATED
 from stochthermo.present._summary import (
     STATUS_TEXT,
     independent_relations,
@@ -24,6 +23,7 @@ from stochthermo.present._summary import (
     relation_counts,
     summary_table,
 )
+from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, UNRESOLVED, VIOLATED
 
 if TYPE_CHECKING:
     import xarray as xr
