@@ -341,7 +341,7 @@ def test_third_party_observer_appears_in_table_figures_and_report(tmp_path):
     assert "spread" in available_figures(ds, registry) and "spread" not in available_figures(ds, REGISTRY)
     written = save_figures(ds, tmp_path, ("png",), stem="run", registry=registry)
     assert tmp_path / "run_spread.png" in written
-    assert '<h3>spread</h3><img alt="spread"' in render_report(ds, registry)
+    assert '<figure><img alt="spread"' in render_report(ds, registry)
 
 
 # ---- bad input to every command ----------------------------------------------------------------------------

@@ -269,7 +269,9 @@ def test_an_exact_edm_denoiser_gives_the_exact_velocity(schedule, model, time):
 
     estimator = next(iter(parse_scenario(yaml.safe_dump(spec)).setup.protocols.values())).estimator
     x = torch.linspace(-3, 3, 41, dtype=torch.float64)[:, None]
-    for t in (0.05, 0.3, 0.7, 1.0):
+    # the score −(x − D)/σ² of a denoiser cancels x − D ~ σ²/s² x: relative rounding ε s²/σ², so times with
+    # σ² ≳ 1e-6 (edm: σ = 80 (t/τ)^7 is 6e-8 at t/τ = 0.05, where the rounding is the whole velocity)
+    for t in (0.05, 0.3, 0.7, 1.0) if schedule != "edm" else (0.3, 0.7, 1.0):
         expected = estimator.process.velocity(t, x)
         scale = float(expected.abs().max())
         torch.testing.assert_close(estimator.velocity(t, x), expected, rtol=1e-9, atol=1e-9 * scale)
