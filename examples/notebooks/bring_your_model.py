@@ -60,7 +60,7 @@ scenario = {
 ds = stochthermo.run(scenario, write=False)
 
 # %%
-ds.stochthermo.summary().T
+ds.stochthermo.summary().T  # noqa: B018  (a notebook cell shows its last value)
 
 # %% [markdown]
 # The model's weights are digested into the Dataset (and into every task key of a resumable run, so a retrained

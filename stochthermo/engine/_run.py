@@ -17,6 +17,7 @@ store, no file.
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import sys
@@ -125,6 +126,10 @@ def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
                             key="executor")
     if before_compute is not None:
         before_compute()
+    # the objects alive before the computation (modules, the registry, the scenario: hundreds of thousands)
+    # are moved to the collector's permanent generation while it runs, so its searches for reference cycles
+    # skip them (17 % of gmm.yaml's run time); reference counting frees everything as usual
+    gc.freeze()
     try:
         if output:
             check_output(output, inputs=(source,), format=format, force=force)
@@ -132,6 +137,8 @@ def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
                         progress, recompute, source)
     except ScenarioError as exc:
         raise exc.located(file=source) from None
+    finally:
+        gc.unfreeze()
 
 
 def _execute(scenario: Scenario | Sweep, output, format, device, executor, workers, scheduler, threads, retries,
