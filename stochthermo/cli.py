@@ -162,7 +162,12 @@ def _parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="figures of a run in the paper's layouts")
     plot.add_argument("run", help="netCDF file written by `stochthermo run`")
     plot.add_argument("-o", "--output", help="directory for the figures (default: beside the run file)")
-    plot.add_argument("--format", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"])
+    plot.add_argument("--format", nargs="+", default=["png", "pdf"], choices=["png", "pdf", "svg"],
+                      help="file formats (PDF and SVG are vector graphics)")
+    plot.add_argument("--dpi", type=int, default=300, help="resolution of raster formats (default 300)")
+    plot.add_argument("--width", choices=["one-column", "two-column"],
+                      help="scale each figure to a journal's column width (3.4 or 7.0 in) with 7-9 pt type")
+    plot.add_argument("--style", metavar="STYLE", help="a matplotlib style name or .mplstyle file to draw with")
     plot.set_defaults(handler=_plot)
 
     report = commands.add_parser("report", help="one self-contained HTML report of a run")
@@ -246,7 +251,10 @@ def _plot(args) -> int:
     run_file = Path(args.run)
     dataset = open_run(args.run)
     _collect_from_here()
-    written = save_figures(dataset, args.output or _beside(run_file), tuple(args.format), stem=run_file.stem)
+    if args.dpi <= 0:
+        raise ScenarioError(f"must be > 0, got {args.dpi}", key="--dpi")
+    written = save_figures(dataset, args.output or _beside(run_file), tuple(args.format), stem=run_file.stem,
+                           dpi=args.dpi, width=args.width, style=args.style)
     if not written:
         raise ScenarioError("no registered observer draws a figure from this run's variables", file=args.run)
     for path in written:

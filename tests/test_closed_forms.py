@@ -19,7 +19,7 @@ SCHEDULES = default_registry().names("schedule")
 PRIOR = Gaussian(0.0, 1.0)
 
 
-def _gaussian_w1(a, sa, b, sb):
+def gaussian_w1(a, sa, b, sb):
     """W_1(N(a, sa²), N(b, sb²)) = E|c + kZ| with c = a − b, k = sa − sb."""
     c, k = a - b, abs(sa - sb)
     if k == 0:
@@ -101,7 +101,7 @@ def test_gaussian_data_costs_and_response(protocol):
     assert math.isclose(float(ds.geodesic_cost), w2_squared, rel_tol=1e-6)
     # exact flows map N(0,1) onto q by z -> μ + s z, so p = N(μ + s δ, s² r²)
     d0 = math.exp(delta**2 / (2 - r**2)) / (r * math.sqrt(2 - r**2)) - 1
-    change = _gaussian_w1(mu, s, mu + s * delta, s * r) - _gaussian_w1(0, 1, delta, r)
+    change = gaussian_w1(mu, s, mu + s * delta, s * r) - gaussian_w1(0, 1, delta, r)
     assert math.isclose(float(ds.chi_square), d0, rel_tol=1e-10)
     assert math.isclose(float(ds.wasserstein_1_change), change, rel_tol=1e-6)
     assert math.isclose(float(ds.response), change**2 / d0, rel_tol=1e-6)

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import run_dict, scenario_dict
@@ -146,3 +147,51 @@ def test_figures_keep_the_sessions_backend(monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "pdf")
     main(["plugins", "--json"])
     assert os.environ["MPLBACKEND"] == "pdf"
+
+
+def _panel_data(ax) -> np.ndarray:
+    """What a panel draws: its lines' y data, its bars' heights and its images' pixels, concatenated."""
+    parts = [np.asarray(line.get_ydata(), dtype=float).ravel() for line in ax.get_lines()]
+    parts += [np.array([patch.get_height() for patch in ax.patches], dtype=float)]
+    parts += [np.asarray(image.get_array(), dtype=float).ravel() for image in ax.get_images()]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+@pytest.mark.parametrize("spec", [RUN_1D, RUN_2D], ids=["1d", "2d"])
+def test_every_panel_is_labelled_and_no_two_panels_are_the_same(spec):
+    """Every panel of every figure says what it shows (a title, or axis labels), the cost and speed panels carry
+    the variables' symbols as mathtext with their units, and no two panels of a figure draw the same data."""
+    from stochthermo.engine._registry import default_registry
+    from stochthermo.present import pyplot
+    from stochthermo.present._columns import figure_plan
+
+    ds = run_dict({**spec, "seeds": [0, 1]})
+    for kind, draw, data in figure_plan(ds, default_registry()):
+        fig = draw(data)
+        panels = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+        for ax in panels:
+            assert ax.get_title() or ax.get_xlabel() or ax.get_ylabel(), kind
+        if kind in ("costs", "speeds"):
+            assert all("$" in ax.get_ylabel() for ax in panels[:1]), (kind, [ax.get_ylabel() for ax in panels])
+        drawn = [_panel_data(ax) for ax in panels]
+        for i in range(len(drawn)):
+            for j in range(i + 1, len(drawn)):
+                same = drawn[i].shape == drawn[j].shape and np.array_equal(drawn[i], drawn[j], equal_nan=True)
+                assert not same, (kind, i, j)
+        pyplot().close(fig)
+
+
+def test_journal_presets_vector_output_and_a_style(run_1d, tmp_path, capsys):
+    """--width scales every figure to a journal column (3.4 in), PNGs at --dpi, SVG as vector output, a
+    matplotlib style applied; an unknown style is refused in one line with a suggestion."""
+    from PIL import Image
+
+    run_file = write_dataset(run_1d, tmp_path / "run.nc")
+    assert main(["plot", str(run_file), "-o", str(tmp_path / "figs"), "--format", "png", "svg", "--dpi", "300",
+                 "--width", "one-column", "--style", "ggplot"]) == 0
+    pngs = sorted((tmp_path / "figs").glob("*.png"))
+    assert pngs and all(Image.open(p).size[0] == round(3.4 * 300) for p in pngs)
+    assert all(p.with_suffix(".svg").read_text().lstrip().startswith("<?xml") for p in pngs)
+    assert main(["plot", str(run_file), "--style", "ggplott"]) == 2
+    assert "style: 'ggplott' is neither a matplotlib style nor a style file (did you mean 'ggplot'?)" in \
+        capsys.readouterr().err

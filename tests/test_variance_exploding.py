@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import stats
+from test_closed_forms import gaussian_w1
 
 from conftest import run_dict, scenario_dict
 from stochthermo import ScenarioError
@@ -18,14 +18,6 @@ from stochthermo_plugins.schedules import Edm, GeometricVE
 
 SCHEDULES = [("ve_geometric", {"sigma_min": 0.01, "sigma_max": 3.0}), ("edm", {"sigma_max": 3.0, "rho": 7.0}),
              ("edm", {"sigma_max": 80.0}), ("ve_geometric", {"sigma_max": 50.0})]
-
-
-def _gaussian_w1(a, sa, b, sb):
-    """W_1(N(a, sa²), N(b, sb²)) = E|c + kZ| with c = a − b, k = |sa − sb|."""
-    c, k = a - b, abs(sa - sb)
-    if k == 0:
-        return abs(c)
-    return c * (1 - 2 * stats.norm.cdf(-c / k)) + 2 * k * stats.norm.pdf(c / k)
 
 
 @pytest.mark.parametrize("name, parameters", SCHEDULES)
@@ -52,7 +44,7 @@ def test_gaussian_closed_forms(name, parameters):
     delta, r = (a - mu) / end_std, b / end_std
     d0 = math.exp(delta**2 / (2 - r**2)) / (r * math.sqrt(2 - r**2)) - 1
     k = s / end_std
-    change = _gaussian_w1(mu, s, mu + k * (a - mu), k * b) - _gaussian_w1(mu, end_std, a, b)
+    change = gaussian_w1(mu, s, mu + k * (a - mu), k * b) - gaussian_w1(mu, end_std, a, b)
     assert math.isclose(float(ds.chi_square), d0, rel_tol=1e-10)
     assert math.isclose(float(ds.wasserstein_1_change), change, rel_tol=1e-6)
     assert math.isclose(float(ds.response), change**2 / (tau * d0), rel_tol=1e-6)  # η = ΔW_1²/(τ D_0), Eq. (81)

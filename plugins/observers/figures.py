@@ -17,6 +17,7 @@ so loading the plugins stays cheap.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,26 +73,42 @@ def densities_figure(ds: xr.Dataset) -> Figure:
 
 def costs_figure(ds: xr.Dataset) -> Figure:
     """The response η against its bounds c_1 and w_D (or c_2 for conservative processes) per protocol and
-    perturbation, Eq. (81): η ≤ c_1 ≤ w_D."""
+    perturbation, Eq. (81): η ≤ c_1 ≤ w_D. Bars are seed means with ±1 standard error over seeds; black ticks
+    mark the published values the scenario records; a quantity of the forward process alone (c_2, w_D) has one
+    bar per protocol."""
     conservative_only = "holds_kinetic_cost" in ds and (ds.holds_kinetic_cost.values != -1).all()
     names = ["response", "loss_cost", "kinetic_cost" if conservative_only else "dissipation"]
+    reference = json.loads(ds.attrs.get("reference", "{}"))
     fig, axes = plt().subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
-    protocols, perturbations = list(ds.protocol.values), list(ds.perturbation.values)
+    protocols, perturbations = [str(p) for p in ds.protocol.values], [str(p) for p in ds.perturbation.values]
     width = 0.8 / len(protocols)
     for ax, name in zip(axes[0], names, strict=True):
-        var = ds[name].mean("seed")
-        if "perturbation" not in var.dims:
-            var = var.expand_dims(perturbation=perturbations)
+        mean = ds[name].mean("seed")
+        error = ds[name].std("seed", ddof=1) / np.sqrt(ds.sizes["seed"]) if ds.sizes["seed"] > 1 else None
+        groups = perturbations if "perturbation" in mean.dims else ["all starts"]
         for i, protocol in enumerate(protocols):
-            values = var.sel(protocol=protocol).transpose("perturbation").values
-            ax.bar(np.arange(len(perturbations)) + (i - (len(protocols) - 1) / 2) * width, values, width,
-                   label=str(protocol))
-        finite = var.values[np.isfinite(var.values) & (var.values > 0)]
+            where = np.arange(len(groups)) + (i - (len(protocols) - 1) / 2) * width
+            values = np.atleast_1d(mean.sel(protocol=protocol).values)
+            yerr = None if error is None else np.atleast_1d(error.sel(protocol=protocol).values)
+            ax.bar(where, values, width, yerr=yerr, capsize=2, label=protocol)
+            published = reference.get(name, {}).get(protocol)
+            if published is not None:
+                marks = [published.get(g, np.nan) for g in groups] if isinstance(published, dict) else [published]
+                ax.plot(where, marks, ls="none", marker="_", markersize=14, mew=2, color="black",
+                        label="published" if i == 0 else None)
+        finite = mean.values[np.isfinite(mean.values) & (mean.values > 0)]
         if finite.size and finite.max() / finite.min() > 20:
             ax.set_yscale("log")
-        ax.set_xticks(range(len(perturbations)), perturbations, rotation=20, fontsize=8)
-        ax.set_title(f"{var.attrs.get('long_name', name)}\n{_label(ds[name])}", fontsize=9)
-    axes[0, 0].legend(fontsize=8)
+        ax.set_xticks(range(len(groups)), groups, rotation=20)
+        ax.set_ylabel(_label(ds[name]))
+        ax.set_title(ds[name].attrs.get("long_name", name), fontsize=9, wrap=True)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    for ax in axes[0, 1:]:  # the published marks of a later panel (c_2) when the first has none
+        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
+            if text not in labels:
+                handles.append(handle)
+                labels.append(text)
+    axes[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -110,7 +127,8 @@ def speeds_figure(ds: xr.Dataset) -> Figure:
     shown = np.abs(shown[np.isfinite(shown) & (shown != 0)])
     if shown.size and shown.max() > 50 * np.median(shown):
         axes[0, 0].set_yscale("symlog", linthresh=float(np.median(shown)))
-    axes[0, 0].set_ylabel("speed² or rate (per unit τ)")
+    axes[0, 0].set_ylabel(f"{_label(ds.loss_speed_squared)} ≤ {_label(ds.wasserstein_speed_squared)} ≤ "
+                          f"{_label(ds.dissipation_rate)}")
     for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
         sel = ds.sel(protocol=protocol).mean("seed")
         ax.plot(s, sel.wasserstein_speed_squared, color="black", lw=2, label=_label(ds.wasserstein_speed_squared))

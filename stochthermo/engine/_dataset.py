@@ -20,6 +20,7 @@ from stochthermo import __version__
 from stochthermo.engine._build import Scenario, Sweep
 from stochthermo.engine._tasks import scenario_inputs
 from stochthermo.errors import SimulationError, first_line
+from stochthermo.present import latex_symbol
 from stochthermo.roles._observer import SWEEP_DIMS, Variable
 
 DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "netCDF4")
@@ -110,6 +111,7 @@ def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
 
 def variable_attributes(var: Variable) -> dict:
     attrs = {"long_name": var.long_name, "units": var.units, "symbol": var.symbol,
+             "symbol_latex": var.latex or latex_symbol(var.symbol),
              "equation": f"arXiv:2407.04495 Eq. {var.equation}"}
     if var.nonfinite:
         attrs["nonfinite_values"] = var.nonfinite

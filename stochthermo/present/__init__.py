@@ -6,7 +6,7 @@ registers the ``ds.stochthermo`` accessor of a run's Dataset (``summary()``, ``r
 """
 
 from stochthermo.present import _accessor  # noqa: F401  (registers ds.stochthermo)
-from stochthermo.present._pyplot import label, pyplot
+from stochthermo.present._pyplot import label, latex_symbol, pyplot
 from stochthermo.roles._declarations import Column, FigureFunction, RelationColumn, recorded
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "FigureFunction",
     "RelationColumn",
     "label",
+    "latex_symbol",
     "pyplot",
     "recorded",
 ]

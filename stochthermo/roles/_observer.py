@@ -49,6 +49,9 @@ class Variable:
     nonfinite: str | None = None
     #: extra attributes (e.g. CF ``flag_values`` / ``flag_meanings``)
     attrs: dict = field(default_factory=dict)
+    #: the symbol in matplotlib mathtext / LaTeX (attribute ``symbol_latex``, used by figure labels); ``None``:
+    #: derived from ``symbol`` (``stochthermo.present.latex_symbol``: Greek names, sub- and superscripts)
+    latex: str | None = None
 
 
 @dataclass(frozen=True)
