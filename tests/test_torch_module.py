@@ -309,6 +309,31 @@ def test_a_module_in_training_mode_is_evaluated_in_evaluation_mode():
     torch.testing.assert_close(estimator.velocity(0.4, x), estimator.process.velocity(0.4, x), rtol=1e-9, atol=1e-11)
 
 
+class ExactEpsilonWithSmallMemory(ExactEpsilon):
+    """The exact noise predictor on a device that holds at most 300 particles' activations at once."""
+
+    def forward(self, t, x):
+        if len(x) > 300:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+        return super().forward(t, x)
+
+
+exact_epsilon_small_memory = ExactEpsilonWithSmallMemory()
+
+
+def test_model_calls_are_batched_down_to_what_fits_in_memory():
+    """A model that runs out of memory above 300 particles is called on halved batches until one fits (1000 ->
+    500 -> 250), the size is kept for the next calls, and the velocity is the one the whole batch would give."""
+    estimator = _estimator(model="test_torch_module:exact_epsilon_small_memory", output="epsilon")
+    reference = _estimator(model="test_torch_module:exact_epsilon_module", output="epsilon")
+    x = torch.linspace(-3, 3, 1000, dtype=torch.float64)[:, None]
+    assert estimator.batch_size is None
+    torch.testing.assert_close(estimator.velocity(0.4, x), reference.velocity(0.4, x), rtol=0, atol=0)
+    assert estimator.batch_size == 250
+    torch.testing.assert_close(estimator.velocity(0.7, x), reference.velocity(0.7, x), rtol=0, atol=0)
+    assert estimator.batch_size == 250
+
+
 def test_the_models_weights_are_in_the_dataset_and_the_task_keys():
     """A model retrained under the same name (other weights) gets other task keys: no stale result is reused."""
     import yaml

@@ -51,6 +51,8 @@ class ExternalModel(Estimator):
             if value not in choices:
                 raise ScenarioError(f"must be one of {', '.join(choices)}, got '{value}'", key=key)
         self.output, self.time, self.steps = output, time, num_train_timesteps
+        #: particles per model call: ``None`` (all at once) until a call runs out of memory (:meth:`_batched`)
+        self.batch_size: int | None = None
         self.model_dtype = resolve_dtype(dtype)
         self.source = source
         #: the loaded callable or module; a module is put in evaluation mode (dropout off, batch norm on its
@@ -127,12 +129,30 @@ class ExternalModel(Estimator):
         differentiated = torch.is_grad_enabled() and x.requires_grad  # a divergence by autograd needs the graph
         # otherwise inference mode: no graph over the weights, no version counters
         with torch.enable_grad() if differentiated else torch.inference_mode():
-            out = self.network(times, x.to(self.model_dtype))
+            out = self._batched(times, x.to(self.model_dtype))
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ScenarioError(f"the model must return a tensor of the shape of x, {tuple(x.shape)}; got {got}",
                                 key=self.source)
         return out.to(x.dtype)
+
+    def _batched(self, times: torch.Tensor, x: torch.Tensor):
+        """The model on all particles at once — or, once a call ran out of memory, on batches of ``batch_size``:
+        halved at every out-of-memory error until a batch fits, and kept for the later calls (batches sized to
+        the memory the device has; each particle's value does not depend on its batch: the module is in
+        evaluation mode)."""
+        size = min(self.batch_size or len(x), len(x))
+        while True:
+            try:
+                if size >= len(x):
+                    return self.network(times, x)
+                return torch.cat([self.network(times[i:i + size], x[i:i + size]) for i in range(0, len(x), size)])
+            except torch.cuda.OutOfMemoryError:  # torch's out-of-memory error, on any device
+                if size <= 1:
+                    raise
+                self.batch_size = size = max(1, size // 2)
+                if x.is_cuda:
+                    torch.cuda.empty_cache()
 
     def velocity(self, t, x):
         if self.output in NEEDS_MOMENTS or self.time in NEEDS_MOMENTS:
