@@ -170,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--style", metavar="STYLE", help="a matplotlib style name or .mplstyle file to draw with")
     plot.set_defaults(handler=_plot)
 
+    summary = commands.add_parser("summary", help="print the summary table of a run file")
+    summary.add_argument("run", help="netCDF file written by `stochthermo run`")
+    summary.add_argument("--columns", type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+                         metavar="A,B,...", help="only these columns (headers of the table) after the row labels")
+    summary.set_defaults(handler=_summary)
+
     report = commands.add_parser("report", help="one self-contained HTML report of a run")
     report.add_argument("run", help="netCDF file written by `stochthermo run`")
     report.add_argument("-o", "--output", help="HTML file (default: the run file with .html)")
@@ -259,6 +265,18 @@ def _plot(args) -> int:
         raise ScenarioError("no registered observer draws a figure from this run's variables", file=args.run)
     for path in written:
         print(f"wrote {path}")
+    return 0
+
+
+def _summary(args) -> int:
+    from stochthermo.output._files import open_run
+    from stochthermo.present._summary import format_summary
+
+    try:
+        table = format_summary(open_run(args.run), columns=args.columns)
+    except ScenarioError as exc:
+        raise ScenarioError(exc.problem, file=args.run, key="--columns") from None
+    print(table)
     return 0
 
 

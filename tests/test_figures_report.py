@@ -195,3 +195,16 @@ def test_journal_presets_vector_output_and_a_style(run_1d, tmp_path, capsys):
     assert main(["plot", str(run_file), "--style", "ggplott"]) == 2
     assert "style: 'ggplott' is neither a matplotlib style nor a style file (did you mean 'ggplot'?)" in \
         capsys.readouterr().err
+
+
+def test_summary_of_a_run_file_with_chosen_columns(run_1d, tmp_path, capsys):
+    """`stochthermo summary RUN --columns` prints the row labels and the chosen columns only; an unknown column
+    is refused in one line naming the file and the option, with a suggestion."""
+    run_file = write_dataset(run_1d, tmp_path / "run.nc")
+    assert main(["summary", str(run_file), "--columns", "eta,c_1,(81)eta<=c1"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header == ["protocol", "perturbation", "eta", "c_1", "(81)eta<=c1"]
+    assert main(["summary", str(run_file), "--columns", "etta"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--columns: no column 'etta' in this run's table (did you mean 'eta'?)") and str(run_file) in err
+    assert len(err.splitlines()) == 1

@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from stochthermo.engine._registry import Registry, default_registry
+from stochthermo.errors import ScenarioError, did_you_mean
 from stochthermo.present._columns import relation_columns, summary_columns
 from stochthermo.roles._declarations import Column, RelationColumn
 from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, UNRESOLVED, VIOLATED
@@ -155,9 +156,19 @@ def independent_relations(ds: xr.Dataset, registry: Registry | None = None) -> t
     return independent, applicable, list(reasons)
 
 
-def format_summary(ds: xr.Dataset, registry: Registry | None = None) -> str:
-    """The table of :func:`summary_table`, the relation counts and the published values beside."""
+def format_summary(ds: xr.Dataset, registry: Registry | None = None, columns: list[str] | None = None) -> str:
+    """The table of :func:`summary_table`, the relation counts and the published values beside; with
+    ``columns`` (headers of the table, e.g. ``["eta", "c_1", "(81)eta<=c1"]``) only those after the row labels,
+    an unknown header refused with a suggestion."""
     header, rows = summary_table(ds, registry)
+    if columns:
+        labels = len(_sweep_dims(ds)) + 2  # sweep values, protocol, perturbation
+        for name in columns:
+            if name not in header[labels:]:
+                raise ScenarioError(f"no column '{name}' in this run's table{did_you_mean(name, header[labels:])}",
+                                    key="columns")
+        keep = [*range(labels), *(header.index(name) for name in columns)]
+        header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
