@@ -84,9 +84,14 @@ def oracle_eta(name: str) -> float:
     return change**2 / chi_square
 
 
+@cache
+def gmm_run():
+    return simulate(load_scenario(ROOT / "scenarios" / "gmm.yaml"), device="cpu")
+
+
 @pytest.fixture(scope="module")
 def gmm():
-    return simulate(load_scenario(ROOT / "scenarios" / "gmm.yaml"), device="cpu").isel(seed=0)
+    return gmm_run().isel(seed=0)
 
 
 @pytest.mark.parametrize("start", list(STARTS))
@@ -216,3 +221,20 @@ def test_c2_of_the_scheduled_protocols_against_the_quadrature_oracle(gmm, schedu
     engine = float(gmm.kinetic_cost.sel(protocol=schedule))
     assert engine == pytest.approx(oracle_c2(schedule), rel=CONVERGENCE)
     assert round(oracle_c2(schedule), 5) == printed
+
+
+def test_the_verdicts_beside_table_one_follow_from_the_oracle():
+    """The summary's verdict per start — is the engine's η within the spread of the published values over the
+    three protocols? — is the one the oracle's η gives (inside for shifted, narrow and uniform; OUTSIDE for the
+    bimodal stand-in, whose published mixture is not given), and the printed lines say so."""
+    from stochthermo.present._summary import reference_comparisons, reference_lines
+
+    ds = gmm_run()
+    _, _, spreads = reference_comparisons(ds)
+    verdicts = {spread.perturbation: spread.inside for spread in spreads}
+    for spread in spreads:
+        eta = oracle_eta(spread.perturbation)
+        assert verdicts[spread.perturbation] == (spread.published_low <= eta <= spread.published_high)
+    assert verdicts == {"shifted": True, "narrow": True, "bimodal": False, "uniform": True}
+    text = "\n".join(reference_lines(ds))
+    assert "bimodal: engine 0.029005..0.029005, published spread over protocols [0.02611, 0.02764]: OUTSIDE" in text
