@@ -206,5 +206,6 @@ def test_summary_of_a_run_file_with_chosen_columns(run_1d, tmp_path, capsys):
     assert header == ["protocol", "perturbation", "eta", "c_1", "(81)eta<=c1"]
     assert main(["summary", str(run_file), "--columns", "etta"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.endswith("--columns: no column 'etta' in this run's table (did you mean 'eta'?)") and str(run_file) in err
+    assert err.endswith("--columns: no column 'etta' in this run's table (did you mean 'eta'?)")
+    assert str(run_file) in err
     assert len(err.splitlines()) == 1

@@ -369,3 +369,34 @@ def test_the_notebook_example_runs():
     done = subprocess.run([sys.executable, str(example)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "estimation residual L" in done.stdout and "weights_sha256" in done.stdout
+
+
+def test_python_objects_in_a_mapping_are_run_and_recorded_as_objects(tmp_path):
+    """A network object where the YAML names one, and a tensor where it lists numbers: the run measures the
+    object (its weights digested as always), the Dataset says which keys held objects, a rerun in this process
+    gives the same numbers, a rerun in another process is refused in one line naming the key, and anything else
+    YAML cannot hold is refused naming its key."""
+    import subprocess
+    import sys
+
+    import xarray as xr
+
+    import stochthermo
+    from stochthermo import ScenarioError
+
+    net = ExactEpsilon()
+    spec = scenario_dict(data={"name": "gaussian", "mean": torch.tensor(MEAN, dtype=torch.float64), "std": STD},
+                         time_steps=8, protocols=SPEC["protocols"],
+                         particles=64, estimator={"name": "torch_module", "model": net, "output": "epsilon",
+                                                  "dtype": "float64"})
+    ds = stochthermo.run(spec, output=tmp_path / "run.nc")
+    assert json.loads(ds.attrs["scenario_objects"]) == {
+        "estimator.model": "ExactEpsilon (a Python object; not re-creatable from the text)"}
+    assert f"mean: {MEAN}" in ds.attrs["scenario_text"]  # the tensor became data in the text
+    assert json.loads(ds.attrs["inputs"])["protocols.vp.estimator"]["model"] == "ExactEpsilon"
+    xr.testing.assert_identical(stochthermo.reproducible(stochthermo.rerun(ds)), stochthermo.reproducible(ds))
+    script = f"import stochthermo; stochthermo.rerun({str(tmp_path / 'run.nc')!r})"
+    elsewhere = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "estimator.model: the run held Python objects (estimator.model: ExactEpsilon" in elsewhere.stderr
+    with pytest.raises(ScenarioError, match=r"estimator.dtype: a set cannot stand in a scenario"):
+        stochthermo.run({**spec, "estimator": {**spec["estimator"], "dtype": {"float64"}}}, write=False)

@@ -188,5 +188,7 @@ def _provenance(scenario: Scenario, device: torch.device, dtype: torch.dtype) ->
         "reverse_start": scenario.reverse_start,
         "forward_processes": json.dumps(forward_processes(scenario.protocols)),
         "inputs": json.dumps(scenario_inputs(scenario), sort_keys=True),
+        # keys that held Python objects: the text names them in this process only (stochthermo.engine._objects)
+        "scenario_objects": json.dumps(dict(spec.objects), sort_keys=True),
         "paper": "K. Ikeda, T. Uda, D. Okanohara, S. Ito, arXiv:2407.04495 (Phys. Rev. X 15, 031031, 2025)",
     }

@@ -17,9 +17,11 @@ store, no file.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib.util
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ import yaml
 from stochthermo.engine._build import Scenario, Sweep, build
 from stochthermo.engine._dataset import record_run
 from stochthermo.engine._executors import DaskExecutor, Executor, InProcess
+from stochthermo.engine._objects import REFERENCE, has_held, with_objects_held
 from stochthermo.engine._simulate import simulate
 from stochthermo.engine._spec import ScenarioSpec, parse_spec, read_spec
 from stochthermo.engine._tasks import TaskStore, run_directory, run_identity
@@ -95,11 +98,23 @@ def rerun(result: str | Path | xr.Dataset, *overrides: str, **settings: Any) -> 
     from stochthermo.output._files import open_run
 
     dataset = result if isinstance(result, xr.Dataset) else open_run(result)
+    objects = json.loads(dataset.attrs.get("scenario_objects", "{}"))
+    missing = [key for key, name in _held_references(dataset.attrs.get("scenario_text", "")) if not has_held(name)]
+    if objects and missing:
+        raise ScenarioError("the run held Python objects (" + ", ".join(f"{k}: {v}" for k, v in objects.items())
+                            + "), which its text alone cannot re-create in this process: pass them again in a "
+                            "mapping to stochthermo.run", key=next(iter(objects)))
     own = json.loads(dataset.attrs.get("scenario_overrides", "[]"))
     extra = [f"{key}={json.dumps(value)}" for key, value in settings.items()]
     spec = parse_spec(dataset.attrs["scenario_text"], source=dataset.attrs.get("scenario_path") or None,
                       overrides=(*own, *overrides, *extra))
+    spec = dataclasses.replace(spec, objects=tuple(objects.items()))
     return run(spec, write=False)
+
+
+def _held_references(text: str) -> list[tuple[str, str]]:
+    """(the YAML key, the held object's name) of every reference to a held object in a scenario text."""
+    return re.findall(r"([A-Za-z_][\w]*):\s*" + re.escape(REFERENCE) + r"(object_[0-9a-f]+)", text)
 
 
 def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
@@ -182,9 +197,12 @@ def _built(scenario, overrides, registry) -> tuple[Scenario | Sweep, str | None]
                                 key="overrides")
         return scenario, scenario.spec.source
     if isinstance(scenario, ScenarioSpec):
-        spec = parse_spec(scenario.text, source=scenario.source, overrides=(*scenario.overrides, *overrides))
+        spec = dataclasses.replace(parse_spec(scenario.text, source=scenario.source,
+                                              overrides=(*scenario.overrides, *overrides)), objects=scenario.objects)
     elif isinstance(scenario, dict):
-        spec = parse_spec(yaml.safe_dump(scenario, sort_keys=False), source="<dict>", overrides=overrides)
+        plain, held = with_objects_held(scenario)
+        spec = parse_spec(yaml.safe_dump(plain, sort_keys=False), source="<dict>", overrides=overrides)
+        spec = dataclasses.replace(spec, objects=tuple(held.items()))
     elif isinstance(scenario, Path) or (isinstance(scenario, str) and "\n" not in scenario
                                         and (scenario.endswith((".yaml", ".yml")) or Path(scenario).is_file())):
         spec = read_spec(scenario, overrides=overrides)

@@ -117,6 +117,9 @@ class ScenarioSpec:
     resolved: str = field(default="{}", repr=False)
     #: for a variant of a sweep: swept key -> the value this variant takes, in sweep order
     labels: tuple[tuple[str, Any], ...] = ()
+    #: dotted keys whose values were Python objects handed to :func:`stochthermo.run` in a mapping (held in
+    #: this process, :mod:`stochthermo.engine._objects`), with what each was
+    objects: tuple[tuple[str, str], ...] = ()
 
     @property
     def raw(self) -> dict:
