@@ -4,6 +4,7 @@ must reproduce the process's exact velocity to rounding (float64 models), throug
 program and a TorchScript file, and the estimation observer then finds L = 0."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -400,3 +401,81 @@ def test_python_objects_in_a_mapping_are_run_and_recorded_as_objects(tmp_path):
     assert "estimator.model: the run held Python objects (estimator.model: ExactEpsilon" in elsewhere.stderr
     with pytest.raises(ScenarioError, match=r"estimator.dtype: a set cannot stand in a scenario"):
         stochthermo.run({**spec, "estimator": {**spec["estimator"], "dtype": {"float64"}}}, write=False)
+
+
+# ---- real architectures set to an exact answer: the denoiser of a single data point (an atom) is constant --------
+ATOM = [0.3, -0.2]
+
+
+class AtomMlp(torch.nn.Module):
+    """An MLP with batch norm and dropout whose last layer is set to the exact denoiser of the atom ``ATOM``:
+    zero weights, the atom as bias (D(x; σ) = E[y | x] = the atom, whatever x and σ)."""
+
+    def __init__(self):
+        super().__init__()
+        double = {"dtype": torch.float64}
+        self.body = torch.nn.Sequential(torch.nn.Linear(3, 32, **double), torch.nn.BatchNorm1d(32, **double),
+                                        torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(32, 2, **double))
+        with torch.no_grad():
+            self.body[-1].weight.zero_()
+            self.body[-1].bias.copy_(torch.tensor(ATOM, dtype=torch.float64))
+
+    def forward(self, sigma, x):
+        return self.body(torch.cat([sigma[:, None], x], 1))
+
+
+class AtomUNet(torch.nn.Module):
+    """A diffusers UNet2DModel on 8 × 8 images whose output convolution is set to the exact denoiser of the
+    constant image 0.25 (zero weights, bias 0.25), called with flat (n, 64) particles."""
+
+    def __init__(self):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+        with torch.no_grad():
+            self.unet.conv_out.weight.zero_()
+            self.unet.conv_out.bias.fill_(0.25)
+
+    def forward(self, sigma, x):
+        return self.unet(x.view(-1, 1, 8, 8), sigma).sample.reshape(len(x), -1)
+
+
+atom_mlp = AtomMlp().train()
+
+
+def atom_unet():
+    return AtomUNet().double()
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "unet"])
+def test_real_architectures_set_to_the_exact_denoiser_give_the_exact_velocity(architecture, monkeypatch):
+    """A real MLP (batch norm, dropout, in training mode when handed over) and a diffusers UNet2DModel, each with
+    its output layer set to the exact denoiser of a single data point, measured on the `edm` process with
+    `output: denoiser`, `time: sigma`: the velocity is the exact one to rounding."""
+    import yaml
+
+    if architecture == "unet":
+        pytest.importorskip("diffusers")
+        monkeypatch.setattr(sys.modules[__name__], "atom_unet_model", atom_unet(), raising=False)
+        point, model = [0.25] * 64, "test_torch_module:atom_unet_model"
+    else:
+        point, model = ATOM, "test_torch_module:atom_mlp"
+    dim = len(point)
+    spec = scenario_dict(data={"name": "weighted_points", "points": [point]},
+                         prior={"name": "gaussian", "mean": [0.0] * dim, "std": 3.0},
+                         perturbations={"p": {"name": "gaussian", "mean": [0.0] * dim, "std": 2.5}},
+                         protocols={"edm": {"process": {"name": "scheduled",
+                                                        "schedule": {"name": "edm", "sigma_max": 3.0}}}},
+                         estimator={"name": "torch_module", "model": model, "output": "denoiser", "time": "sigma",
+                                    "dtype": "float64"})
+    estimator = next(iter(parse_scenario(yaml.safe_dump(spec)).setup.protocols.values())).estimator
+    x = torch.randn(32, dim, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2
+    for t in (0.5, 0.8, 1.0):
+        expected = estimator.process.velocity(t, x)
+        torch.testing.assert_close(estimator.velocity(t, x), expected, rtol=1e-9,
+                                   atol=1e-9 * float(expected.abs().max()))
+    if architecture == "mlp":
+        assert not atom_mlp.training  # handed over in training mode, measured in evaluation mode
