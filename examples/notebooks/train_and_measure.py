@@ -56,7 +56,7 @@ class Velocity(torch.nn.Module):
 
 velocity = Velocity()
 optimizer = torch.optim.Adam(velocity.parameters(), lr=2e-3)
-for step in range(1500):
+for _ in range(1500):
     y, z, s = sample_data(256), torch.randn(256, 2), torch.rand(256)
     x = (1 - s[:, None]) * y + s[:, None] * z
     loss = ((velocity(s, x) - (z - y)) ** 2).mean()
@@ -106,7 +106,7 @@ class Denoiser(torch.nn.Module):
 
 denoiser = Denoiser()
 optimizer = torch.optim.Adam(denoiser.parameters(), lr=2e-3)
-for step in range(1500):
+for _ in range(1500):
     y = sample_data(256)
     sigma = torch.exp(-1.2 + 1.2 * torch.randn(256))
     x = y + sigma[:, None] * torch.randn(256, 2)
