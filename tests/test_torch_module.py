@@ -495,3 +495,16 @@ def test_real_architectures_set_to_the_exact_denoiser_give_the_exact_velocity(ar
                                    atol=1e-9 * float(expected.abs().max()))
     if architecture == "mlp":
         assert not atom_mlp.training  # handed over in training mode, measured in evaluation mode
+
+
+def output_elsewhere(t, x):
+    """A model that returns its answer on another device than its input (here: torch's meta device)."""
+    return torch.zeros_like(x, device="meta")
+
+
+def test_a_model_answering_on_another_device_is_refused_naming_the_key(write_scenario, capsys):
+    spec = scenario_dict(**SPEC, estimator={"name": "torch_module", "model": "test_torch_module:output_elsewhere"})
+    assert main(["validate", str(write_scenario(spec))]) == 2
+    err = capsys.readouterr().err
+    assert "estimator.model: the model returned a tensor on meta, the particles are on cpu" in err
+    assert len(err.strip().splitlines()) == 1

@@ -134,6 +134,10 @@ class ExternalModel(Estimator):
             got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ScenarioError(f"the model must return a tensor of the shape of x, {tuple(x.shape)}; got {got}",
                                 key=self.source)
+        if out.device != x.device:
+            raise ScenarioError(f"the model returned a tensor on {out.device}, the particles are on {x.device}: "
+                                "it must compute where its input is (move the model, not its output)",
+                                key=self.source)
         return out.to(x.dtype)
 
     def _batched(self, times: torch.Tensor, x: torch.Tensor):
