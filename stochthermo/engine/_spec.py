@@ -118,7 +118,7 @@ class ScenarioSpec:
     #: for a variant of a sweep: swept key -> the value this variant takes, in sweep order
     labels: tuple[tuple[str, Any], ...] = ()
     #: dotted keys whose values were Python objects handed to :func:`stochthermo.run` in a mapping (held in
-    #: this process, :mod:`stochthermo.engine._objects`), with what each was
+    #: this process, ``stochthermo.engine._objects``), with what each was
     objects: tuple[tuple[str, str], ...] = ()
 
     @property
