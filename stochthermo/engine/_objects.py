@@ -11,6 +11,7 @@ recorded as always: a module's weights are digested into the task keys and the `
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from stochthermo.errors import ScenarioError
@@ -29,9 +30,9 @@ def __getattr__(name: str) -> Any:
                              "re-create; pass the object again") from None
 
 
-def has_held(name: str) -> bool:
-    """Whether this process holds the object ``name`` (an ``object_<id>`` of a reference)."""
-    return name in _HELD
+def not_held(text: str) -> list[str]:
+    """The objects a scenario text refers to that this process does not hold (a text from another session)."""
+    return [name for name in re.findall(re.escape(REFERENCE) + r"(object_[0-9a-f]+)", text) if name not in _HELD]
 
 
 def hold(value: Any) -> str:

@@ -21,7 +21,6 @@ import dataclasses
 import gc
 import importlib.util
 import json
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ import yaml
 from stochthermo.engine._build import Scenario, Sweep, build
 from stochthermo.engine._dataset import record_run
 from stochthermo.engine._executors import DaskExecutor, Executor, InProcess
-from stochthermo.engine._objects import REFERENCE, has_held, with_objects_held
+from stochthermo.engine._objects import not_held, with_objects_held
 from stochthermo.engine._simulate import simulate
 from stochthermo.engine._spec import ScenarioSpec, parse_spec, read_spec
 from stochthermo.engine._tasks import TaskStore, run_directory, run_identity
@@ -99,8 +98,7 @@ def rerun(result: str | Path | xr.Dataset, *overrides: str, **settings: Any) -> 
 
     dataset = result if isinstance(result, xr.Dataset) else open_run(result)
     objects = json.loads(dataset.attrs.get("scenario_objects", "{}"))
-    missing = [key for key, name in _held_references(dataset.attrs.get("scenario_text", "")) if not has_held(name)]
-    if objects and missing:
+    if objects and not_held(dataset.attrs.get("scenario_text", "")):
         raise ScenarioError("the run held Python objects (" + ", ".join(f"{k}: {v}" for k, v in objects.items())
                             + "), which its text alone cannot re-create in this process: pass them again in a "
                             "mapping to stochthermo.run", key=next(iter(objects)))
@@ -110,11 +108,6 @@ def rerun(result: str | Path | xr.Dataset, *overrides: str, **settings: Any) -> 
                       overrides=(*own, *overrides, *extra))
     spec = dataclasses.replace(spec, objects=tuple(objects.items()))
     return run(spec, write=False)
-
-
-def _held_references(text: str) -> list[tuple[str, str]]:
-    """(the YAML key, the held object's name) of every reference to a held object in a scenario text."""
-    return re.findall(r"([A-Za-z_][\w]*):\s*" + re.escape(REFERENCE) + r"(object_[0-9a-f]+)", text)
 
 
 def execute(scenario: str | Path | dict | ScenarioSpec | Scenario | Sweep, *,
