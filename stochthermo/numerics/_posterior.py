@@ -103,7 +103,7 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
             if not shared_variance:
                 logits -= (0.5 * squared_norms)[:, None] * precisions
             running_max = logits.max(1).values
-            logits.sub_(running_max[:, None]).clamp_(min=EXP_FLOOR).exp_()
+            _exp_relative_(logits, running_max[:, None])
             running_sum = logits.sum(1)
             running_mean = logits @ values
         else:  # online softmax over blocks of components (running maximum, sum and weighted sum)
@@ -129,11 +129,16 @@ def _online_softmax(rows, squared_norms, bias, scaled_centres, precisions, value
             logits -= (0.5 * squared_norms)[:, None] * precisions[block]
         new_max = torch.maximum(running_max, logits.max(1).values)
         rescale = torch.exp(running_max - new_max)
-        logits.sub_(new_max[:, None]).clamp_(min=EXP_FLOOR).exp_()
+        _exp_relative_(logits, new_max[:, None])
         running_sum = running_sum * rescale + logits.sum(1)
         running_mean = running_mean * rescale[:, None] + logits @ values[block]
         running_max = new_max
     return running_max, running_sum, running_mean
+
+
+def _exp_relative_(logits: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
+    """exp(logits − row_max) in place, the exponents floored at ``EXP_FLOOR`` (no subnormal results)."""
+    return logits.sub_(row_max).clamp_(min=EXP_FLOOR).exp_()
 
 
 def _screened_softmax(x, centres, bias, values, precision, log_weights, budget, tolerance):
@@ -174,7 +179,7 @@ def _screened_softmax(x, centres, bias, values, precision, log_weights, budget, 
             logits = torch.baddbmm(bias_table[lists].flatten(1)[:, None, :], blocks.points[chunk],
                                    centre_table[lists].flatten(1, 2).transpose(1, 2))
             row_max = logits.amax(2)
-            logits.sub_(row_max[..., None]).clamp_(min=EXP_FLOOR).exp_()
+            _exp_relative_(logits, row_max[..., None])
             running_max[chunk], running_sum[chunk] = row_max, logits.sum(2)
             running_mean[chunk] = torch.bmm(logits, value_table[lists].flatten(1, 2))
     return tuple(v.flatten(0, 1)[blocks.slots] for v in (running_max, running_sum, running_mean))
