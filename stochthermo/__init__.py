@@ -24,7 +24,8 @@ except PackageNotFoundError:  # running from a source tree without installation
 _EXPORTS = {
     **dict.fromkeys(["Component", "Distribution", "MixtureStructure", "PointCloudStructure", "Schedule",
                      "ForwardProcess", "Estimator", "Solver", "Equation", "Observer", "Run", "Flows", "Variable",
-                     "Trajectory", "DrivingProtocol", "Setup", "Column", "RelationColumn", "RelationStatus"],
+                     "Coordinate", "Trajectory", "DrivingProtocol", "Setup", "Column", "RelationColumn",
+                     "RelationStatus"],
                     "roles"),
     **dict.fromkeys(["PluginError", "ScenarioError", "SimulationError", "StochthermoError", "ConformanceError"],
                     "errors"),

@@ -29,9 +29,11 @@ def test_dimension_order_and_attributes(dataset):
     assert dataset.kinetic_cost.dims == ("protocol", "seed")
     assert dataset.reverse_density.dims == ("protocol", "perturbation", "seed", "snapshot_time", "x")
     for name, var in dataset.data_vars.items():
-        for key in ("long_name", "units", "symbol", "equation"):
+        for key in ("long_name", "description", "units", "symbol", "equation"):
             assert key in var.attrs, (name, key)
         assert var.attrs["equation"].startswith("arXiv:2407.04495 Eq. (")
+        # a label xarray's automatic plot labels keep whole; the rest is in the description
+        assert len(var.attrs["long_name"]) <= 40 and "(" not in var.attrs["long_name"], name
         # CF: an ancillary variable is named, and exists
         assert all(other in dataset for other in var.attrs.get("ancillary_variables", "").split()), name
     for name, coordinate in dataset.coords.items():  # every coordinate says what it is
@@ -104,7 +106,17 @@ def test_snapshot_densities_are_normalised(dataset):
     np.testing.assert_allclose(mass, 1, atol=2e-3)
 
 
-def test_the_written_file_passes_a_cf_1_11_checker(tmp_path):
+#: a run whose Dataset has what SPEC's lacks: a histogram over bins with cell bounds (the trajectory entropy
+#: production) and standard errors linked as ancillary variables
+HISTOGRAM_SPEC = scenario_dict(
+    protocols={"sde": {"process": {"name": "scheduled", "schedule": "cosine"},
+                       "solver": {"name": "stochastic_heun", "gamma": 0.5}}},
+    particles=256, time_steps=16, seeds=[0],
+    observers=["thermodynamics", {"name": "trajectory_thermodynamics", "paths": 64, "steps": 16, "bins": 8}])
+
+
+@pytest.mark.parametrize("spec", [SPEC, HISTOGRAM_SPEC], ids=["gmm", "histogram"])
+def test_the_written_file_passes_a_cf_1_11_checker(tmp_path, spec):
     """IOOS compliance-checker's CF-1.11 suite (strict) finds nothing in a written run but one heuristic: it
     takes any coordinate *named* ``time`` for calendar time (§5.1/§4.4: standard_name ``time``, units "<unit>
     since <epoch>"). Here ``time`` is the process time t ∈ [0, τ] in the process's own (dimensionless) unit,
@@ -114,7 +126,7 @@ def test_the_written_file_passes_a_cf_1_11_checker(tmp_path):
     import stochthermo
 
     path = tmp_path / "run.nc"
-    stochthermo.run(SPEC, output=path)  # a run of the command line's kind: with its history
+    stochthermo.run(spec, output=path)  # a run of the command line's kind: with its history
     report = tmp_path / "cf.json"
     runner.CheckSuite.load_all_available_checkers()
     runner.ComplianceChecker.run_checker(str(path), ["cf:1.11"], 0, "strict", output_filename=str(report),
@@ -124,3 +136,28 @@ def test_the_written_file_passes_a_cf_1_11_checker(tmp_path):
               for item in results[level] if item["value"][0] != item["value"][1] for message in item["msgs"]]
     allowed = "Coordinate variable 'time' should have standard_name='time', found: 'None'"
     assert [f for f in failed if f[1] != allowed] == []
+
+
+def test_cf_xarray_finds_the_cell_bounds_and_the_standard_errors(tmp_path):
+    """What CF links, a CF library finds in a file read back: the histogram bins' cell bounds (whose
+    midpoints are the bin coordinate) and each Monte Carlo mean's standard error; entropy is shown in k_B."""
+    pytest.importorskip("cf_xarray")
+    import stochthermo
+
+    path = tmp_path / "run.nc"
+    stochthermo.run(HISTOGRAM_SPEC, output=path)
+    ds = read_dataset(path)
+    assert ds.cf.bounds == {"entropy_production_bin": ["entropy_production_bin_bounds"]}
+    edges = ds.cf.get_bounds("entropy_production_bin").values
+    np.testing.assert_array_equal(edges[1:, 0], edges[:-1, 1])  # contiguous bins
+    np.testing.assert_allclose(edges.mean(axis=1), ds.entropy_production_bin.values, rtol=0, atol=1e-15)
+    for mean, error in [("trajectory_entropy_production_mean", "trajectory_entropy_production_mean_stderr"),
+                        ("fluctuation_theorem_average", "fluctuation_theorem_average_stderr")]:
+        assert ds.cf.get_associated_variable_names(mean)["ancillary_variables"] == [error]
+    # every standard error in the file is some variable's ancillary variable
+    linked = {name for var in ds.data_vars.values() for name in var.attrs.get("ancillary_variables", "").split()}
+    assert {name for name in ds.data_vars if "stderr" in name or "standard_error" in name} <= linked
+    assert ds.trajectory_entropy_production_mean.attrs["display_units"] == "k_B"
+    from stochthermo.present import label
+
+    assert label(ds.trajectory_entropy_production_mean).endswith(r"[$k_\mathrm{B}$]")

@@ -193,8 +193,8 @@ class MeanPosition(Observer):
         return {
             "mean_position": Variable(("time",), "mean of the true reverse process", "1", "E[x_t]", "-"),
             "mean_error": Variable((), "generated mean minus the data mean", "1", "E_p[x] - E_q[x]", "-"),
-            "largest_change": Variable((), "largest |Delta W_1| over the perturbations", "1", "max |Delta W_1|",
-                                       "(81)"),
+            "largest_change": Variable((), "largest change of W_1", "1", "max |Delta W_1|", "(81)",
+                                       description="largest |Delta W_1| over the perturbations"),
         }
 
     def observe(self, run, measured):

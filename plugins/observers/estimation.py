@@ -28,7 +28,7 @@ import math
 import numpy as np
 import torch
 
-from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo import Coordinate, Observer, ScenarioError, Variable, hookimpl
 from stochthermo.numerics import log_density_flow, time_integral
 from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, RelationColumn, Trained, recorded
 
@@ -74,28 +74,38 @@ class Estimation(Observer):
         self.records = max((estimator.training_steps // self.record_every for estimator in trained), default=0)
 
     def coordinates(self):
-        return {"training_step": self.record_every * np.arange(1, self.records + 1)} if self.records else {}
+        if not self.records:
+            return {}
+        return {"training_step": Coordinate(self.record_every * np.arange(1, self.records + 1),
+                                           "training step at the end of a recording interval")}
 
     def variables(self):
         out = {
-            "estimation_residual_rate": Variable(("time",), "squared estimation error of the velocity over P_t", "1",
-                                                 "E_P_t |nu_t - nu^_t|^2", "(100)"),
+            "estimation_residual_rate": Variable(("time",), "squared velocity estimation error", "1",
+                                                 "E_P_t |nu_t - nu^_t|^2", "(100)",
+                                                 description="squared estimation error of the velocity over P_t"),
             "estimation_residual": Variable((), "time-averaged squared estimation error", "1", "L", "(100)"),
-            "estimated_divergence": Variable(PT, "chi-square of the estimated perturbed reverse process against "
-                                             "P_t", "1", "D_t", "(100)", nonfinite=NO_DENSITY),
-            "estimated_divergence_max": Variable(("perturbation",), "largest chi-square along the estimated flow",
-                                                 "1", "D_max", "(100)", nonfinite=NO_DENSITY),
+            "estimated_divergence": Variable(PT, "chi-square of the estimated flow", "1", "D_t", "(100)",
+                                             nonfinite=NO_DENSITY,
+                                             description="chi-square of the estimated perturbed reverse process "
+                                                         "against P_t"),
+            "estimated_divergence_max": Variable(("perturbation",), "largest chi-square of the estimated flow",
+                                                 "1", "D_max", "(100)", nonfinite=NO_DENSITY,
+                                                 description="largest chi-square along the estimated flow"),
             "slack_imperfect_estimation": Variable(("perturbation",), "slack of the imperfect-estimation bound",
                                                    "1", "slack[(100)]", "(100)", nonfinite=NO_DENSITY),
             "holds_imperfect_estimation": Variable(("perturbation",), "status of the imperfect-estimation bound",
                                                    "1", "[(100)]", "(100)", attrs={**STATUS_ATTRS, "rtol": self.rtol}),
-            "heldout_log_likelihood": Variable((), "mean log-likelihood of held-out data under the estimated flow",
-                                               "1", "E_q log p^_0", "(100)"),
+            "heldout_log_likelihood": Variable((), "held-out mean log-likelihood",
+                                               "1", "E_q log p^_0", "(100)",
+                                               description="mean log-likelihood of held-out data under the estimated "
+                                                           "flow"),
         }
         if self.records:
-            out["training_loss"] = Variable(("training_step",), "flow-matching training loss (mean over the "
-                                            "recording interval)", "1", "loss", "(100)",
-                                            nonfinite="NaN for estimators that are not trained")
+            out["training_loss"] = Variable(("training_step",), "flow-matching training loss", "1", "loss", "(100)",
+                                            nonfinite="NaN for estimators that are not trained",
+                                            description="flow-matching training loss (mean over the recording "
+                                                        "interval)")
         return out
 
     def observe(self, run, measured):

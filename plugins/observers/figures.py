@@ -32,43 +32,94 @@ if TYPE_CHECKING:
 
 
 def densities_figure(ds: xr.Dataset) -> Figure:
-    """The forward marginal P_t and the densities of the reverse processes started from each perturbation, at
-    the snapshot times (columns) for every protocol (rows); the reverse panels are read in reverse time τ − t."""
+    """The forward marginals P_t (black: in closed form where the process has it, else from the particles) and
+    the densities P̃_t of the reverse processes started from each perturbation, at the same forward times t
+    (columns; the reverse processes reach them at reverse time τ − t), one row per protocol; seed means."""
     forward, reverse = ds.forward_density.mean("seed"), ds.reverse_density.mean("seed")
+    exact = ds.forward_density_exact.mean("seed") if "forward_density_exact" in ds else None
+    if exact is not None and not np.isfinite(exact.values).any():
+        exact = None
     tau = float(ds.time[-1] - ds.time[0])
     times = ds.snapshot_time.values
+    columns = [f"t/τ = {t / tau:.2f}" + (" (data)" if t == times.min() else " (start)" if t == times.max() else "")
+               for t in times]
     if "x" in forward.dims:
-        fig, axes = plt().subplots(len(ds.protocol), len(times), figsize=(3.2 * len(times), 2.6 * len(ds.protocol)),
-                                 sharex=True, squeeze=False)
-        for row, protocol in enumerate(ds.protocol.values):
-            for col, t in enumerate(times):
-                ax = axes[row, col]
-                ax.plot(ds.x, forward.sel(protocol=protocol, snapshot_time=t), color="black", lw=2, label="forward")
-                for perturbation in ds.perturbation.values:
-                    ax.plot(ds.x, reverse.sel(protocol=protocol, perturbation=perturbation, snapshot_time=t),
-                            lw=1.2, label=f"reverse from {perturbation}")
-                ax.set_title(f"{protocol}: t/τ = {t / tau:.2f}", fontsize=9)
-                if row == len(ds.protocol) - 1:
-                    ax.set_xlabel("x")
-        axes[0, 0].set_ylabel("density")
-        axes[0, -1].legend(fontsize=7)
-    else:
-        panels = [("forward", forward.sel(protocol=p), p) for p in ds.protocol.values]
-        panels += [(f"reverse from {q}", reverse.sel(protocol=p, perturbation=q), p)
-                   for p in ds.protocol.values for q in ds.perturbation.values]
-        fig, axes = plt().subplots(len(panels), len(times), figsize=(2.6 * len(times), 2.5 * len(panels)),
-                                 squeeze=False)
-        extent = [float(ds.x1[0]), float(ds.x1[-1]), float(ds.x2[0]), float(ds.x2[-1])]
-        for row, (name, density, protocol) in enumerate(panels):
-            for col, t in enumerate(times):
-                ax = axes[row, col]
-                ax.imshow(density.sel(snapshot_time=t).values.T, origin="lower", extent=extent, cmap="magma")
-                ax.set_title(f"{protocol}, {name}\nt/τ = {t / tau:.2f}", fontsize=8)
-                ax.set_xticks([])
-                ax.set_yticks([])
-    fig.suptitle("Forward process and perturbed reverse processes (reverse time τ − t)")
-    fig.tight_layout()
+        return _densities_1d(ds, forward, reverse, exact, columns)
+    return _densities_2d(ds, forward, reverse, exact, columns)
+
+
+def _densities_1d(ds, forward, reverse, exact, columns) -> Figure:
+    protocols, times = ds.protocol.values, ds.snapshot_time.values
+    fig, axes = plt().subplots(len(protocols), len(times), figsize=(2.6 * len(times), 2.1 * len(protocols) + 0.6),
+                               squeeze=False)
+    x = ds.x.values
+    for col, t in enumerate(times):
+        curves = [forward.sel(snapshot_time=t).values, reverse.sel(snapshot_time=t).values]
+        if exact is not None:
+            curves.append(exact.sel(snapshot_time=t).values)
+        # the x-range where some density of the column exceeds 0.1 % of its peak: no empty half-panels
+        stacked = np.nan_to_num(np.concatenate([np.reshape(c, (-1, len(x))) for c in curves]))
+        visible = np.flatnonzero((stacked > 1e-3 * stacked.max()).any(axis=0))
+        low, high = x[visible[0]], x[visible[-1]]
+        for row, protocol in enumerate(protocols):
+            ax = axes[row, col]
+            reference = None if exact is None else exact.sel(protocol=protocol, snapshot_time=t)
+            if reference is not None and np.isfinite(reference.values).all():
+                ax.plot(x, reference, color="black", lw=2.2, label="$P_t$ (closed form)")
+            else:
+                ax.plot(x, forward.sel(protocol=protocol, snapshot_time=t), color="black", lw=2.2,
+                        label="$P_t$ (particles)")
+            for perturbation in ds.perturbation.values:
+                ax.plot(x, reverse.sel(protocol=protocol, perturbation=perturbation, snapshot_time=t), lw=1.2,
+                        label=rf"$\tilde P_t$ from {perturbation}")
+            ax.set_xlim(low, high)
+            ax.set_ylim(bottom=0)
+            if row == 0:
+                ax.set_title(columns[col])
+            if row == len(protocols) - 1:
+                ax.set_xlabel("$x$")
+            if col == 0:
+                ax.set_ylabel(f"{protocol}\ndensity")
+    _legend_below(fig, axes)
     return fig
+
+
+def _densities_2d(ds, forward, reverse, exact, columns) -> Figure:
+    panels = []
+    for protocol in ds.protocol.values:
+        reference = None if exact is None else exact.sel(protocol=protocol)
+        if reference is not None and np.isfinite(reference.values).all():
+            panels.append(("$P_t$ (closed form)", reference, protocol))
+        else:
+            panels.append(("$P_t$ (particles)", forward.sel(protocol=protocol), protocol))
+        panels += [(rf"$\tilde P_t$ from {q}", reverse.sel(protocol=protocol, perturbation=q), protocol)
+                   for q in ds.perturbation.values]
+    times = ds.snapshot_time.values
+    fig, axes = plt().subplots(len(panels), len(times), figsize=(2.4 * len(times) + 0.8, 2.2 * len(panels) + 0.6),
+                               squeeze=False, sharex=True, sharey=True, layout="constrained")
+    extent = [float(ds.x1[0]), float(ds.x1[-1]), float(ds.x2[0]), float(ds.x2[-1])]
+    for col, t in enumerate(times):
+        # one colour scale per column (a time): the forward and reverse densities compare by eye
+        top = max(float(np.nanmax(density.sel(snapshot_time=t).values)) for _, density, _ in panels)
+        for row, (name, density, protocol) in enumerate(panels):
+            ax = axes[row, col]
+            image = ax.imshow(density.sel(snapshot_time=t).values.T, origin="lower", extent=extent, cmap="magma",
+                              vmin=0, vmax=top, aspect="auto")
+            if row == 0:
+                ax.set_title(columns[col])
+            if col == 0:
+                ax.set_ylabel(f"{protocol}: {name}\n$x_2$")
+            if row == len(panels) - 1:
+                ax.set_xlabel("$x_1$")
+        fig.colorbar(image, ax=axes[:, col], location="bottom", shrink=0.9, label="density")
+    return fig
+
+
+def _legend_below(fig: Figure, axes) -> None:
+    """One legend for all panels, below them (outside the data), and the panels laid out above it."""
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1 if len(labels) > 2 else 0.07, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
 
 
 def costs_figure(ds: xr.Dataset) -> Figure:
@@ -216,27 +267,51 @@ def cost_ratio_figure(ds: xr.Dataset) -> Figure:
 
 
 def entropy_production_figure(ds: xr.Dataset) -> Figure:
-    """Histogram of Δs_tot per protocol, with the trajectory mean and the Fokker–Planck ∫Ṡ dt marked."""
+    """The distribution of the stochastic entropy production Δs_tot along forward paths (log scale: the left
+    tail Δs_tot < 0 is what the integral fluctuation theorem E[e^{−Δs_tot}] = 1 weighs), one panel per forward
+    process (protocols that share one share their paths); the path mean ± 1 standard error (band) against the
+    Fokker–Planck ∫Ṡ dt (dashed), pooled over seeds."""
+    edges = ds.entropy_production_bin_bounds.values if "entropy_production_bin_bounds" in ds else None
     centres = ds.entropy_production_bin.values
-    width = centres[1] - centres[0] if len(centres) > 1 else 1.0
-    fig, axes = plt().subplots(1, len(ds.protocol), figsize=(4.2 * len(ds.protocol), 3.4), squeeze=False)
-    for ax, protocol in zip(axes[0], ds.protocol.values, strict=True):
-        sel = ds.sel(protocol=protocol).mean("seed")
-        ax.bar(centres, sel.trajectory_entropy_production_histogram, width=width, color="0.7")
-        ax.axvline(float(sel.trajectory_entropy_production_mean), color="black", label="path mean")
-        ax.axvline(float(sel.entropy_production_fokker_planck), color="tab:red", ls="--", label="∫Ṡ dt (Fokker–Planck)")
-        ax.set_title(f"{protocol}: <e^-Δs> = {float(sel.fluctuation_theorem_average):.3f}", fontsize=9)
-        ax.set_xlabel("Δs_tot")
+    if edges is None:  # a file written before the bins had bounds
+        step = centres[1] - centres[0] if len(centres) > 1 else 1.0
+        edges = np.stack([centres - step / 2, centres + step / 2], axis=1)
+    groups = json.loads(ds.attrs.get("forward_processes", "[]")) or [[str(p)] for p in ds.protocol.values]
+    groups = [[p for p in group if p in ds.protocol.values] for group in groups]
+    groups = [group for group in groups if group]
+    fig, axes = plt().subplots(1, len(groups), figsize=(4.6 * len(groups), 3.6), squeeze=False, sharey=True)
+    seeds = ds.sizes["seed"]
+    for ax, group in zip(axes[0], groups, strict=True):
+        sel = ds.sel(protocol=group[0])
+        density = sel.trajectory_entropy_production_histogram.mean("seed").values
+        ax.stairs(np.where(density > 0, density, np.nan), np.append(edges[:, 0], edges[-1, 1]), color="0.35",
+                  fill=True, alpha=0.5, label="paths")
+        mean = float(sel.trajectory_entropy_production_mean.mean("seed"))
+        error = float(np.sqrt((sel.trajectory_entropy_production_mean_stderr ** 2).sum("seed"))) / seeds
+        fokker_planck = float(sel.entropy_production_fokker_planck.mean("seed"))
+        ift = float(sel.fluctuation_theorem_average.mean("seed"))
+        ift_error = float(np.sqrt((sel.fluctuation_theorem_average_stderr ** 2).sum("seed"))) / seeds
+        ax.axvspan(mean - error, mean + error, color="black", alpha=0.25, lw=0)
+        ax.axvline(mean, color="black", lw=1.2, label=f"path mean {mean:.4f} ± {error:.4f}")
+        ax.axvline(fokker_planck, color="tab:red", ls="--", lw=1.2, label=f"Fokker–Planck {fokker_planck:.4f}")
+        ax.axvline(0, color="0.6", lw=0.6)
+        ax.set_yscale("log")
+        ax.set_xlabel(r"$\Delta s_\mathrm{tot}$ [$k_\mathrm{B}$]")
+        ax.set_title(f"forward process of {', '.join(group)}\n"
+                     rf"$\langle e^{{-\Delta s}}\rangle$ = {ift:.3f} ± {ift_error:.3f} (theorem: 1)")
+        ax.legend(loc="upper left", bbox_to_anchor=(0, -0.2), frameon=False)
     axes[0, 0].set_ylabel(_label(ds.trajectory_entropy_production_histogram))
-    axes[0, -1].legend(fontsize=7)
     fig.tight_layout()
     return fig
 
 
 def basins_figure(ds: xr.Dataset) -> Figure:
-    """The Laguerre cells of the semi-discrete Brenier map beside the basins of Φ_T (the point each prior
-    location flows to) for up to four horizons including T = ∞; first protocol and seed (the flow in the
-    signal level is the same for every VP protocol)."""
+    """The Laguerre cells of the semi-discrete Brenier map beside the basins of Φ_T (the data point each prior
+    location z flows to) for up to four horizons including T = ∞, coloured by the data point's index (the key
+    below); the data points themselves are marked in their colour at the grid cell they lie in. First protocol
+    and seed (the flow in the signal level is the same for every VP protocol)."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+
     first = {"protocol": ds.protocol.values[0], "seed": ds.seed.values[0]}
     basins, cells = ds.flow_basins.sel(first), ds.brenier_cells.sel(first)
     horizons = ds.horizon.values
@@ -244,19 +319,31 @@ def basins_figure(ds: xr.Dataset) -> Figure:
     shown = [horizons[i] for i in picks]
     extent = [float(ds.basin_x[0]), float(ds.basin_x[-1]), float(ds.basin_y[0]), float(ds.basin_y[-1])]
     count = int(max(np.nanmax(basins.values), np.nanmax(cells.values))) + 1
-    fig, axes = plt().subplots(1, len(shown) + 1, figsize=(3.0 * (len(shown) + 1), 3.2), squeeze=False)
+    palette = plt().get_cmap("tab20").colors
+    colours = ListedColormap([palette[j % len(palette)] for j in range(count)])
+    norm = BoundaryNorm(np.arange(count + 1) - 0.5, count)
+    fig, axes = plt().subplots(1, len(shown) + 1, figsize=(2.9 * (len(shown) + 1), 3.9), squeeze=False,
+                               sharex=True, sharey=True, layout="constrained")
     panels = [("Brenier map (Laguerre cells)", cells.values)]
     panels += [(f"flow basins, T = {h:g}" if np.isfinite(h) else "flow basins, T = ∞",
                 basins.sel(horizon=h).values) for h in shown]
+    points = None
+    if "basin_data_points" in ds:
+        marks = ds.basin_data_points.sel(first).values
+        rows, cols = np.nonzero(marks >= 0)
+        points = (ds.basin_x.values[cols], ds.basin_y.values[rows], marks[rows, cols])
     for ax, (title, image) in zip(axes[0], panels, strict=True):
-        ax.imshow(image, origin="lower", extent=extent, cmap="tab20", vmin=-0.5, vmax=max(count, 20) - 0.5,
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        drawn = ax.imshow(image, origin="lower", extent=extent, cmap=colours, norm=norm, interpolation="nearest")
+        if points is not None:
+            x, y, index = points
+            ax.scatter(x, y, s=28, c=index, cmap=colours, norm=norm, edgecolors="black", linewidths=0.8)
+        ax.set_title(title)
+        ax.set_xlabel("$z_1$")
+    axes[0, 0].set_ylabel("$z_2$ (prior point)")
+    key = fig.colorbar(drawn, ax=axes[0, :], location="bottom", shrink=0.6, aspect=40,
+                       label="index j of the data point the prior point is sent to")
+    key.set_ticks(np.arange(count) if count <= 12 else np.linspace(0, count - 1, 7).round())
     mismatch = ds.basin_mismatch_brenier.sel(first).sel(horizon=horizons[-1])
     error = ds.basin_mismatch_brenier_error.sel(first).sel(horizon=horizons[-1])
-    fig.suptitle(f"{ds.attrs.get('scenario_name', '')}: prior mass where Φ_∞ and the Brenier map differ = "
-                 f"{float(mismatch):.4f} ± {float(error):.4f}", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"Prior mass where Φ_∞ and the Brenier map differ: {float(mismatch):.4f} ± {float(error):.4f}")
     return fig

@@ -65,14 +65,18 @@ class FokkerPlanckResidual(Observer):
 
     def variables(self):
         return {
-            "fp_residual": Variable(("time",), "root-mean-square residual of the score Fokker-Planck equation for "
-                                    "the implied score over P_t", "1", "sqrt(E_P_t |R_t|^2)", "FP",
-                                    nonfinite=UNDEFINED),
-            "fp_residual_probe_error": Variable(("time",), "standard error of the residual from Hutchinson's probes "
-                                                "(0: exact divergence, d <= 3)", "1", "sqrt(E_P_t sum se_i^2)", "FP",
-                                                nonfinite=UNDEFINED),
-            "fp_residual_max": Variable((), "largest defined residual of the score Fokker-Planck equation", "1",
-                                        "max_t sqrt(E_P_t |R_t|^2)", "FP", nonfinite="NaN where it is nowhere defined"),
+            "fp_residual": Variable(("time",), "RMS score Fokker-Planck residual", "1", "sqrt(E_P_t |R_t|^2)", "FP",
+                                    nonfinite=UNDEFINED, attrs={"ancillary_variables": "fp_residual_probe_error"},
+                                    description="root-mean-square residual of the score Fokker-Planck equation for "
+                                                "the implied score over P_t"),
+            "fp_residual_probe_error": Variable(("time",), "standard error of the FP residual", "1",
+                                                "sqrt(E_P_t sum se_i^2)", "FP",
+                                                nonfinite=UNDEFINED,
+                                                description="standard error of the residual from Hutchinson's probes "
+                                                            "(0: exact divergence, d <= 3)"),
+            "fp_residual_max": Variable((), "largest score Fokker-Planck residual", "1",
+                                        "max_t sqrt(E_P_t |R_t|^2)", "FP", nonfinite="NaN where it is nowhere defined",
+                                        description="largest defined residual of the score Fokker-Planck equation"),
         }
 
     def observe(self, run, measured):

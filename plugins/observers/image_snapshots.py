@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo import Coordinate, Observer, ScenarioError, Variable, hookimpl
 from stochthermo.roles import HoldsImages
 
 from .figures import images_figure
@@ -48,17 +48,20 @@ class ImageSnapshots(Observer):
         self.image_times = times[self.indices]
 
     def coordinates(self):
-        return {"image_time": self.image_times, "image": np.arange(self.samples),
-                "pixel": np.arange(int(np.prod(self.image_shape)))}
+        return {"image_time": Coordinate(self.image_times, "forward time of the images"),
+                "image": Coordinate(np.arange(self.samples), "index of the sample"),
+                "pixel": Coordinate(np.arange(int(np.prod(self.image_shape))), "flat pixel index")}
 
     def variables(self):
         attrs = {"image_shape": np.array(self.image_shape, dtype=np.int64), "pixel_offset": self.pixel_offset,
                  "pixel_scale": self.pixel_scale}
         return {
-            "forward_images": Variable(("image_time", "image", "pixel"), "samples of P_t along the true reverse "
-                                       "process, as images", "1", "x_t ~ P_t", "(1)", attrs=attrs),
-            "reverse_images": Variable(("perturbation", "image_time", "image", "pixel"), "the same particles of the "
-                                       "perturbed reverse process, as images", "1", "x_t ~ P~_t", "(79)", attrs=attrs),
+            "forward_images": Variable(("image_time", "image", "pixel"), "forward-process samples as images", "1",
+                                       "x_t ~ P_t", "(1)", attrs=attrs,
+                                       description="samples of P_t along the true reverse process, as images"),
+            "reverse_images": Variable(("perturbation", "image_time", "image", "pixel"),
+                                       "perturbed reverse samples as images", "1", "x_t ~ P~_t", "(79)", attrs=attrs,
+                                       description="the same particles of the perturbed reverse process, as images"),
         }
 
     def observe(self, run, measured):

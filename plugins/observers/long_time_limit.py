@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 
-from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo import Coordinate, Observer, ScenarioError, Variable, hookimpl
 from stochthermo.measures import (
     FLOW_STEPS,
     METHODS,
@@ -103,9 +103,11 @@ class LongTimeLimit(Observer):
         self.half_width = GRID_EXTENT * math.sqrt(float(prior_variance[0]))  # the prior's, identical in every variant
 
     def coordinates(self):
-        out = {"horizon": np.array(self.horizons)}
+        out = {"horizon": Coordinate(np.array(self.horizons), "flow horizon T")}
         if self.dim == 2:
-            out["basin_x"] = out["basin_y"] = np.linspace(-self.half_width, self.half_width, self.grid)
+            grid = np.linspace(-self.half_width, self.half_width, self.grid)
+            out["basin_x"] = Coordinate(grid, "prior point, first coordinate")
+            out["basin_y"] = Coordinate(grid, "prior point, second coordinate")
         return out
 
     @classmethod
@@ -120,42 +122,76 @@ class LongTimeLimit(Observer):
         return {"basins": basins_figure} if "flow_basins" in ds else {}
 
     def variables(self):
-        def per_horizon(long_name, symbol):
-            return Variable(("horizon",), long_name, "1", symbol, "arXiv:2410.13431")
+        def per_horizon(long_name, symbol, description="", error=None):
+            attrs = {"ancillary_variables": error} if error else {}
+            return Variable(("horizon",), long_name, "1", symbol, "arXiv:2410.13431", description=description,
+                            attrs=attrs)
 
-        def scalar(long_name, symbol, nonfinite=None):
-            return Variable((), long_name, "1", symbol, "arXiv:2410.13431", nonfinite=nonfinite)
+        def scalar(long_name, symbol, nonfinite=None, description="", error=None):
+            attrs = {"ancillary_variables": error} if error else {}
+            return Variable((), long_name, "1", symbol, "arXiv:2410.13431", nonfinite=nonfinite,
+                            description=description, attrs=attrs)
 
         out = {
-            "basin_mismatch_limit": per_horizon("prior mass sent to different points by Phi_T and Phi_inf",
-                                                "P(Phi_T != Phi_inf)"),
-            "basin_mismatch_limit_error": per_horizon("binomial standard error of basin_mismatch_limit", "s.e."),
-            "map_distance_limit": per_horizon("L2(prior) distance between Phi_T and Phi_inf", "|Phi_T - Phi_inf|"),
-            "basin_mismatch_brenier": per_horizon("prior mass sent to different points by Phi_T and the Brenier map",
-                                                  "P(Phi_T != T)"),
-            "basin_mismatch_brenier_error": per_horizon("binomial standard error of basin_mismatch_brenier", "s.e."),
-            "map_distance_brenier": per_horizon("L2(prior) distance between Phi_T and the Brenier map",
-                                                "|Phi_T - T|"),
-            "basin_mass_error": per_horizon("largest |prior mass of the basin of Phi_T - weight| (0 at T = inf up to "
-                                            "sampling: the flow carries the prior onto the data)",
-                                            "max|P(J_T = j) - w_j|"),
-            "flow_jacobian_asymmetry": per_horizon("mean |J - J^T|_F / |J|_F of the flow map up to jacobian_level",
-                                                   "asym(J)"),
-            "limit_convergence_rate": scalar("rate r of |Phi_T - Phi_inf| ~ C exp(-r T)", "r", NO_RATE),
-            "semidiscrete_mass_error": scalar("largest |cell mass - weight| of the semi-discrete map",
-                                              "max|mu(L_j) - w_j|"),
-            "semidiscrete_mass_standard_error": scalar("standard error of that cell mass (0: exact masses)", "s.e."),
-            "semidiscrete_empty_cells": scalar("cells of the semi-discrete map holding no prior mass", "#empty"),
-            "semidiscrete_converged": scalar("1 where the semi-discrete solve met its tolerance", "converged"),
-            "semidiscrete_solver_disagreement": scalar("prior mass the exact and the stochastic solvers' maps send "
-                                                       "to different points", "P(T_newton != T_pot)", ONE_SOLVER),
+            "basin_mismatch_limit": per_horizon("mass where Phi_T and Phi_inf differ",
+                                                "P(Phi_T != Phi_inf)",
+                                                description="prior mass sent to different points by Phi_T and Phi_inf",
+                                                error="basin_mismatch_limit_error"),
+            "basin_mismatch_limit_error": per_horizon("binomial s.e. of basin_mismatch_limit", "s.e.",
+                                                      description="binomial standard error of basin_mismatch_limit"),
+            "map_distance_limit": per_horizon("L2 distance of Phi_T to Phi_inf", "|Phi_T - Phi_inf|",
+                                              description="L2(prior) distance between Phi_T and Phi_inf"),
+            "basin_mismatch_brenier": per_horizon("mass where Phi_T and Brenier map differ",
+                                                  "P(Phi_T != T)",
+                                                  description="prior mass sent to different points by Phi_T and the "
+                                                              "Brenier map", error="basin_mismatch_brenier_error"),
+            "basin_mismatch_brenier_error": per_horizon("binomial s.e. of basin_mismatch_brenier", "s.e.",
+                                                        description="binomial standard error of "
+                                                                    "basin_mismatch_brenier"),
+            "map_distance_brenier": per_horizon("L2 distance of Phi_T to the Brenier map",
+                                                "|Phi_T - T|",
+                                                description="L2(prior) distance between Phi_T and the Brenier map"),
+            "basin_mass_error": per_horizon("largest basin mass error of Phi_T",
+                                            "max|P(J_T = j) - w_j|",
+                                            description="largest |prior mass of the basin of Phi_T - weight| (0 at T "
+                                                        "= inf up to sampling: the flow carries the prior onto the "
+                                                        "data)"),
+            "flow_jacobian_asymmetry": per_horizon("asymmetry of the flow map Jacobian",
+                                                   "asym(J)",
+                                                   description="mean |J - J^T|_F / |J|_F of the flow map up to "
+                                                               "jacobian_level"),
+            "limit_convergence_rate": scalar("convergence rate of Phi_T to Phi_inf", "r", NO_RATE,
+                                             description="rate r of |Phi_T - Phi_inf| ~ C exp(-r T)"),
+            "semidiscrete_mass_error": scalar("largest cell mass error of the map",
+                                              "max|mu(L_j) - w_j|",
+                                              description="largest |cell mass - weight| of the semi-discrete map",
+                                              error="semidiscrete_mass_standard_error"),
+            "semidiscrete_mass_standard_error": scalar("standard error of that cell mass", "s.e.",
+                                                       description="standard error of that cell mass (0: exact "
+                                                                   "masses)"),
+            "semidiscrete_empty_cells": scalar("empty cells of the semi-discrete map", "#empty",
+                                               description="cells of the semi-discrete map holding no prior mass"),
+            "semidiscrete_converged": scalar("semi-discrete solve converged", "converged",
+                                             description="1 where the semi-discrete solve met its tolerance"),
+            "semidiscrete_solver_disagreement": scalar("mass where the two solvers differ", "P(T_newton != T_pot)",
+                                                       ONE_SOLVER,
+                                                       description="prior mass the exact and the stochastic solvers' "
+                                                                   "maps send to different points"),
         }
         if self.dim == 2:
-            out["flow_basins"] = Variable(("horizon", "basin_y", "basin_x"), "index of the point Phi_T sends the "
-                                          "grid point to", "1", "J_T(z)",
-                                          "arXiv:2410.13431")
-            out["brenier_cells"] = Variable(("basin_y", "basin_x"), "index of the Laguerre cell of the Brenier map "
-                                            "holding the grid point", "1", "j*(z)", "arXiv:2410.13431")
+            out["flow_basins"] = Variable(("horizon", "basin_y", "basin_x"), "data index reached by the flow", "1",
+                                          "J_T(z)",
+                                          "arXiv:2410.13431",
+                                          description="index of the point Phi_T sends the grid point to")
+            out["basin_data_points"] = Variable(("basin_y", "basin_x"), "data point in the grid cell", "1", "j(y_j)",
+                                                "arXiv:2410.13431",
+                                                description="index of the data point lying in the grid cell (the "
+                                                            "heaviest where several do), -1 where none: the points "
+                                                            "on the plane of the basins, whatever their number")
+            out["brenier_cells"] = Variable(("basin_y", "basin_x"), "Laguerre cell of the Brenier map", "1", "j*(z)",
+                                            "arXiv:2410.13431",
+                                            description="index of the Laguerre cell of the Brenier map holding the "
+                                                        "grid point")
         return out
 
     def observe(self, run, measured):
@@ -214,6 +250,7 @@ class LongTimeLimit(Observer):
                 point_basins(points, weights, c, grid, horizon, steps=self.steps)[0]
                 for horizon in self.horizons]).reshape(-1, self.grid, self.grid).numpy()
             out["brenier_cells"] = solution.map.assign(grid).reshape(self.grid, self.grid).numpy()
+            out["basin_data_points"] = _points_on_grid(points.numpy(), weights.numpy(), axis.numpy())
         return {name: np.asarray(value, dtype=float) for name, value in out.items()}
 
     def _disagreement(self, prior, points, weights, solution, z, streams) -> float:
@@ -224,6 +261,19 @@ class LongTimeLimit(Observer):
         second = solve_semidiscrete(prior, points, weights, method=other,
                                     seed=streams.seed_of(f"{self.name}.semidiscrete_second"))
         return float((second.map.assign(z) != solution.map.assign(z)).double().mean())
+
+
+def _points_on_grid(points: np.ndarray, weights: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """(len(axis), len(axis)) indexed [y, x]: the index of the data point in each cell of the grid whose cell
+    centres are ``axis`` on both axes (the heaviest where several share a cell), -1 where none."""
+    marks = np.full((len(axis), len(axis)), -1.0)
+    step = axis[1] - axis[0]
+    cells = np.rint((points - axis[0]) / step).astype(int)
+    inside = ((cells >= 0) & (cells < len(axis))).all(axis=1)
+    for j in np.argsort(weights, kind="stable"):  # heavier points are written last and win a shared cell
+        if inside[j]:
+            marks[cells[j, 1], cells[j, 0]] = j
+    return marks
 
 
 def _fitted_rate(horizons: np.ndarray, distances: np.ndarray) -> float:

@@ -76,18 +76,24 @@ class MonteCarloCost(Observer):
 
     def variables(self):
         return {
-            "kinetic_cost_monte_carlo": Variable((), "kinetic cost by Monte Carlo over t and x ~ P_t", "1",
-                                                 "c_2^MC", "(G20)"),
-            "kinetic_cost_standard_error": Variable((), "standard error of the Monte Carlo kinetic cost", "1",
-                                                    "se(c_2^MC)", "(G20)"),
-            "schedule_cost_bound": Variable((), "Jensen bound of the kinetic cost of an (m, sigma) schedule", "1",
-                                            "int (dm^2 E|y|^2 + dsigma^2 n_d) dt", "(93)", nonfinite=NO_SCHEDULE),
-            "kinetic_cost_ratio": Variable((), "Monte Carlo kinetic cost over the schedule bound", "1",
+            "kinetic_cost_monte_carlo": Variable((), "Monte Carlo kinetic cost", "1",
+                                                 "c_2^MC", "(G20)",
+                                                 description="kinetic cost by Monte Carlo over t and x ~ P_t",
+                                                 attrs={"ancillary_variables": "kinetic_cost_standard_error"}),
+            "kinetic_cost_standard_error": Variable((), "standard error of the kinetic cost", "1",
+                                                    "se(c_2^MC)", "(G20)",
+                                                    description="standard error of the Monte Carlo kinetic cost"),
+            "schedule_cost_bound": Variable((), "Jensen bound of the kinetic cost", "1",
+                                            "int (dm^2 E|y|^2 + dsigma^2 n_d) dt", "(93)", nonfinite=NO_SCHEDULE,
+                                            description="Jensen bound of the kinetic cost of an (m, sigma) schedule"),
+            "kinetic_cost_ratio": Variable((), "kinetic cost over its Jensen bound", "1",
                                            "c_2^MC / int (dm^2 E|y|^2 + dsigma^2 n_d) dt", "(93)-(95)",
-                                           nonfinite=NO_SCHEDULE),
+                                           nonfinite=NO_SCHEDULE,
+                                           description="Monte Carlo kinetic cost over the schedule bound"),
             "data_dimension": Variable((), "dimension of the data", "1", "n_d", "(93)"),
-            "data_points": Variable((), "number of data points (NaN for data not given as points)", "1", "N_D",
-                                    "(93)", nonfinite="NaN where the data law is not a point cloud"),
+            "data_points": Variable((), "number of data points", "1", "N_D",
+                                    "(93)", nonfinite="NaN where the data law is not a point cloud",
+                                    description="number of data points (NaN for data not given as points)"),
         }
 
     def observe(self, run, measured):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stochthermo import Observer, ScenarioError, Variable, hookimpl, import_callable
+from stochthermo import Coordinate, Observer, ScenarioError, Variable, hookimpl, import_callable
 from stochthermo.numerics import time_integral
 from stochthermo.roles import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, VIOLATED, Column, RelationColumn, recorded
 
@@ -70,7 +70,7 @@ class ObservableSpeed(Observer):
                                     key=f"observables[{i}]")
 
     def coordinates(self):
-        return {"observable": np.array(self.labels)}
+        return {"observable": Coordinate(np.array(self.labels), "observable r")}
 
     @classmethod
     def summary_columns(cls, ds):
@@ -85,19 +85,22 @@ class ObservableSpeed(Observer):
         both = ("observable", "time")
         return {
             "observable_mean": Variable(both, "mean of the observable over P_t", "1", "<r>_t", "TUR"),
-            "observable_speed": Variable(both, "observable speed |d<r>/dt| / sqrt(<|grad r|^2>)", "1", "v_r(t)",
-                                         "TUR", nonfinite=CONSTANT),
+            "observable_speed": Variable(both, "observable speed", "1", "v_r(t)",
+                                         "TUR", nonfinite=CONSTANT,
+                                         description="observable speed |d<r>/dt| / sqrt(<|grad r|^2>)"),
             "slack_observable_speed": Variable(both, "slack of v_r <= v_2", "1", "v_2 - v_r", "TUR",
                                                nonfinite=CONSTANT),
             "holds_observable_speed": Variable(("observable",), "status of v_r <= v_2", "1", "[v_r <= v_2]", "TUR",
                                                attrs={**STATUS_ATTRS, "rtol": self.rtol}),
             "observable_cost": Variable(("observable",), "squared observable path length over tau", "1",
                                         "(int v_r dt)^2/tau", "TUR", nonfinite=CONSTANT),
-            "slack_observable_cost": Variable(("observable",), "slack of (int v_r dt)^2/tau <= c_2", "1",
-                                              "c_2 - (int v_r dt)^2/tau", "TUR", nonfinite=CONSTANT),
-            "holds_observable_cost": Variable(("observable",), "status of (int v_r dt)^2/tau <= c_2", "1",
+            "slack_observable_cost": Variable(("observable",), "slack of the observable cost bound", "1",
+                                              "c_2 - (int v_r dt)^2/tau", "TUR", nonfinite=CONSTANT,
+                                              description="slack of (int v_r dt)^2/tau <= c_2"),
+            "holds_observable_cost": Variable(("observable",), "status of the observable cost bound", "1",
                                               "[(int v_r dt)^2/tau <= c_2]", "TUR",
-                                              attrs={**STATUS_ATTRS, "rtol": self.rtol}),
+                                              attrs={**STATUS_ATTRS, "rtol": self.rtol},
+                                              description="status of (int v_r dt)^2/tau <= c_2"),
         }
 
     def draws_random_numbers(self, setup):

@@ -83,27 +83,38 @@ class OdeSdeGap(Observer):
 
     def variables(self):
         out = {}
-        for name, long_name, symbol in (
-                ("ode_sde_wasserstein_2", "W_2 between the ODE- and the SDE-generated laws", "W_2(p_ODE, p_SDE)"),
-                ("sde_wasserstein_2_data", "W_2 between the SDE-generated law and the data", "W_2(p_SDE, q)"),
-                ("sde_wasserstein_1_data", "W_1 between the SDE-generated law and the data", "W_1(p_SDE, q)")):
-            out[name] = Variable((), long_name, "1", symbol, "ODE-SDE")
-            out[f"{name}_stderr"] = Variable((), f"standard error over the SDE replicas of {name}", "1",
-                                             f"se({symbol})", "ODE-SDE")
-        out["ode_wasserstein_2_data"] = Variable((), "W_2 between the ODE-generated law and the data", "1",
-                                                 "W_2(p_ODE, q)", "ODE-SDE")
-        out["ode_wasserstein_1_data"] = Variable((), "W_1 between the ODE-generated law and the data", "1",
-                                                 "W_1(p_ODE, q)", "ODE-SDE")
-        out["wasserstein_2_sampling_bias"] = Variable((), "W_2 between two independent data samples of the ensemble "
-                                                      "size", "1", "W_2(q_n, q_n')", "ODE-SDE")
+        for name, long_name, symbol, description in (
+                ("ode_sde_wasserstein_2", "W_2 between ODE and SDE laws", "W_2(p_ODE, p_SDE)",
+                 "W_2 between the ODE- and the SDE-generated laws"),
+                ("sde_wasserstein_2_data", "W_2 of the SDE law to the data", "W_2(p_SDE, q)",
+                 "W_2 between the SDE-generated law and the data"),
+                ("sde_wasserstein_1_data", "W_1 of the SDE law to the data", "W_1(p_SDE, q)",
+                 "W_1 between the SDE-generated law and the data")):
+            out[name] = Variable((), long_name, "1", symbol, "ODE-SDE", description=description,
+                                 attrs={"ancillary_variables": f"{name}_stderr"})
+            out[f"{name}_stderr"] = Variable((), f"s.e. of {long_name}", "1", f"se({symbol})", "ODE-SDE",
+                                             description=f"standard error over the SDE replicas of {name}")
+        out["ode_wasserstein_2_data"] = Variable((), "W_2 of the ODE-generated law to the data", "1",
+                                                 "W_2(p_ODE, q)", "ODE-SDE",
+                                                 description="W_2 between the ODE-generated law and the data")
+        out["ode_wasserstein_1_data"] = Variable((), "W_1 of the ODE-generated law to the data", "1",
+                                                 "W_1(p_ODE, q)", "ODE-SDE",
+                                                 description="W_1 between the ODE-generated law and the data")
+        out["wasserstein_2_sampling_bias"] = Variable((), "W_2 sampling floor of the data", "1", "W_2(q_n, q_n')",
+                                                      "ODE-SDE",
+                                                      description="W_2 between two independent data samples of the "
+                                                                  "ensemble size")
         out["ode_sde_wasserstein_2_bound"] = Variable(
-            (), "bound on W_2 between the ODE- and SDE-generated laws", "1",
-            "int exp(int Lambda) ||gamma^2 T (grad ln q - s^)||_L2(q) dt", "ODE-SDE bound", nonfinite=NOT_EVALUATED)
+            (), "bound on W_2 between ODE and SDE laws", "1",
+            "int exp(int Lambda) ||gamma^2 T (grad ln q - s^)||_L2(q) dt", "ODE-SDE bound", nonfinite=NOT_EVALUATED,
+            description="bound on W_2 between the ODE- and SDE-generated laws")
         out["ode_sde_wasserstein_2_closed_form"] = Variable(
-            (), "W_2 between the closed-form Gaussian ODE and SDE end laws", "1", "W_2(p_ODE, p_SDE) exact",
-            "ODE-SDE bound", nonfinite=NOT_EVALUATED)
-        out["holds_ode_sde_bound"] = Variable((), "status of W_2(p_ODE, p_SDE) <= bound", "1",
-                                              "[W_2(ODE, SDE) <= B]", "ODE-SDE bound", attrs=STATUS_ATTRS)
+            (), "closed-form Gaussian ODE-SDE W_2", "1", "W_2(p_ODE, p_SDE) exact",
+            "ODE-SDE bound", nonfinite=NOT_EVALUATED,
+            description="W_2 between the closed-form Gaussian ODE and SDE end laws")
+        out["holds_ode_sde_bound"] = Variable((), "status of the ODE-SDE gap bound", "1",
+                                              "[W_2(ODE, SDE) <= B]", "ODE-SDE bound", attrs=STATUS_ATTRS,
+                                              description="status of W_2(p_ODE, p_SDE) <= bound")
         return out
 
     def observe(self, run, measured):

@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from stochthermo import Observer, ScenarioError, Solver, Variable, hookimpl
+from stochthermo import Coordinate, Observer, ScenarioError, Solver, Variable, hookimpl
 from stochthermo.measures import law_reference, solve_semidiscrete, variance_preserving, w2_and_w1
 from stochthermo.roles import Column, estimator_equation, recorded
 
@@ -68,7 +68,7 @@ class OtBridge(Observer):
                 raise ScenarioError(f"protocol '{name}': {problem}", key="sampler")
 
     def coordinates(self):
-        return {"bridge_steps": np.array(self.steps)}
+        return {"bridge_steps": Coordinate(np.array(self.steps), "sampler steps")}
 
     @classmethod
     def summary_columns(cls, ds):
@@ -78,20 +78,27 @@ class OtBridge(Observer):
                              Column("memo plain", "plain_memorisation", 163, position={"bridge_steps": 0})])
 
     def variables(self):
-        def per_steps(long_name, symbol):
-            return Variable(("bridge_steps",), long_name, "1", symbol, "arXiv:2410.13431")
+        def per_steps(long_name, symbol, description=""):
+            return Variable(("bridge_steps",), long_name, "1", symbol, "arXiv:2410.13431", description=description)
 
         return {
-            "bridge_w2_data": per_steps("W_2 to the data of the OT-bridge sampler", "W_2(q, bridge)"),
-            "plain_w2_data": per_steps("W_2 to the data of the plain sampler from the prior", "W_2(q, plain)"),
-            "bridge_w1_data": per_steps("W_1 to the data of the OT-bridge sampler", "W_1(q, bridge)"),
-            "plain_w1_data": per_steps("W_1 to the data of the plain sampler from the prior", "W_1(q, plain)"),
-            "bridge_memorisation": per_steps("fraction of bridge samples within the memorisation distance of a "
-                                             "data point", "memorised (bridge)"),
-            "plain_memorisation": per_steps("fraction of plain samples within the memorisation distance of a "
-                                            "data point", "memorised (plain)"),
-            "bridge_w2_sampling": Variable((), "W_2 to the data of a fresh data sample of the particle count", "1",
-                                           "W_2(q, q_n)", "arXiv:2410.13431"),
+            "bridge_w2_data": per_steps("W_2 of the OT-bridge sampler to the data", "W_2(q, bridge)",
+                                        description="W_2 to the data of the OT-bridge sampler"),
+            "plain_w2_data": per_steps("W_2 of the plain sampler to the data", "W_2(q, plain)",
+                                       description="W_2 to the data of the plain sampler from the prior"),
+            "bridge_w1_data": per_steps("W_1 of the OT-bridge sampler to the data", "W_1(q, bridge)",
+                                        description="W_1 to the data of the OT-bridge sampler"),
+            "plain_w1_data": per_steps("W_1 of the plain sampler to the data", "W_1(q, plain)",
+                                       description="W_1 to the data of the plain sampler from the prior"),
+            "bridge_memorisation": per_steps("memorised fraction of bridge samples", "memorised (bridge)",
+                                             description="fraction of bridge samples within the memorisation distance "
+                                                         "of a data point"),
+            "plain_memorisation": per_steps("memorised fraction of plain samples", "memorised (plain)",
+                                            description="fraction of plain samples within the memorisation distance "
+                                                        "of a data point"),
+            "bridge_w2_sampling": Variable((), "W_2 of a fresh data sample to the data", "1",
+                                           "W_2(q, q_n)", "arXiv:2410.13431",
+                                           description="W_2 to the data of a fresh data sample of the particle count"),
             "memorisation_distance": Variable((), "radius of the memorisation test", "1", "r", "arXiv:2410.13431"),
         }
 

@@ -57,32 +57,50 @@ class PriorError(Observer):
                              Column("W2 q sampling", "generated_w2_sampling", 146)])
 
     def variables(self):
-        def scalar(long_name, symbol, nonfinite=None):
-            return Variable((), long_name, "1", symbol, "(79)", nonfinite=nonfinite)
+        def scalar(long_name, symbol, nonfinite=None, description=""):
+            return Variable((), long_name, "1", symbol, "(79)", nonfinite=nonfinite, description=description)
 
         return {
-            "prior_error_w2": scalar("W_2 between samples of P_tau and of the prior", "W_2(P_tau, prior)"),
-            "prior_error_w1": scalar("W_1 between samples of P_tau and of the prior", "W_1(P_tau, prior)"),
-            "prior_error_w2_bias": scalar("W_2 between two independent prior samples (finite-sample bias)",
-                                          "W_2(prior_n, prior_n')"),
-            "prior_error_w1_bias": scalar("W_1 between two independent prior samples (finite-sample bias)",
-                                          "W_1(prior_n, prior_n')"),
-            "prior_error_lower_bound": scalar("Gelbrich lower bound on W_2(P_tau, prior) from the data's mean and "
-                                              "covariance", "W_2 lower", NOT_VARIANCE_PRESERVING),
-            "prior_error_upper_bound": scalar("synchronous-coupling upper bound on W_2(P_tau, prior) from the "
-                                              "data's second moment", "W_2 upper", NOT_VARIANCE_PRESERVING),
-            "generated_w2_from_prior": scalar("W_2 to the data of the true reverse process started from the prior",
-                                              "W_2(q, Phi(prior))"),
-            "generated_w2_from_end": scalar("W_2 to the data of the true reverse process started from P_tau",
-                                            "W_2(q, Phi(P_tau))"),
-            "generated_w1_from_prior": scalar("W_1 to the data of the true reverse process started from the prior",
-                                              "W_1(q, Phi(prior))"),
-            "generated_w1_from_end": scalar("W_1 to the data of the true reverse process started from P_tau",
-                                            "W_1(q, Phi(P_tau))"),
-            "generated_w2_sampling": scalar("W_2 to the data of a fresh data sample of the particle count",
-                                            "W_2(q, q_n)"),
-            "generated_w1_sampling": scalar("W_1 to the data of a fresh data sample of the particle count",
-                                            "W_1(q, q_n)"),
+            "prior_error_w2": scalar("W_2 between P_tau and the prior", "W_2(P_tau, prior)",
+                                     description="W_2 between samples of P_tau and of the prior"),
+            "prior_error_w1": scalar("W_1 between P_tau and the prior", "W_1(P_tau, prior)",
+                                     description="W_1 between samples of P_tau and of the prior"),
+            "prior_error_w2_bias": scalar("W_2 sampling floor of the prior",
+                                          "W_2(prior_n, prior_n')",
+                                          description="W_2 between two independent prior samples (finite-sample bias)"),
+            "prior_error_w1_bias": scalar("W_1 sampling floor of the prior",
+                                          "W_1(prior_n, prior_n')",
+                                          description="W_1 between two independent prior samples (finite-sample bias)"),
+            "prior_error_lower_bound": scalar("Gelbrich lower bound on the prior error", "W_2 lower",
+                                              NOT_VARIANCE_PRESERVING,
+                                              description="Gelbrich lower bound on W_2(P_tau, prior) from the data's "
+                                                          "mean and covariance"),
+            "prior_error_upper_bound": scalar("coupling upper bound on the prior error", "W_2 upper",
+                                              NOT_VARIANCE_PRESERVING,
+                                              description="synchronous-coupling upper bound on W_2(P_tau, prior) from "
+                                                          "the data's second moment"),
+            "generated_w2_from_prior": scalar("W_2 to the data, started from the prior",
+                                              "W_2(q, Phi(prior))",
+                                              description="W_2 to the data of the true reverse process started from "
+                                                          "the prior"),
+            "generated_w2_from_end": scalar("W_2 to the data, started from P_tau",
+                                            "W_2(q, Phi(P_tau))",
+                                            description="W_2 to the data of the true reverse process started from "
+                                                        "P_tau"),
+            "generated_w1_from_prior": scalar("W_1 to the data, started from the prior",
+                                              "W_1(q, Phi(prior))",
+                                              description="W_1 to the data of the true reverse process started from "
+                                                          "the prior"),
+            "generated_w1_from_end": scalar("W_1 to the data, started from P_tau",
+                                            "W_1(q, Phi(P_tau))",
+                                            description="W_1 to the data of the true reverse process started from "
+                                                        "P_tau"),
+            "generated_w2_sampling": scalar("W_2 of a fresh data sample to the data",
+                                            "W_2(q, q_n)",
+                                            description="W_2 to the data of a fresh data sample of the particle count"),
+            "generated_w1_sampling": scalar("W_1 of a fresh data sample to the data",
+                                            "W_1(q, q_n)",
+                                            description="W_1 to the data of a fresh data sample of the particle count"),
         }
 
     def observe(self, run, measured):

@@ -189,31 +189,39 @@ class Response(Observer):
 
     def variables(self):
         return {
-            "wasserstein_1": Variable(PT, "W_1 distance between true and perturbed reverse processes", "1",
-                                      "W_1(P_t, P~_t)", "(79)", attrs={"estimator": self.method}),
+            "wasserstein_1": Variable(PT, "W_1 between true and perturbed reverse", "1",
+                                      "W_1(P_t, P~_t)", "(79)", attrs={"estimator": self.method},
+                                      description="W_1 distance between true and perturbed reverse processes"),
             "wasserstein_1_rate": Variable(PT, "forward-time derivative of W_1", "1", "d_t W_1", "(79)"),
             "loss_speed_squared": Variable(PT, "squared speed of the loss", "1", "v_loss(t)^2", "(80)",
                                            nonfinite=INFINITE_CHI_SQUARE),
-            "chi_square": Variable(P, "Pearson chi-square divergence of the perturbed start", "1", "D_0",
+            "chi_square": Variable(P, "chi-square divergence of the start", "1", "D_0",
                                    "(78)", nonfinite="infinite where the perturbed start's tails are too heavy",
-                                   attrs={"ancillary_variables": "chi_square_stderr chi_square_method"}),
-            "chi_square_method": Variable(P, "how D_0 was computed, or why it is infinite", "1", "", "(78)"),
-            "chi_square_stderr": Variable(P, "Monte Carlo standard error of D_0 (0 where computed exactly)", "1",
+                                   attrs={"ancillary_variables": "chi_square_stderr chi_square_method"},
+                                   description="Pearson chi-square divergence of the perturbed start"),
+            "chi_square_method": Variable(P, "method of the chi-square divergence", "1", "", "(78)",
+                                          description="how D_0 was computed, or why it is infinite"),
+            "chi_square_stderr": Variable(P, "standard error of the chi-square", "1",
                                           "se(D_0)", "(78)", nonfinite=("infinite where the Monte Carlo estimate's "
-                                                                        "variance is, or D_0 is")),
+                                                                        "variance is, or D_0 is"),
+                                          description="Monte Carlo standard error of D_0 (0 where computed exactly)"),
             "wasserstein_1_change": Variable(P, "change of W_1 over the reverse process", "1", "Delta W_1",
                                              "(81)", attrs={"ancillary_variables": "wasserstein_1_change_lower "
                                                             "wasserstein_1_change_upper wasserstein_1_bracket_method"}),
-            "response": Variable(P, "response (squared W_1 change per unit chi-square and time)", "1", "eta",
+            "response": Variable(P, "response of W_1 to the perturbation", "1", "eta",
                                  "(81)", nonfinite=INFINITE_CHI_SQUARE,
-                                 attrs={"ancillary_variables": "response_lower response_upper"}),
+                                 attrs={"ancillary_variables": "response_lower response_upper"},
+                                 description="response (squared W_1 change per unit chi-square and time)"),
             "loss_cost": Variable(P, "integrated squared loss speed", "1", "c_1", "(81)",
                                   nonfinite=INFINITE_CHI_SQUARE),
-            "reference_dissipation_rate": Variable(("time",), "kinetic energy of the true reverse process over "
-                                                   "its own law (the dissipation rate that bounds v_loss^2)", "1",
-                                                   "E_Q_t |nu_t|^2", "(80)"),
-            "reference_dissipation": Variable((), "integrated kinetic energy of the true reverse process (the w_D "
-                                              "that bounds c_1)", "1", "int E_Q_t |nu_t|^2 dt", "(81)"),
+            "reference_dissipation_rate": Variable(("time",), "kinetic energy of the reverse process", "1",
+                                                   "E_Q_t |nu_t|^2", "(80)",
+                                                   description="kinetic energy of the true reverse process over its "
+                                                               "own law (the dissipation rate that bounds v_loss^2)"),
+            "reference_dissipation": Variable((), "integrated reverse kinetic energy", "1", "int E_Q_t |nu_t|^2 dt",
+                                              "(81)",
+                                              description="integrated kinetic energy of the true reverse process (the "
+                                                          "w_D that bounds c_1)"),
             "wasserstein_1_change_lower": Variable(P, "lower confidence bound of Delta W_1", "1",
                                                    "Delta W_1 lower", "(81)", nonfinite=NO_BRACKET,
                                                    attrs={"confidence": self.confidence}),
@@ -225,18 +233,23 @@ class Response(Observer):
             "response_upper": Variable(P, "upper confidence bound of the response", "1", "eta upper", "(81)",
                                        nonfinite=NO_BRACKET + "; infinite where D_0 may be 0 at this confidence",
                                        attrs={"confidence": self.confidence}),
-            "wasserstein_1_bracket_method": Variable(P, "how each end of the W_1 bracket was obtained", "1", "",
-                                                     "(81)"),
-            "wasserstein_1_method": Variable((), "the distance of wasserstein_1, its rate, c_1 and the point eta "
-                                             "(exact, sliced or common_support; the bracket is always of W_1)",
-                                             "1", "", "(79)"),
-            "wasserstein_1_bias_start": Variable((), "W_1 between two independent samples of the true start "
-                                                 "law at the ensemble size (finite-sample bias)", "1",
+            "wasserstein_1_bracket_method": Variable(P, "methods of the W_1 bracket", "1", "",
+                                                     "(81)",
+                                                     description="how each end of the W_1 bracket was obtained"),
+            "wasserstein_1_method": Variable((), "distance behind W_1, c_1 and eta",
+                                             "1", "", "(79)",
+                                             description="the distance of wasserstein_1, its rate, c_1 and the point "
+                                                         "eta (exact, sliced or common_support; the bracket is always "
+                                                         "of W_1)"),
+            "wasserstein_1_bias_start": Variable((), "W_1 sampling floor of the start law", "1",
                                                  "W_1(P_0^dagger_n, P_0^dagger_n')", "(79)",
-                                                 attrs={"estimator": self.method}),
-            "wasserstein_1_bias_data": Variable((), "W_1 between two independent samples of the data law at the "
-                                                "ensemble size (finite-sample bias)", "1", "W_1(q_n, q_n')",
-                                                "(79)", attrs={"estimator": self.method}),
+                                                 attrs={"estimator": self.method},
+                                                 description="W_1 between two independent samples of the true start "
+                                                             "law at the ensemble size (finite-sample bias)"),
+            "wasserstein_1_bias_data": Variable((), "W_1 sampling floor of the data law", "1", "W_1(q_n, q_n')",
+                                                "(79)", attrs={"estimator": self.method},
+                                                description="W_1 between two independent samples of the data law at "
+                                                            "the ensemble size (finite-sample bias)"),
         }
 
     def observe(self, run, measured):

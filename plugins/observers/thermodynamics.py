@@ -107,25 +107,31 @@ class Thermodynamics(Observer):
             "temperature": Variable(T, "temperature", "1", "T_t", "(22)", nonfinite=(
                 "T_t diverges where m_t = 0 (t = tau for cosine and cond_ot) and is undefined (NaN) for the "
                 "optimal-transport protocol")),
-            "dissipation_rate": Variable(T, "dissipation rate (temperature times total entropy production "
-                                         "rate)", "1", "T_t dS_t^tot/dt", "(36)"),
+            "dissipation_rate": Variable(T, "dissipation rate", "1", "T_t dS_t^tot/dt", "(36)",
+                                         description="dissipation rate (temperature times total entropy production "
+                                                     "rate)"),
             "entropy_production_rate": Variable(T, "total entropy production rate", "1", "dS_t^tot/dt", "(36)",
+                                                display_units="k_B",
                                                 nonfinite="defined only where 0 < T_t < inf (NaN elsewhere)"),
-            "wasserstein_speed_squared": Variable(T, "squared Wasserstein speed (excess dissipation rate)",
-                                                  "1", "v_2(t)^2", "(66)"),
+            "wasserstein_speed_squared": Variable(T, "squared Wasserstein speed",
+                                                  "1", "v_2(t)^2", "(66)",
+                                                  description="squared Wasserstein speed (excess dissipation rate)"),
             "housekeeping_rate": Variable(T, "housekeeping dissipation rate", "1", "T_t dS_t^hk/dt", "(67)"),
-            "orthogonality_residual": Variable(T, "relative orthogonality residual of the excess/housekeeping "
-                                               "split (0 where the split is exact)", "1",
-                                               "<grad phi, nu - grad phi>_P / int |nu|^2 P", "(67)"),
+            "orthogonality_residual": Variable(T, "orthogonality residual of the split", "1",
+                                               "<grad phi, nu - grad phi>_P / int |nu|^2 P", "(67)",
+                                               description="relative orthogonality residual of the "
+                                                           "excess/housekeeping split (0 where the split is exact)"),
             "housekeeping_share": Variable((), "housekeeping share of the dissipation", "1",
                                            "int T dS^hk dt / int T dS dt", "(67)"),
-            "kinetic_cost": Variable((), "kinetic cost (integrated squared Wasserstein speed)", "1", "c_2",
-                                     "(81)-(83)"),
+            "kinetic_cost": Variable((), "kinetic cost", "1", "c_2",
+                                     "(81)-(83)",
+                                     description="kinetic cost (integrated squared Wasserstein speed)"),
             "dissipation": Variable((), "integrated dissipation", "1", "w_D", "(81)"),
             "path_length": Variable((), "Wasserstein path length", "1", "L_tau", "(92)"),
             "path_length_cost": Variable((), "squared path length over tau", "1", "L_tau^2/tau", "(92)"),
-            "geodesic_cost": Variable((), "squared W_2 distance between P_0 and P_tau over tau", "1",
-                                      "W_2(P_0,P_tau)^2/tau", "(92)"),
+            "geodesic_cost": Variable((), "geodesic cost", "1",
+                                      "W_2(P_0,P_tau)^2/tau", "(92)",
+                                      description="squared W_2 distance between P_0 and P_tau over tau"),
         }
         # every one of them is a property of the forward process alone: equal for protocols that share it
         for var in variables.values():

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from stochthermo import Observer, ScenarioError, Variable, hookimpl
+from stochthermo import Coordinate, Observer, ScenarioError, Variable, hookimpl
 from stochthermo.numerics import time_integral
 from stochthermo.roles import Column, ForceField, recorded
 
@@ -90,28 +90,37 @@ class TrajectoryThermodynamics(Observer):
                 raise ScenarioError(f"Delta s_sys needs the closed-form marginal P_t of '{process.name}'", key=key)
 
     def coordinates(self):
-        return {"entropy_production_bin": 0.5 * (self.edges[1:] + self.edges[:-1])}
+        return {"entropy_production_bin": Coordinate(0.5 * (self.edges[1:] + self.edges[:-1]),
+                                                     "entropy production bin", display_units="k_B",
+                                                     bounds=np.stack([self.edges[:-1], self.edges[1:]], axis=1))}
 
     def variables(self):
         interval = {"t_start": self.interval[0], "t_end": self.interval[1], "paths": self.paths, "steps": self.steps}
         return {
             "trajectory_entropy_production_mean": Variable(
-                (), "mean stochastic entropy production along forward paths", "1", "E[Delta s_tot]", "(36)",
-                attrs=interval),
+                (), "mean stochastic entropy production", "1", "E[Delta s_tot]", "(36)", display_units="k_B",
+                attrs={**interval, "ancillary_variables": "trajectory_entropy_production_mean_stderr"},
+                description="mean stochastic entropy production along forward paths"),
             "trajectory_entropy_production_mean_stderr": Variable(
-                (), "Monte Carlo standard error of E[Delta s_tot]", "1", "se(E[Delta s_tot])", "(36)"),
+                (), "standard error of the mean production", "1", "se(E[Delta s_tot])", "(36)", display_units="k_B",
+                description="Monte Carlo standard error of E[Delta s_tot]"),
             "entropy_production_fokker_planck": Variable(
-                (), "Fokker-Planck entropy production over the same interval", "1", "int S_t dt", "(36)",
-                attrs=interval),
+                (), "Fokker-Planck entropy production", "1", "int S_t dt", "(36)", display_units="k_B",
+                attrs=interval,
+                description="Fokker-Planck entropy production over the same interval"),
             "fluctuation_theorem_average": Variable(
-                (), "integral fluctuation theorem average (1 in theory)", "1", "E[exp(-Delta s_tot)]", "IFT",
-                attrs=interval),
+                (), "integral fluctuation theorem average", "1", "E[exp(-Delta s_tot)]", "IFT",
+                attrs={**interval, "ancillary_variables": "fluctuation_theorem_average_stderr"},
+                description="integral fluctuation theorem average (1 in theory)"),
             "fluctuation_theorem_average_stderr": Variable(
-                (), "Monte Carlo standard error of E[exp(-Delta s_tot)]", "1", "se(E[exp(-Delta s_tot)])", "IFT"),
+                (), "standard error of the IFT average", "1", "se(E[exp(-Delta s_tot)])", "IFT",
+                description="Monte Carlo standard error of E[exp(-Delta s_tot)]"),
             "trajectory_entropy_production_histogram": Variable(
-                BINS, "probability density of Delta s_tot over the bins", "1", "p(Delta s_tot)", "(36)"),
+                BINS, "density of the entropy production", "1", "p(Delta s_tot)", "(36)", display_units="1/k_B",
+                description="probability density of Delta s_tot over the bins"),
             "trajectory_entropy_production_outside": Variable(
-                (), "fraction of paths with Delta s_tot outside the histogram range", "1", "P(outside)", "(36)"),
+                (), "fraction outside the histogram", "1", "P(outside)", "(36)",
+                description="fraction of paths with Delta s_tot outside the histogram range"),
         }
 
     def observe(self, run, measured):

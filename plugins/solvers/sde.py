@@ -30,7 +30,7 @@ import math
 import torch
 
 from stochthermo import ScenarioError, Solver, hookimpl
-from stochthermo.numerics import DIVERGENCE
+from stochthermo.numerics import DIVERGENCE, steps
 from stochthermo.roles import ForceField
 
 
@@ -102,6 +102,7 @@ class ReverseSDE(Solver):
         velocities = torch.empty_like(positions)
         x = x0
         last = len(grid) - 1
+        progress = steps("SDE flow", last)
         for i in range(last):
             positions[i] = x
             if singular_end and i == last - 1:
@@ -114,6 +115,7 @@ class ReverseSDE(Solver):
                 x, velocity = self._step(equation, t, t + h, x, noise)
                 if j == 0:
                     velocities[i] = velocity
+            progress.advance()
         positions[last], velocities[last] = x, equation.velocity(grid[last], x)
         return positions, velocities
 

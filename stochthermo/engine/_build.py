@@ -26,7 +26,7 @@ from stochthermo.errors import ScenarioError, did_you_mean
 from stochthermo.numerics._device import resolve_device, resolve_dtype
 from stochthermo.roles._distribution import Distribution
 from stochthermo.roles._equation import estimator_equation, process_equation
-from stochthermo.roles._observer import Observer
+from stochthermo.roles._observer import Observer, coordinate_values
 from stochthermo.roles._protocol import DrivingProtocol, Setup
 
 
@@ -125,7 +125,7 @@ def _check_same_coordinates(variants: list[Scenario], sweep: dict[str, list]) ->
         for i, (observer, reference) in enumerate(zip(variant.observers, variants[0].observers, strict=True)):
             mine, theirs = observer.coordinates(), reference.coordinates()
             for name, values in theirs.items():
-                if not np.array_equal(np.asarray(mine[name]), np.asarray(values)):
+                if not np.array_equal(coordinate_values(mine[name]), coordinate_values(values)):
                     raise ScenarioError(f"the sweep over {', '.join(sweep)} changes the coordinate '{name}' of "
                                         f"observer '{observer.name}': the runs cannot be stacked; drop that observer",
                                         key=f"observers[{i}]")

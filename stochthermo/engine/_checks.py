@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from stochthermo.errors import SimulationError
-from stochthermo.roles._observer import Run
+from stochthermo.roles._observer import Run, coordinate_values
 
 #: how many standard errors of independent draws a forward moment may lie from its closed form
 STANDARD_ERRORS = 8.0
@@ -45,7 +45,7 @@ def check_declared(observers, measured: dict[str, dict], *, sizes: dict[str, int
         if not isinstance(results, dict):
             raise SimulationError(f"{label} returned {type(results).__name__}, not a mapping of variables {where}")
         declared = observer.variables()
-        known = {**sizes, **{dim: len(values) for dim, values in observer.coordinates().items()}}
+        known = {**sizes, **{dim: len(coordinate_values(values)) for dim, values in observer.coordinates().items()}}
         for name, var in declared.items():
             if name not in results:
                 raise SimulationError(f"{label} did not return its declared variable '{name}' {where}")

@@ -21,7 +21,7 @@ from stochthermo.engine._build import Scenario, Sweep
 from stochthermo.engine._tasks import scenario_inputs
 from stochthermo.errors import SimulationError, first_line
 from stochthermo.present import latex_symbol
-from stochthermo.roles._observer import SWEEP_DIMS, Variable
+from stochthermo.roles._observer import SWEEP_DIMS, Coordinate, Variable
 
 DEPENDENCIES = ("torch", "numpy", "scipy", "pot", "xarray", "pluggy", "netCDF4")
 
@@ -59,13 +59,12 @@ def check_finite(scenario: Scenario, measured: dict, protocol: str, seed: int) -
 def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device, dtype: torch.dtype) -> xr.Dataset:
     """``results[protocol][seed][observer][variable]`` -> Dataset."""
     protocols, seeds = list(scenario.protocols), list(scenario.seeds)
-    coords = {"protocol": protocols, "perturbation": list(scenario.perturbations), "seed": seeds,
-              "time": scenario.times.numpy()}
-    owners = {}  # an observer's own coordinate -> the observer that declared it
+    coords = engine_coordinates(protocols, list(scenario.perturbations), seeds, scenario.times.numpy())
     data_vars = {}
     for observer in scenario.observers:
-        coords.update(observer.coordinates())
-        owners.update(dict.fromkeys(observer.coordinates(), observer.name))
+        own, bounds = observer_coordinates(observer)
+        coords.update(own)
+        data_vars.update(bounds)
         for name, var in observer.variables().items():
             stacked = np.stack([np.stack([np.asarray(results[p][s][observer.name][name]) for s in seeds])
                                 for p in protocols])  # (protocol, seed, *declared)
@@ -73,15 +72,43 @@ def assemble_dataset(scenario: Scenario, results: dict, *, device: torch.device,
             order = [dims.index(d) for d in final_dims(var.dims)]
             data_vars[name] = xr.Variable(final_dims(var.dims), stacked.transpose(order), variable_attributes(var))
     dataset = xr.Dataset(data_vars, coords=coords)
-    dataset["time"].attrs.update(long_name="forward time", units="1", symbol="t")
-    dataset["seed"].attrs.update(long_name="random seed of the particle ensembles", units="1")
-    dataset["protocol"].attrs.update(long_name="driving protocol (scenario key protocols.<name>)")
-    dataset["perturbation"].attrs.update(long_name="perturbed start of the reverse process (scenario key "
-                                                   "perturbations.<name>)")
-    for name, owner in owners.items():  # every coordinate says what it is (CF), the observer's own words first
-        dataset[name].attrs.setdefault("long_name", f"{name} (a coordinate of observer '{owner}')")
     dataset.attrs.update(_provenance(scenario, device, dtype))
     return dataset
+
+
+def engine_coordinates(protocols: list[str], perturbations: list[str], seeds: list[int],
+                       times: np.ndarray) -> dict[str, xr.Variable]:
+    """The coordinates every run has, with their CF attributes: ``protocol``, ``perturbation``, ``seed`` and the
+    forward ``time`` (the process time in the process's own unit, not a calendar: CF's ``axis`` and time units
+    are for longitude, latitude, height and calendar time, and would be false here)."""
+    return {
+        "protocol": xr.Variable("protocol", protocols,
+                                {"long_name": "driving protocol", "description": "scenario key protocols.<name>"}),
+        "perturbation": xr.Variable("perturbation", perturbations, {
+            "long_name": "perturbed start", "description": "perturbed start of the reverse process (scenario key "
+                                                            "perturbations.<name>)"}),
+        "seed": xr.Variable("seed", seeds, {"long_name": "random seed", "units": "1",
+                                            "description": "random seed of the particle ensembles"}),
+        "time": xr.Variable("time", times, {"long_name": "forward time", "units": "1", "symbol": "t",
+                                            "description": "time of the forward process, 0 at the data"}),
+    }
+
+
+def observer_coordinates(observer) -> tuple[dict[str, xr.Variable], dict[str, xr.Variable]]:
+    """An observer's own coordinates as variables with their CF attributes, and the ``<name>_bounds``
+    variables of those with cell bounds (a plain array gets a long name that says whose it is)."""
+    coords, bounds = {}, {}
+    for name, declared in observer.coordinates().items():
+        if not isinstance(declared, Coordinate):
+            declared = Coordinate(np.asarray(declared), f"{name} of observer {observer.name}")
+        attrs = {"long_name": declared.long_name, "units": declared.units}
+        if declared.display_units:
+            attrs["display_units"] = declared.display_units
+        if declared.bounds is not None:
+            attrs["bounds"] = f"{name}_bounds"
+            bounds[f"{name}_bounds"] = xr.Variable((name, "bounds"), np.asarray(declared.bounds, dtype=float))
+        coords[name] = xr.Variable(name, np.asarray(declared.values), attrs)
+    return coords, bounds
 
 
 def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
@@ -110,11 +137,14 @@ def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
 
 
 def variable_attributes(var: Variable) -> dict:
-    attrs = {"long_name": var.long_name, "units": var.units, "symbol": var.symbol,
+    attrs = {"long_name": var.long_name, "description": var.description or var.long_name, "units": var.units,
+             "symbol": var.symbol,
              "symbol_latex": var.latex or latex_symbol(var.symbol),
              "equation": f"arXiv:2407.04495 Eq. {var.equation}"}
     if var.nonfinite:
         attrs["nonfinite_values"] = var.nonfinite
+    if var.display_units:
+        attrs["display_units"] = var.display_units
     attrs.update(var.attrs)
     return attrs
 

@@ -18,10 +18,10 @@ exact transport plans (W_1 rates) can amplify (2e-5 relative on the Swiss roll; 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sys
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,10 +33,12 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from stochthermo.engine._dataset import check_finite
+from stochthermo.engine._eta import TaskClock, format_seconds, history_path
 from stochthermo.engine._observation import observe_run, seed_independent
 from stochthermo.engine._tasks import DamagedTaskFile, Task, TaskStore
 from stochthermo.errors import ScenarioError, SimulationError, first_line
 from stochthermo.numerics._device import available_cpus, resolve_device, resolve_dtype
+from stochthermo.numerics._progress import listening
 
 if TYPE_CHECKING:
     from stochthermo.engine._build import Scenario, Sweep
@@ -144,7 +146,10 @@ class TaskComputer:
 
 
 def _progress(tasks: list[Task], finished: int, name: str, show: bool) -> tqdm:
-    return tqdm(total=len(tasks), initial=finished, desc=name, unit="task", disable=not show, file=sys.stderr)
+    """The run's bar: tasks done of all, elapsed time, and a postfix with the running task, its loops' progress and
+    the time left as learned per task kind (tqdm's own estimate averages over unlike tasks)."""
+    return tqdm(total=len(tasks), initial=finished, desc=name, unit="task", disable=not show, file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} tasks [{elapsed}{postfix}]")
 
 
 class InProcess:
@@ -185,15 +190,22 @@ class InProcess:
                 if on_task:
                     on_task(task, reused)
         bar = _progress(tasks, len(results), scenario.name, progress)
-        for task in tasks:
-            if task.key in results:
-                continue
-            bar.set_postfix_str(task.label)
+        clock = TaskClock(history_path() if progress else None)
+        pending = [task for task in tasks if task.key not in results]
+        for index, task in enumerate(pending):
+            def show(what: str = "", done: int = 0, total: int = 0, task=task, later=pending[index + 1:]) -> None:
+                inside = f", {what} {done}/{total}" if what else ""
+                bar.set_postfix_str(f"{task.label}{inside}; {format_seconds(clock.remaining(task, later))}",
+                                    refresh=False)
+                bar.update(0)  # redraws at tqdm's pace, not at every step reported
+
+            show()
             for attempt in range(retries + 1):
                 try:
-                    start = time.perf_counter()
-                    results[task.key] = compute(task)
-                    log.info("task %s (%s): %.2f s", task.key[:12], task.label, time.perf_counter() - start)
+                    clock.start()
+                    with listening(show) if progress else contextlib.nullcontext():
+                        results[task.key] = compute(task)
+                    log.info("task %s (%s): %.2f s", task.key[:12], task.label, clock.finished(task))
                     break
                 except ScenarioError:  # bad input found while running: the user's to fix, not a task fault
                     raise
@@ -211,6 +223,7 @@ class InProcess:
                 on_task(task, results[task.key])
             bar.update()
         bar.close()
+        clock.save()
         if failures:
             raise TaskFailures(failures, len(tasks), store.directory if store else None) from cause
         return results

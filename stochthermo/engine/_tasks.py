@@ -63,6 +63,9 @@ class Task:
     seed: int
     key: str
     label: str
+    #: what decides the task's work except its seed (a digest): tasks of one kind take about as long
+    #: (the run's progress estimate, ``stochthermo.engine._eta``)
+    kind: str = ""
 
 
 def plan_tasks(scenario: Scenario | Sweep, device: torch.device, dtype: str) -> list[Task]:
@@ -80,8 +83,10 @@ def plan_tasks(scenario: Scenario | Sweep, device: torch.device, dtype: str) -> 
                             "dtype": dtype, "stochthermo": __version__, "plugins": versions, "code": code,
                             "inputs": inputs}
                 key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+                identity.pop("seed")
+                kind = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
                 label = f"{where + ', ' if where else ''}protocol {protocol}, seed {seed}"
-                tasks.append(Task(index, protocol, seed, key, label))
+                tasks.append(Task(index, protocol, seed, key, label, kind))
     return tasks
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stochthermo.engine._build import Sweep
-from stochthermo.engine._dataset import final_dims, variable_attributes
+from stochthermo.engine._dataset import engine_coordinates, final_dims, observer_coordinates, variable_attributes
 from stochthermo.output._files import move_into_place
 
 if TYPE_CHECKING:
@@ -73,12 +73,14 @@ class RegionWriter:
 
         first = self.scenario.variants[0]
         coords: dict[str, object] = dict(zip(self.sweep_dims, self._sweep_labels(), strict=True))
-        coords.update(protocol=list(first.protocols), perturbation=list(first.perturbations), seed=list(first.seeds),
-                      time=first.times.numpy())
+        coords.update(engine_coordinates(list(first.protocols), list(first.perturbations), list(first.seeds),
+                                         first.times.numpy()))
         sizes = {dim: len(values) for dim, values in coords.items()}
         variables = {}
         for observer in first.observers:
-            coords.update(observer.coordinates())
+            own, bounds = observer_coordinates(observer)
+            coords.update(own)
+            variables.update(bounds)
             for name, var in observer.variables().items():
                 array = np.asarray(sample[observer.name][name])
                 if _is_text(array):

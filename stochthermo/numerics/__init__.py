@@ -23,6 +23,7 @@ from stochthermo.numerics._helmholtz import Grid2D, HelmholtzSplit, covering_gri
 from stochthermo.numerics._integrate import cumulative_integral, rk4, time_integral
 from stochthermo.numerics._log_density import autograd_velocity_and_divergence, log_density_flow
 from stochthermo.numerics._posterior import PosteriorAverage, posterior_average, shared_kernel_average
+from stochthermo.numerics._progress import Steps, listening, steps
 from stochthermo.numerics._quantile_flow import (
     MAX_NORMAL_SCORE,
     MovingMixture,
@@ -77,6 +78,9 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "rk4",
+    "steps",
+    "Steps",
+    "listening",
     "safeguarded_newton",
     "shared_kernel_average",
     "sqrtm_psd",

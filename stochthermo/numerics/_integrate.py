@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from stochthermo.numerics._progress import steps
 from stochthermo.types import VelocityField
 
 
@@ -27,6 +28,7 @@ def rk4(velocity: VelocityField, x0: torch.Tensor, times: torch.Tensor, *,
     velocities = torch.empty_like(positions)
     x = x0
     k1 = velocity(grid[0], x)
+    progress = steps("flow", len(grid) - 1)
     for i in range(len(grid) - 1):
         positions[i], velocities[i] = x, k1
         h = (grid[i + 1] - grid[i]) / substeps
@@ -39,6 +41,7 @@ def rk4(velocity: VelocityField, x0: torch.Tensor, times: torch.Tensor, *,
             k4 = velocity(t + h, x + h * k3)
             x = x + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
         k1 = velocity(grid[i + 1], x)
+        progress.advance()
     positions[-1], velocities[-1] = x, k1
     return positions, velocities
 

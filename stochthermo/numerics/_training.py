@@ -30,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from stochthermo.errors import ScenarioError
+from stochthermo.numerics._progress import steps
 
 log = logging.getLogger("stochthermo")
 
@@ -163,6 +164,7 @@ def train(model: torch.nn.Module, sample_batch: Callable[[torch.Generator], tupl
     bar = tqdm(total=settings.steps, initial=start, desc=description, unit="step", file=sys.stderr,
                disable=not progress or start == settings.steps)
     running, count = 0.0, 0
+    reporter = steps(description, settings.steps - start)
     for step in range(start, settings.steps):
         t, x, target = sample_batch(generator)
         loss = ((model(t, x) - target) ** 2).sum(-1).mean()
@@ -180,6 +182,7 @@ def train(model: torch.nn.Module, sample_batch: Callable[[torch.Generator], tupl
             bar.set_postfix_str(f"loss {losses[-1]:.4g}")
             running, count = 0.0, 0
         bar.update()
+        reporter.advance()
         if (step + 1) % settings.checkpoint_every == 0 or step + 1 == settings.steps:
             _save(path, {"key": asdict(key), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "ema": ema.state_dict() if ema is not None else None,

@@ -119,8 +119,11 @@ def write_dataset(dataset: xr.Dataset, path: str | Path, format: str = "netcdf")
         return _write_zarr(dataset, Path(path))
     with atomic_path(path) as tmp:
         try:
-            # CF §2.5.1: a coordinate variable has no _FillValue (xarray would give float coordinates one)
-            dataset.to_netcdf(tmp, engine=ENGINE, encoding={name: {"_FillValue": None} for name in dataset.coords
+            # CF §2.5.1 and §7.1: coordinate variables and the cell bounds they name have no _FillValue (xarray
+            # would give float ones one)
+            bounds = [dataset[name].attrs["bounds"] for name in dataset.coords if "bounds" in dataset[name].attrs]
+            dataset.to_netcdf(tmp, engine=ENGINE, encoding={name: {"_FillValue": None}
+                                                            for name in [*dataset.coords, *bounds]
                                                             if dataset[name].dtype.kind == "f"})
         except RuntimeError as exc:  # the netCDF library's own errors (HDF5: no space, quota...)
             raise OSError(errno.EIO, f"the netCDF library could not write it ({first_line(exc)})") from exc

@@ -47,7 +47,8 @@ def figure_plan(ds: xr.Dataset, registry) -> list[tuple[str, FigureFunction, xr.
     """``(name, figure, data)`` for every figure of ``ds``. In a sweep, a figure an observer offers for one
     variant's slice is drawn once per sweep value on that slice (named ``<kind>_<dim>-<label>...``); one it
     offers only for the whole sweep (e.g. the cost ratio against the swept sizes) is drawn on the whole."""
-    dims = [key.replace(".", "_") for key in json.loads(ds.attrs.get("sweep", "{}"))]
+    keys = list(json.loads(ds.attrs.get("sweep", "{}")))
+    dims = [key.replace(".", "_") for key in keys]
     if not dims:
         return [(kind, draw, ds) for kind, draw in figures(ds, registry).items()]
     plan, per_value = [], set()
@@ -56,7 +57,7 @@ def figure_plan(ds: xr.Dataset, registry) -> list[tuple[str, FigureFunction, xr.
         part.attrs = {key: value for key, value in ds.attrs.items() if key != "sweep"}
         suffix = "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dim}-{label}") for dim, label in zip(dims, labels,
                                                                                                    strict=True))
-        caption = ", ".join(f"{dim} = {label}" for dim, label in zip(dims, labels, strict=True))
+        caption = "swept: " + ", ".join(f"{key} = {label}" for key, label in zip(keys, labels, strict=True))
         for kind, draw in figures(part, registry).items():
             plan.append((f"{kind}_{suffix}", _captioned(draw, caption), part))
             per_value.add(kind)
@@ -69,7 +70,7 @@ def _captioned(draw: FigureFunction, caption: str) -> FigureFunction:
     @functools.wraps(draw)  # keeps the figure's docstring: the report's caption
     def captioned(ds):
         fig = draw(ds)
-        fig.text(0.005, 0.005, caption, fontsize=7, va="bottom", ha="left")
+        fig.text(0.005, 0.005, caption, fontsize="small", va="bottom", ha="left")
         return fig
 
     return captioned

@@ -33,8 +33,14 @@ def latex_symbol(symbol: str) -> str:
 
 
 def label(var: xr.DataArray) -> str:
-    """``$symbol$ [units]`` of a variable from its attributes (its ``symbol_latex`` as mathtext where it has one)."""
+    """``$symbol$ [units]`` of a variable from its attributes (its ``symbol_latex`` as mathtext where it has one;
+    the ``display_units`` a reader is shown where the CF ``units`` are 1, e.g. entropy in ``k_B``)."""
     latex = var.attrs.get("symbol_latex")
     symbol = f"${latex}$" if latex else var.attrs.get("symbol", var.name)
-    units = var.attrs.get("units", "1")
-    return f"{symbol}" + ("" if units == "1" else f" [{units}]")
+    units = var.attrs.get("display_units") or var.attrs.get("units", "1")
+    return f"{symbol}" + ("" if units == "1" else f" [{_mathtext_units(units)}]")
+
+
+def _mathtext_units(units: str) -> str:
+    """``k_B`` as :math:`k_B` (mathtext), other units as written."""
+    return re.sub(r"\bk_B\b", lambda _: r"$k_\mathrm{B}$", units)

@@ -30,7 +30,7 @@ from stochthermo.roles._distribution import (
 )
 from stochthermo.roles._equation import Equation, estimator_equation, process_equation
 from stochthermo.roles._estimator import Estimator
-from stochthermo.roles._observer import SWEEP_DIMS, Flows, Observer, Run, Variable
+from stochthermo.roles._observer import SWEEP_DIMS, Coordinate, Flows, Observer, Run, Variable
 from stochthermo.roles._process import ForwardProcess
 from stochthermo.roles._protocol import DrivingProtocol, Setup
 from stochthermo.roles._relations import HOLDS, NOT_APPLICABLE, STATUS_ATTRS, UNRESOLVED, VIOLATED, RelationStatus
@@ -41,6 +41,7 @@ from stochthermo.roles._trajectory import Trajectory
 __all__ = [
     "Column",
     "Component",
+    "Coordinate",
     "ConditionalTarget",
     "Distribution",
     "Equation",

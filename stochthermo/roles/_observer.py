@@ -36,11 +36,17 @@ if TYPE_CHECKING:
 SWEEP_DIMS = ("protocol", "perturbation")
 
 
+#: the longest ``long_name`` a variable may declare: a label for axes and table headers (xarray's automatic plot
+#: labels wrap it with the units); what it is in full goes into ``description``
+LONG_NAME_LIMIT = 40
+
+
 @dataclass(frozen=True)
 class Variable:
     """Declaration of one output variable (dims exclude ``protocol`` and ``seed``)."""
 
     dims: tuple[str, ...]
+    #: a short label (at most 40 characters, ``LONG_NAME_LIMIT``, no parentheses): CF's ``long_name``
     long_name: str
     units: str
     symbol: str
@@ -52,6 +58,40 @@ class Variable:
     #: the symbol in matplotlib mathtext / LaTeX (attribute ``symbol_latex``, used by figure labels); ``None``:
     #: derived from ``symbol`` (``stochthermo.present.latex_symbol``: Greek names, sub- and superscripts)
     latex: str | None = None
+    #: the unit a reader is shown (attribute ``display_units``, used by figure labels) where the CF ``units`` must
+    #: be ``1``: entropy in units of Boltzmann's constant, ``k_B``, is dimensionless for UDUNITS
+    display_units: str | None = None
+    #: what the variable is, in a sentence (attribute ``description``); the long name where empty
+    description: str = ""
+
+    def __post_init__(self):
+        if len(self.long_name) > LONG_NAME_LIMIT or "(" in self.long_name:
+            raise ValueError(f"long_name {self.long_name!r} is a label of at most {LONG_NAME_LIMIT} characters "
+                             "without parentheses: say the rest in description=")
+
+
+@dataclass(frozen=True, eq=False)
+class Coordinate:
+    """Declaration of one of an observer's own coordinates: its values and what they are, written as CF
+    attributes (a plain array in :meth:`Observer.coordinates` is a coordinate with a generic long name)."""
+
+    values: np.ndarray
+    long_name: str
+    units: str = "1"
+    #: the edges of a histogram's bins ((n, 2): each bin's lower and upper end; the values are its midpoints),
+    #: written as the variable ``<name>_bounds`` that the coordinate's CF ``bounds`` attribute names
+    bounds: np.ndarray | None = None
+    #: the unit a reader is shown where ``units`` must be 1 (as :attr:`Variable.display_units`)
+    display_units: str | None = None
+
+    def __post_init__(self):
+        if self.bounds is not None and np.shape(self.bounds) != (len(self.values), 2):
+            raise ValueError(f"bounds of shape {np.shape(self.bounds)}: expected ({len(self.values)}, 2)")
+
+
+def coordinate_values(declared: Coordinate | np.ndarray) -> np.ndarray:
+    """The values of one entry of :meth:`Observer.coordinates`."""
+    return np.asarray(declared.values if isinstance(declared, Coordinate) else declared)
 
 
 @dataclass(frozen=True)
@@ -159,8 +199,9 @@ class Observer(Component):
         """The declared output variables, by name."""
         raise NotImplementedError
 
-    def coordinates(self) -> dict[str, np.ndarray]:
-        """Coordinates of the observer's own dims (e.g. a spatial grid); none by default."""
+    def coordinates(self) -> dict[str, Coordinate | np.ndarray]:
+        """Coordinates of the observer's own dims (e.g. a spatial grid), each a :class:`Coordinate` (values and
+        CF attributes) or its bare values; none by default."""
         return {}
 
     # ---- presentation (classmethods: a Dataset read from disk has no observer instances) -------------------
