@@ -33,7 +33,8 @@ table{border-collapse:collapse;font-size:90%;margin:0.5em 0 1em}caption{text-ali
 td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}th{background:#eee}th.label,td.label{text-align:left}
 th .unit{font-weight:normal;color:#555}.status-violated{background:#f99}.status-holds{background:#dfd}
 .status-unresolved{background:#ffd}pre{background:#f6f6f6;padding:1em;overflow:auto}
-figure{margin:1em 0}figcaption{font-size:90%;color:#333;max-width:60em}img{max-width:100%}"""
+figure{margin:1em 0}figcaption{font-size:90%;color:#333;max-width:60em}img{max-width:100%}
+.wide{overflow-x:auto;max-width:100%}"""
 
 #: the CSS class of each relation status shown in the summary table
 STATUS_CLASSES = {STATUS_TEXT[HOLDS]: "status-holds", STATUS_TEXT[VIOLATED]: "status-violated",
@@ -81,8 +82,9 @@ def _results_table(ds: xr.Dataset, registry: Registry) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     counts = relation_counts(ds, registry)
     caption = "Results (seed means). Relations: " + ", ".join(f"{n} {text}" for text, n in counts.items())
-    return (f"<table><caption>{_escape(caption)}</caption><thead><tr>{''.join(heads)}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>")
+    # a wide table scrolls inside its own box instead of widening the page
+    return (f"<div class=\"wide\"><table><caption>{_escape(caption)}</caption><thead><tr>{''.join(heads)}</tr>"
+            f"</thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _published_table(ds: xr.Dataset) -> str:
