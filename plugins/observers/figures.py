@@ -163,6 +163,7 @@ def costs_figure(ds: xr.Dataset) -> Figure:
             values = np.atleast_1d(mean.sel(protocol=protocol).values)
             yerr = None if error is None else np.atleast_1d(error.sel(protocol=protocol).values)
             ax.bar(where, values, width, yerr=yerr, capsize=2, label=protocol)
+            _interval(ax, ds, name, protocol, where, values, first=i == 0)
             published = reference.get(name, {}).get(protocol)
             if published is not None:
                 marks = [published.get(g, np.nan) for g in groups] if isinstance(published, dict) else [published]
@@ -183,6 +184,22 @@ def costs_figure(ds: xr.Dataset) -> Figure:
     axes[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _interval(ax, ds: xr.Dataset, name: str, protocol: str, where: np.ndarray, values: np.ndarray, *,
+              first: bool) -> None:
+    """The confidence interval of a quantity that has one (``<name>_lower``/``_upper``: η in d ≥ 2), seed means,
+    as a black whisker over its bar, where both ends are finite."""
+    if f"{name}_lower" not in ds or f"{name}_upper" not in ds:
+        return
+    low, high = (np.atleast_1d(ds[f"{name}_{end}"].sel(protocol=protocol).mean("seed").values)
+                 for end in ("lower", "upper"))
+    shown = np.isfinite(low) & np.isfinite(high) & (high > low)
+    if shown.any():
+        confidence = ds[f"{name}_lower"].attrs.get("confidence", 0.95)
+        ax.errorbar(where[shown], values[shown], yerr=[values[shown] - low[shown], high[shown] - values[shown]],
+                    fmt="none", ecolor="black", elinewidth=1.0, capsize=4,
+                    label=f"{confidence:.0%} interval" if first else None)
 
 
 def _forward_bars(ax, mean, error, groups: list[list[str]], published: dict) -> None:
