@@ -213,12 +213,12 @@ def test_digits_costs_against_their_schedule_bounds_and_the_starts_distance():
 @pytest.mark.slow
 def test_learned_velocities_of_the_mixture_and_the_swiss_roll_as_documented(tmp_path):
     """docs/findings.md (learned estimators), gmm_learned.yaml and swiss_roll_learned.yaml with the networks'
-    budget cut (800 steps; 1024 / 128 particles, 32 / 8 steps; the cosine and g0 protocols, exact beside
+    budget cut (800 steps; 1024 / 128 particles, 32 / 16 steps; the cosine and g0 protocols, exact beside
     learned): Eq. (100) holds for every learned protocol and start; the relations that assume ν̂ = ν ((80), (82),
     c_1 ≤ w_D, (83)) are reported not applicable for a trained estimator while η ≤ c_1 (Cauchy–Schwarz) is
-    still checked and holds; the exact estimator has L = 0 to rounding, and on the Swiss roll, started from the
-    prior, it keeps D_t constant along the flow (the χ² of the exact flow from both starts is conserved: to the
-    log-density ODE's RK4 error, 1e-4 relative at 8 steps)."""
+    still checked and holds; the exact estimator has L = 0 to rounding; and on the Swiss roll, started from the
+    prior, the exact flow keeps D_t constant up to the error of the log-density ODE's RK4, which halving the step
+    divides by 16 (order 4; asked: by at least 8, one order of slack for the pre-asymptotic range)."""
     from stochthermo.roles import HOLDS, NOT_APPLICABLE
 
     def cut(name, keep, particles, steps):
@@ -230,9 +230,9 @@ def test_learned_velocities_of_the_mixture_and_the_swiss_roll_as_documented(tmp_
         spec.pop("reference", None)
         return run_dict(spec).isel(seed=0)
 
+    roll = cut("swiss_roll_learned.yaml", ["g0", "g0_neural"], 128, 16)
     for ds, exact, learned in [(cut("gmm_learned.yaml", ["cosine", "cosine_neural"], 1024, 32), "cosine",
-                                "cosine_neural"),
-                               (cut("swiss_roll_learned.yaml", ["g0", "g0_neural"], 128, 8), "g0", "g0_neural")]:
+                                "cosine_neural"), (roll, "g0", "g0_neural")]:
         assert (ds.holds_imperfect_estimation.sel(protocol=learned) == HOLDS).all()
         # the exact estimator and the process evaluate one formula in another order: ν̂ − ν is rounding, a
         # thousand ε of |ν| at most, so L ≤ (1e3 ε)² E|ν|² ≤ (1e3 ε)² c_2/τ
@@ -242,5 +242,10 @@ def test_learned_velocities_of_the_mixture_and_the_swiss_roll_as_documented(tmp_
                         "holds_kinetic_cost"):
             assert (ds[assumed].sel(protocol=learned) == NOT_APPLICABLE).all(), assumed
         assert (ds.holds_response.sel(protocol=learned) == HOLDS).all()
-    divergence = ds.estimated_divergence.sel(protocol="g0").values
-    np.testing.assert_allclose(divergence, divergence[..., :1], rtol=1e-4)
+
+    def spread(ds):
+        divergence = ds.estimated_divergence.sel(protocol="g0").values.ravel()
+        return (divergence.max() - divergence.min()) / divergence.mean()
+
+    coarse = cut("swiss_roll_learned.yaml", ["g0"], 128, 8)
+    assert spread(roll) < spread(coarse) / 8, (spread(coarse), spread(roll))

@@ -60,17 +60,7 @@ class PriorError(Observer):
         def scalar(long_name, symbol, nonfinite=None, description=""):
             return Variable((), long_name, "1", symbol, "(79)", nonfinite=nonfinite, description=description)
 
-        return {
-            "prior_error_w2": scalar("W_2 between P_tau and the prior", "W_2(P_tau, prior)",
-                                     description="W_2 between samples of P_tau and of the prior"),
-            "prior_error_w1": scalar("W_1 between P_tau and the prior", "W_1(P_tau, prior)",
-                                     description="W_1 between samples of P_tau and of the prior"),
-            "prior_error_w2_bias": scalar("W_2 sampling floor of the prior",
-                                          "W_2(prior_n, prior_n')",
-                                          description="W_2 between two independent prior samples (finite-sample bias)"),
-            "prior_error_w1_bias": scalar("W_1 sampling floor of the prior",
-                                          "W_1(prior_n, prior_n')",
-                                          description="W_1 between two independent prior samples (finite-sample bias)"),
+        out = {
             "prior_error_lower_bound": scalar("Gelbrich lower bound on the prior error", "W_2 lower",
                                               NOT_VARIANCE_PRESERVING,
                                               description="Gelbrich lower bound on W_2(P_tau, prior) from the data's "
@@ -79,29 +69,24 @@ class PriorError(Observer):
                                               NOT_VARIANCE_PRESERVING,
                                               description="synchronous-coupling upper bound on W_2(P_tau, prior) from "
                                                           "the data's second moment"),
-            "generated_w2_from_prior": scalar("W_2 to the data, started from the prior",
-                                              "W_2(q, Phi(prior))",
-                                              description="W_2 to the data of the true reverse process started from "
-                                                          "the prior"),
-            "generated_w2_from_end": scalar("W_2 to the data, started from P_tau",
-                                            "W_2(q, Phi(P_tau))",
-                                            description="W_2 to the data of the true reverse process started from "
-                                                        "P_tau"),
-            "generated_w1_from_prior": scalar("W_1 to the data, started from the prior",
-                                              "W_1(q, Phi(prior))",
-                                              description="W_1 to the data of the true reverse process started from "
-                                                          "the prior"),
-            "generated_w1_from_end": scalar("W_1 to the data, started from P_tau",
-                                            "W_1(q, Phi(P_tau))",
-                                            description="W_1 to the data of the true reverse process started from "
-                                                        "P_tau"),
-            "generated_w2_sampling": scalar("W_2 of a fresh data sample to the data",
-                                            "W_2(q, q_n)",
-                                            description="W_2 to the data of a fresh data sample of the particle count"),
-            "generated_w1_sampling": scalar("W_1 of a fresh data sample to the data",
-                                            "W_1(q, q_n)",
-                                            description="W_1 to the data of a fresh data sample of the particle count"),
         }
+        for p in (2, 1):  # each distance in W_2 and in W_1
+            w = f"W_{p}"
+            out |= {
+                f"prior_error_w{p}": scalar(f"{w} between P_tau and the prior", f"{w}(P_tau, prior)",
+                                            description=f"{w} between samples of P_tau and of the prior"),
+                f"prior_error_w{p}_bias": scalar(f"{w} sampling floor of the prior", f"{w}(prior_n, prior_n')",
+                                                 description=f"{w} between two independent prior samples "
+                                                             "(finite-sample bias)"),
+                f"generated_w{p}_sampling": scalar(f"{w} of a fresh data sample to the data", f"{w}(q, q_n)",
+                                                   description=f"{w} to the data of a fresh data sample of the "
+                                                               "particle count"),
+            }
+            for start, law, named in (("prior", "prior", "the prior"), ("end", "P_tau", "P_tau")):
+                out[f"generated_w{p}_from_{start}"] = scalar(
+                    f"{w} to the data, started from {named}", f"{w}(q, Phi({law}))",
+                    description=f"{w} to the data of the true reverse process started from {named}")
+        return out
 
     def observe(self, run, measured):
         n, dtype, device = self.samples, run.times.dtype, run.times.device
