@@ -103,6 +103,7 @@ def test_a_run_with_progress_shows_the_loops_and_the_time_left(tmp_path, monkeyp
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     # every redraw shown (tqdm otherwise redraws at most every 0.1 s, and this run takes milliseconds)
     monkeypatch.setattr(_executors, "tqdm", functools.partial(_executors.tqdm, mininterval=0))
+    monkeypatch.setattr(_executors, "REDRAW_SECONDS", 0.0)
     spec = scenario_dict(protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"},
                                                "solver": {"name": "stochastic_heun", "gamma": 1.0}}},
                          seeds=[0, 1], particles=64, time_steps=8, observers=["thermodynamics"])
@@ -113,3 +114,21 @@ def test_a_run_with_progress_shows_the_loops_and_the_time_left(tmp_path, monkeyp
     assert "protocol cosine, seed 0, SDE flow 1/8" in shown and "protocol cosine, seed 1, SDE flow 8/8" in shown
     history = json.loads((tmp_path / "cache" / "stochthermo" / "task_seconds.json").read_text())
     assert len(history) == 1  # the two seeds are one kind
+
+
+def test_loop_reports_between_redraws_cost_no_estimate(monkeypatch):
+    """A loop's steps arrive far faster than a terminal redraws: between redraws (REDRAW_SECONDS) the bar's text,
+    which sums over every pending task, is not made again; a loop's last step always is."""
+    from stochthermo.engine import _executors
+
+    made = []
+    real = _executors.format_seconds
+    monkeypatch.setattr(_executors, "format_seconds", lambda seconds: made.append(seconds) or real(seconds))
+    monkeypatch.setattr(_executors, "REDRAW_SECONDS", 3600.0)
+    spec = scenario_dict(protocols={"cosine": {"process": {"name": "scheduled", "schedule": "cosine"},
+                                               "solver": {"name": "stochastic_heun", "gamma": 1.0}}},
+                         seeds=[0], particles=64, time_steps=8, observers=["thermodynamics"])
+    stochthermo.run(spec, progress=True)
+    # the task's start and the SDE flow's last step (the true and perturbed ensembles are one batched flow; the
+    # 1-D forward marginals come from the exact quantile flow, which has no steps): 2, not 1 + its 8 steps
+    assert len(made) == 2, len(made)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +46,9 @@ if TYPE_CHECKING:
     from stochthermo.engine._build import Scenario, Sweep
 
 log = logging.getLogger("stochthermo")
+
+#: the shortest interval between two redraws of the bar's text from a loop's progress reports (seconds)
+REDRAW_SECONDS = 0.2
 
 #: called with each finished task and its results ``{observer: {variable: array}}``
 OnTask = Callable[[Task, dict], None]
@@ -192,12 +197,17 @@ class InProcess:
         bar = _progress(tasks, len(results), scenario.name, progress)
         clock = TaskClock(history_path() if progress else None)
         pending = [task for task in tasks if task.key not in results]
+        shown = [-math.inf]  # when the bar's text was last made: at most every REDRAW_SECONDS
         for index, task in enumerate(pending):
             def show(what: str = "", done: int = 0, total: int = 0, task=task, later=pending[index + 1:]) -> None:
+                now = time.monotonic()
+                if what and done < total and now - shown[0] < REDRAW_SECONDS:
+                    return  # a loop's step between redraws: not worth summing the pending tasks again
+                shown[0] = now
                 inside = f", {what} {done}/{total}" if what else ""
                 bar.set_postfix_str(f"{task.label}{inside}; {format_seconds(clock.remaining(task, later))}",
                                     refresh=False)
-                bar.update(0)  # redraws at tqdm's pace, not at every step reported
+                bar.update(0)  # redraws at tqdm's pace
 
             show()
             for attempt in range(retries + 1):
