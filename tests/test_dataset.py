@@ -161,3 +161,10 @@ def test_cf_xarray_finds_the_cell_bounds_and_the_standard_errors(tmp_path):
     from stochthermo.present import label
 
     assert label(ds.trajectory_entropy_production_mean).endswith(r"[$k_\mathrm{B}$]")
+
+
+def test_cell_bounds_keep_their_coordinates_dims_in_a_sweep():
+    """The bins are a coordinate every variant shares: their bounds do not grow the sweep's dimensions."""
+    ds = run_dict({**HISTOGRAM_SPEC, "sweep": {"protocols.sde.solver.gamma": [0.5, 1.0]}})
+    assert ds.entropy_production_bin_bounds.dims == ("entropy_production_bin", "bounds")
+    assert ds.trajectory_entropy_production_histogram.dims[0] == "protocols_sde_solver_gamma"

@@ -210,3 +210,34 @@ def test_summary_of_a_run_file_with_chosen_columns(run_1d, tmp_path, capsys):
     assert err.endswith("--columns: no column 'etta' in this run's table (did you mean 'eta'?)")
     assert str(run_file) in err
     assert len(err.splitlines()) == 1
+
+
+def test_snapshots_of_data_given_as_atoms():
+    """Data given as points without smoothing has no density at t = 0: the closed-form reference is NaN there
+    (not an error), and finite at the later snapshot times, where P_t is a Gaussian mixture."""
+    atoms = scenario_dict(data={"name": "weighted_points", "points": [[-1.0, 0.0], [0.5, 1.0]],
+                                "weights": [0.4, 0.6]}, prior={"name": "gaussian", "mean": [0.0, 0.0]},
+                          perturbations={"a": {"name": "gaussian", "mean": [0.5, 0.0], "std": 0.9}},
+                          observers=["thermodynamics", {"name": "snapshots", "points": 20}], particles=64,
+                          time_steps=8)
+    exact = run_dict(atoms).isel(seed=0, protocol=0).forward_density_exact.values
+    assert np.isnan(exact[0]).all() and np.isfinite(exact[1:]).all()
+
+
+def test_the_interval_is_drawn_from_its_own_ends_even_where_the_point_value_lies_outside(run_1d):
+    """η from a sliced or plug-in distance may fall outside the bracket of the true W_1: the whisker spans
+    exactly [lower, upper] and drawing does not fail."""
+    from stochthermo.present import pyplot
+
+    ds = run_1d.copy()
+    ds["response_lower"] = ds.response + 0.5  # the bracket above the point value
+    ds["response_upper"] = ds.response + 0.7
+    from plugins.observers.figures import costs_figure
+
+    fig = costs_figure(ds)
+    segments = [np.asarray(seg) for c in fig.axes[0].collections for seg in c.get_segments()]
+    spans = sorted((float(s[:, 1].min()), float(s[:, 1].max())) for s in segments if len(s) == 2)
+    expected = sorted(zip((ds.response + 0.5).mean("seed").values.ravel(),
+                          (ds.response + 0.7).mean("seed").values.ravel(), strict=True))
+    np.testing.assert_allclose(spans, expected, rtol=1e-12)
+    pyplot().close(fig)

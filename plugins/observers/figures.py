@@ -140,20 +140,22 @@ def _legend_below(fig: Figure, axes) -> None:
 def costs_figure(ds: xr.Dataset) -> Figure:
     """The response η against its bounds c_1 and w_D (or c_2 for conservative processes) per protocol and
     perturbation, Eq. (81): η ≤ c_1 ≤ w_D. Bars are seed means with ±1 standard error over seeds; black ticks
-    mark the published values the scenario records; a quantity of the forward process alone (c_2, w_D) has one
-    bar per protocol."""
+    mark the published values the scenario records; η's confidence interval, where it has one, is a whisker; a
+    quantity of the forward process alone (c_2, w_D) has one bar per forward process where protocols share one."""
     conservative_only = "holds_kinetic_cost" in ds and (ds.holds_kinetic_cost.values != -1).all()
     names = ["response", "loss_cost", "kinetic_cost" if conservative_only else "dissipation"]
     reference = json.loads(ds.attrs.get("reference", "{}"))
     fig, axes = plt().subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
     protocols, perturbations = [str(p) for p in ds.protocol.values], [str(p) for p in ds.perturbation.values]
     width = 0.8 / len(protocols)
-    shared = [group for group in json.loads(ds.attrs.get("forward_processes", "[]")) if len(group) > 1]
+    groups_of = [[p for p in group if p in protocols] for group in json.loads(ds.attrs.get("forward_processes", "[]"))]
+    groups_of = [group for group in groups_of if group]  # the protocols of this Dataset (it may be a subset)
+    shared = [group for group in groups_of if len(group) > 1]
     for ax, name in zip(axes[0], names, strict=True):
         mean = ds[name].mean("seed")
         error = ds[name].std("seed", ddof=1) / np.sqrt(ds.sizes["seed"]) if ds.sizes["seed"] > 1 else None
         if "measured_on" in ds[name].attrs and shared:
-            _forward_bars(ax, mean, error, json.loads(ds.attrs["forward_processes"]), reference.get(name, {}))
+            _forward_bars(ax, mean, error, groups_of, reference.get(name, {}))
             ax.set_ylabel(_label(ds[name]))
             ax.set_title(ds[name].attrs.get("long_name", name), fontsize=9, wrap=True)
             continue
@@ -195,10 +197,10 @@ def _interval(ax, ds: xr.Dataset, name: str, protocol: str, where: np.ndarray, v
     low, high = (np.atleast_1d(ds[f"{name}_{end}"].sel(protocol=protocol).mean("seed").values)
                  for end in ("lower", "upper"))
     shown = np.isfinite(low) & np.isfinite(high) & (high > low)
-    if shown.any():
+    if shown.any():  # drawn from its own ends: the point value (a sliced or plug-in distance) may lie outside it
         confidence = ds[f"{name}_lower"].attrs.get("confidence", 0.95)
-        ax.errorbar(where[shown], values[shown], yerr=[values[shown] - low[shown], high[shown] - values[shown]],
-                    fmt="none", ecolor="black", elinewidth=1.0, capsize=4,
+        middle, half = (low[shown] + high[shown]) / 2, (high[shown] - low[shown]) / 2
+        ax.errorbar(where[shown], middle, yerr=half, fmt="none", ecolor="black", elinewidth=1.0, capsize=4,
                     label=f"{confidence:.0%} interval" if first else None)
 
 
@@ -369,7 +371,8 @@ def basins_figure(ds: xr.Dataset) -> Figure:
     picks = np.unique(np.linspace(0, len(horizons) - 1, min(4, len(horizons))).round().astype(int))
     shown = [horizons[i] for i in picks]
     extent = [float(ds.basin_x[0]), float(ds.basin_x[-1]), float(ds.basin_y[0]), float(ds.basin_y[-1])]
-    count = int(max(np.nanmax(basins.values), np.nanmax(cells.values))) + 1
+    marks = ds.basin_data_points.sel(first).values if "basin_data_points" in ds else np.zeros(1)
+    count = int(max(np.nanmax(basins.values), np.nanmax(cells.values), np.nanmax(marks))) + 1
     palette = plt().get_cmap("tab20").colors
     colours = ListedColormap([palette[j % len(palette)] for j in range(count)])
     norm = BoundaryNorm(np.arange(count + 1) - 0.5, count)

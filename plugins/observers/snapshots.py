@@ -4,10 +4,11 @@ In 1-D the density of a quantile ensemble is exact up to finite differences,
 :math:`p(x_j) = \varphi(z_j)/(dx/dz)_j`, interpolated onto a common grid ``x``; the weighted samples of a
 stochastic solver give a Gaussian kernel density estimate (Scott's bandwidth
 :math:`h = \hat\sigma\, n_\mathrm{eff}^{-1/5}`, scipy's ``gaussian_kde``: a histogram of a thousand samples on
-two hundred bins is mostly noise). In 2-D it is a normalised histogram on the grid ``x1`` × ``x2``. Where the
-process knows P_t in closed form (:meth:`~stochthermo.ForwardProcess.marginal`), ``forward_density_exact`` holds it
-on the same grid: the reference the figure draws. Times are fractions of τ, snapped to the nearest grid time (the
-coordinate ``snapshot_time`` holds the forward times actually used; reverse time is τ − t).
+two hundred bins is mostly noise; a histogram where the samples have no spread). In 2-D it is a normalised
+histogram on the grid ``x1`` × ``x2``. Where the process knows P_t in closed form
+(:meth:`~stochthermo.ForwardProcess.marginal`), ``forward_density_exact`` holds it on the same grid: the reference
+the figure draws. Times are fractions of τ, snapped to the nearest grid time (the coordinate ``snapshot_time``
+holds the forward times actually used; reverse time is τ − t).
 """
 
 from __future__ import annotations
@@ -92,8 +93,12 @@ class Snapshots(Observer):
         out = []
         for k in self.indices:
             marginal = run.process.marginal(float(run.times[k]))
-            density = (np.full(mesh[0].shape, np.nan) if marginal is None else
-                       marginal.log_prob(points).exp().reshape(mesh[0].shape).cpu().numpy())
+            density = np.full(mesh[0].shape, np.nan)
+            if marginal is not None:
+                try:
+                    density = marginal.log_prob(points).exp().reshape(mesh[0].shape).cpu().numpy()
+                except ValueError:  # an empirical law of kernel width 0 (the data's atoms at t = 0): no density
+                    pass
             out.append(np.where(np.isfinite(density), density, np.nan))
         return np.stack(out)
 
@@ -107,7 +112,7 @@ class Snapshots(Observer):
                 defined = np.isfinite(density)  # see quantile_density: undefined only at negligible mass
                 out.append(np.interp(grid[0], positions[defined, 0].cpu().numpy(), density[defined], left=0.0,
                                      right=0.0))
-            elif len(grid) == 1:
+            elif len(grid) == 1 and bool(positions.std() > 0):  # a KDE needs samples that are not all one point
                 from scipy.stats import gaussian_kde  # scipy.stats on first use: loading the plugins stays cheap
 
                 kde = gaussian_kde(positions[:, 0].cpu().numpy(), bw_method="scott",

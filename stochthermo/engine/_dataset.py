@@ -130,6 +130,9 @@ def combine_sweep(sweep: Sweep, datasets: list[xr.Dataset]) -> xr.Dataset:
     except ValueError as exc:
         raise SimulationError(f"the sweep over {', '.join(axes)} changes the coordinates of the runs "
                               f"({first_line(exc)}): drop the observer that depends on it") from None
+    for name in [c.attrs["bounds"] for c in combined.coords.values() if "bounds" in c.attrs]:
+        # cell bounds belong to their coordinate, which every variant shares (checked when the sweep was built)
+        combined[name] = combined[name].isel(dict.fromkeys(dims, 0), drop=True)
     for dim, key in zip(dims, axes, strict=True):
         combined[dim].attrs.update(long_name=f"swept scenario key {key}", units="1")
     combined.attrs["sweep"] = json.dumps(axes)

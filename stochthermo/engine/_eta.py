@@ -85,7 +85,9 @@ class TaskClock:
         """Add this run's durations to the file of earlier runs (best effort: a cache, not a result)."""
         if self.history is None or not self._now:
             return
-        merged = {**self._earlier, **{kind: sum(d) / len(d) for kind, d in self._now.items()}}
+        # this run's kinds last (the most recent), so that a full file drops the kinds not seen for longest
+        merged = {kind: seconds for kind, seconds in self._earlier.items() if kind not in self._now}
+        merged |= {kind: sum(d) / len(d) for kind, d in self._now.items()}
         kept = dict(list(merged.items())[-REMEMBERED_KINDS:])
         try:
             self.history.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +110,7 @@ def _read(path: Path) -> dict[str, float]:
 
 
 def format_seconds(seconds: float | None) -> str:
-    """``about 3 min left`` style text for a time left (``?`` while unknown)."""
+    """``about 3 min left`` style text for a time left (``time left unknown`` while nothing is known)."""
     if seconds is None:
         return "time left unknown"
     if seconds < 90:

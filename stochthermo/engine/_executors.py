@@ -209,10 +209,10 @@ class InProcess:
                                     refresh=False)
                 bar.update(0)  # redraws at tqdm's pace
 
-            show()
             for attempt in range(retries + 1):
                 try:
                     clock.start()
+                    show()
                     with listening(show) if progress else contextlib.nullcontext():
                         results[task.key] = compute(task)
                     log.info("task %s (%s): %.2f s", task.key[:12], task.label, clock.finished(task))
