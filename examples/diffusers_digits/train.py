@@ -4,7 +4,7 @@ researcher would before measuring their own model with stochthermo (scenarios/di
 The training data are exactly the engine's data (``images``, ``normalise: standardise``: zero mean,
 E|y|² = n_d), so the model and the exact empirical velocity are measured on one law. The loss is DDPM's:
 ‖ε̂(√ᾱ_k y + √(1 − ᾱ_k) ε, k) − ε‖² over random timesteps k, with diffusers' DDPMScheduler (linear betas
-1e-4 → 0.02, 1000 steps). About ten minutes on 2 CPU cores with the defaults (loss 0.16 → 0.095).
+1e-4 → 0.02, 1000 steps). About four minutes on 2 quiet CPU cores with the defaults (loss 0.16 → 0.095).
 
     python examples/diffusers_digits/train.py [--steps 3000] [--output results/diffusers_digits]
 """
