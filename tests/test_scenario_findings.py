@@ -166,7 +166,9 @@ def test_flow_matching_fits_the_velocity_better_than_score_matching_at_one_budge
         spec["protocols"][name]["estimator"] = {**estimator, "steps": 2000, "batch": 256, "cache": str(tmp_path)}
     ds = run_dict(spec).isel(seed=0)
     residual = ds.estimation_residual
-    assert residual.sel(protocol="exact") < 1e-20
+    # the exact estimator's residual is rounding: |ν̂ − ν| ≤ 1e3 ε |ν|, so L ≤ (1e3 ε)² c_2/τ (as below)
+    assert float(residual.sel(protocol="exact")) < (1e3 * np.finfo(float).eps) ** 2 * float(
+        ds.kinetic_cost.sel(protocol="exact"))
     assert residual.sel(protocol="flow_matching") < residual.sel(protocol=["score_noise", "score_velocity"]).min()
     learned = ds.holds_imperfect_estimation.sel(protocol=["flow_matching", "score_noise", "score_velocity"])
     assert (learned == HOLDS).all(), learned.values
