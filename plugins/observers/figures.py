@@ -125,14 +125,18 @@ def _densities_2d(ds, forward, reverse, exact, columns) -> Figure:
     return fig
 
 
-def _legend_below(fig: Figure, axes) -> None:
-    """One legend for all panels (each label once, from whichever panel draws it), below them (outside the data),
-    and the panels laid out above it."""
+def _legend_entries(axes) -> tuple[list, list[str]]:
+    """The legend handles and labels of all panels, each label once, from the first panel that draws it."""
     entries: dict[str, object] = {}
     for ax in np.ravel(axes):
         for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
             entries.setdefault(text, handle)
-    handles, labels = list(entries.values()), list(entries)
+    return list(entries.values()), list(entries)
+
+
+def _legend_below(fig: Figure, axes) -> None:
+    """One legend for all panels, below them (outside the data), and the panels laid out above it."""
+    handles, labels = _legend_entries(axes)
     fig.tight_layout(rect=(0, 0.1 if len(labels) > 2 else 0.07, 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), frameon=False)
 
@@ -177,12 +181,7 @@ def costs_figure(ds: xr.Dataset) -> Figure:
         ax.set_xticks(range(len(groups)), groups, rotation=20)
         ax.set_ylabel(_label(ds[name]))
         ax.set_title(ds[name].attrs.get("long_name", name), fontsize=9, wrap=True)
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[0, 1:]:  # the published marks of a later panel (c_2) when the first has none
-        for handle, text in zip(*ax.get_legend_handles_labels(), strict=True):
-            if text not in labels:
-                handles.append(handle)
-                labels.append(text)
+    handles, labels = _legend_entries(axes)  # with the published marks of a later panel (c_2) if the first has none
     axes[0, -1].legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
     fig.tight_layout()
     return fig
