@@ -46,30 +46,35 @@ class TaskClock:
 
     def finished(self, task: Task) -> float:
         """The running ``task`` has finished: its duration (seconds), learned for its kind."""
-        seconds = time.perf_counter() - (self._started if self._started is not None else time.perf_counter())
+        seconds = 0.0 if self._started is None else time.perf_counter() - self._started
         self._now.setdefault(task.kind, []).append(seconds)
         self._started = None
         return seconds
 
+    def _this_run(self) -> dict[str, float]:
+        """The mean duration of each kind finished in this run."""
+        return {kind: sum(durations) / len(durations) for kind, durations in self._now.items()}
+
     def expected(self, task: Task) -> float | None:
         """The mean duration of ``task``'s kind: this run's, else earlier runs', else ``None``."""
-        if task.kind in self._now:
-            durations = self._now[task.kind]
-            return sum(durations) / len(durations)
-        return self._earlier.get(task.kind)
+        return self._expected(task, self._this_run())
+
+    def _expected(self, task: Task, this_run: dict[str, float]) -> float | None:
+        return this_run.get(task.kind, self._earlier.get(task.kind))
 
     def remaining(self, running: Task | None, pending: list[Task]) -> float | None:
         """Seconds left for the ``running`` task and the ``pending`` ones; ``None`` while nothing is known."""
-        known = [self.expected(task) for task in pending]
+        this_run = self._this_run()  # once per estimate: it is asked for every pending task
+        known = [self._expected(task, this_run) for task in pending]
         # a kind nobody has timed yet: the mean over the kinds of this run that are known
-        kinds = {task.kind: self.expected(task) for task in [*pending, *([running] if running else [])]}
-        kinds |= {kind: sum(d) / len(d) for kind, d in self._now.items()}
+        kinds = {task.kind: self._expected(task, this_run) for task in [*pending, *([running] if running else [])]}
+        kinds |= this_run
         timed = [value for value in kinds.values() if value is not None]
         typical = sum(timed) / len(timed) if timed else None
         left = 0.0
         if running is not None and self._started is not None:
             elapsed = time.perf_counter() - self._started
-            mean = self.expected(running)
+            mean = self._expected(running, this_run)
             if mean is None:
                 mean = typical
             if mean is None:
@@ -87,7 +92,7 @@ class TaskClock:
             return
         # this run's kinds last (the most recent), so that a full file drops the kinds not seen for longest
         merged = {kind: seconds for kind, seconds in self._earlier.items() if kind not in self._now}
-        merged |= {kind: sum(d) / len(d) for kind, d in self._now.items()}
+        merged |= self._this_run()
         kept = dict(list(merged.items())[-REMEMBERED_KINDS:])
         try:
             self.history.parent.mkdir(parents=True, exist_ok=True)
