@@ -189,7 +189,9 @@ def test_two_dimensional_tasks_agree_to_rounding_and_bitwise_at_equal_threads(cl
     for name, variable in here.data_vars.items():
         assert variable.attrs == there[name].attrs and variable.dims == there[name].dims
         if variable.dtype.kind == "f":
-            np.testing.assert_allclose(variable.values, there[name].values, rtol=1e-11, atol=1e-13, err_msg=name)
+            # the split's orthogonality residual is zero up to rounding (~1e-13 of ∫|ν|²P): it is that rounding
+            atol = 1e-11 if name == "orthogonality_residual" else 1e-13
+            np.testing.assert_allclose(variable.values, there[name].values, rtol=1e-11, atol=atol, err_msg=name)
         else:
             np.testing.assert_array_equal(variable.values, there[name].values, err_msg=name)
     equal_threads = simulate(scenario, device="cpu", executor=InProcess(torch_threads=cluster.torch_threads))

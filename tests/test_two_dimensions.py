@@ -191,18 +191,18 @@ def test_posterior_workspace_is_reused_without_aliasing_and_per_thread():
     and calls that autograd records allocate their own logits and keep their gradient."""
     import threading
 
-    from stochthermo.numerics._posterior import _WORKSPACES
+    from stochthermo.numerics._scratch import _BUFFERS
 
     generator = torch.Generator().manual_seed(5)
     centres = torch.randn(400, 2, generator=generator, dtype=torch.float64)
     values = torch.randn(400, 3, generator=generator, dtype=torch.float64)
     queries = [torch.randn(n, 2, generator=generator, dtype=torch.float64) for n in (50, 300, 120, 250)]
-    _WORKSPACES.buffers.clear()  # this thread's buffer as a fresh process has it
+    _BUFFERS.buffers.clear()  # this thread's buffer as a fresh process has it
     first = posterior_average(queries[0], centres, values, 0.2)
     kept = first.mean.clone()
     expected = [posterior_average(q, centres, values, 0.2).mean.clone() for q in queries]
     assert torch.equal(first.mean, kept)
-    assert _WORKSPACES.buffers[(queries[0].device, torch.float64)].numel() == 300 * 400  # grown once, to the largest
+    assert _BUFFERS.buffers[(queries[0].device, torch.float64)].numel() == 300 * 400  # grown once, to the largest
     for budget in (97, 1000):  # the online softmax over blocks of components uses the same buffer
         torch.testing.assert_close(posterior_average(queries[1], centres, values, 0.2, budget=budget).mean,
                                    expected[1], rtol=1e-12, atol=1e-14)

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from stochthermo.engine._dataset import check_finite
@@ -39,7 +38,7 @@ from stochthermo.engine._eta import TaskClock, format_seconds, history_path
 from stochthermo.engine._observation import observe_run, seed_independent
 from stochthermo.engine._tasks import DamagedTaskFile, Task, TaskStore
 from stochthermo.errors import ScenarioError, SimulationError, first_line
-from stochthermo.numerics._device import available_cpus, resolve_device, resolve_dtype
+from stochthermo.numerics._device import available_cpus, compute_threads, resolve_device, resolve_dtype
 from stochthermo.numerics._progress import listening
 
 if TYPE_CHECKING:
@@ -173,15 +172,8 @@ class InProcess:
 
     def run(self, scenario: Scenario | Sweep, tasks: list[Task], *, device: torch.device, store: TaskStore | None,
             retries: int = 0, progress: bool = False, on_task: OnTask | None = None) -> dict[str, dict]:
-        if not self.torch_threads:
+        with compute_threads(self.torch_threads or None):
             return self._run(scenario, tasks, device, store, retries, progress, on_task)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.torch_threads)
-        try:
-            with threadpool_limits(self.torch_threads):  # numpy's and scipy's BLAS too
-                return self._run(scenario, tasks, device, store, retries, progress, on_task)
-        finally:
-            torch.set_num_threads(threads)
 
     def _run(self, scenario, tasks, device, store, retries, progress, on_task):
         compute = TaskComputer(scenario, device)
@@ -257,11 +249,7 @@ class TaskJob:
 def run_job(job: TaskJob) -> str:
     """Compute one task on a Dask worker and write its file; returns the task's key."""
     computer = _worker_computer(job)
-    if job.torch_threads:
-        torch.set_num_threads(job.torch_threads)
-        with threadpool_limits(job.torch_threads):
-            measured = computer(job.task)
-    else:
+    with compute_threads(job.torch_threads or None):
         measured = computer(job.task)
     job.store.save(job.task, measured)
     return job.task.key

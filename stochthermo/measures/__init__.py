@@ -53,6 +53,7 @@ from stochthermo.measures._semidiscrete import (
 )
 from stochthermo.measures._wasserstein import (
     Coupling,
+    common_support_coupling,
     law_reference,
     optimal_coupling,
     sample_w2_squared,
@@ -103,6 +104,7 @@ __all__ = [
     "newton_dual_weights",
     "normal_score_grid",
     "optimal_coupling",
+    "common_support_coupling",
     "point_basins",
     "point_posterior_mean",
     "prior_error_bounds",

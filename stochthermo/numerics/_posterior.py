@@ -19,30 +19,26 @@ With one shared variance, few dimensions and many components (a point cloud's da
 row are negligible: the logits are formed only for the clusters of components that a box screen keeps
 (:mod:`stochthermo.numerics._screening`), which drops nothing above a relative ``SCREEN_TOLERANCE`` = 2^-64 of
 any row's mass — below float64's rounding, so the result equals the dense sum to rounding.
+
+Query points laid out as a 2-D tensor-product grid (the grid split's faces, a density snapshot's grid) take a
+factorised kernel instead (:mod:`stochthermo.numerics._product_grid`): the terms split into a factor of each
+axis, and the sums over all n_1 n_2 points are one matrix product of two small tables of exponentials.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 
 import torch
 
+from stochthermo.numerics._product_grid import grid_sums, product_axes
+from stochthermo.numerics._scratch import scratch
 from stochthermo.numerics._screening import Boxes, kept_clusters
 
 #: default largest number of logits held at once (2^24 float64 values: 128 MiB)
 DEFAULT_BUDGET = 1 << 24
 
-
-class _Workspaces(threading.local):
-    """Per thread: the logits buffer of each device and dtype (:func:`_logits_workspace`)."""
-
-    def __init__(self):
-        self.buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
-
-
-_WORKSPACES = _Workspaces()
 
 #: logits more than 700 below their row's maximum are raised to it before the exponential: exp leaves the normal
 #: range below -708 and its subnormal path costs 15x the normal one (43 ms against 2.9 ms for 4M values here),
@@ -73,17 +69,33 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
                       log_weights: torch.Tensor | None = None, *, budget: int = DEFAULT_BUDGET) -> PosteriorAverage:
     """Posterior average of ``values`` (K, p) at ``x`` (n, d) under components ``centres`` (K, d) with
     variances ``variances`` (a scalar, or (K,)) and ``log_weights`` (K,) (equal weights when ``None``)."""
-    n, d = x.shape
     n_components = centres.shape[0]
     variances = torch.as_tensor(variances, dtype=x.dtype, device=x.device)
-    shared_variance = variances.ndim == 0
     if log_weights is None:
         log_weights = torch.full((n_components,), -math.log(n_components), dtype=x.dtype, device=x.device)
+    recorded = torch.is_grad_enabled() and any(v.requires_grad for v in (x, centres, values, variances))
+    axes = None if recorded else product_axes(x)
+    sums = None if axes is None else grid_sums(*axes, centres, values, variances, log_weights, budget=budget,
+                                                 tolerance=SCREEN_TOLERANCE)
+    if sums is None:
+        return _pointwise_average(x, centres, values, variances, log_weights, recorded, budget)
+    mean, log_density = sums.mean, sums.log_sum
+    if not sums.resolved.all():  # grid points far from every component in both coordinates: one by one
+        missed = torch.nonzero(~sums.resolved).flatten()
+        direct = _pointwise_average(x[missed], centres, values, variances, log_weights, recorded, budget)
+        mean[missed], log_density[missed] = direct.mean, direct.log_density
+    return PosteriorAverage(mean, log_density)
+
+
+def _pointwise_average(x, centres, values, variances, log_weights, recorded, budget) -> PosteriorAverage:
+    """:func:`posterior_average` point by point: screened where that pays, else dense blocks."""
+    n, d = x.shape
+    n_components = centres.shape[0]
+    shared_variance = variances.ndim == 0
     precisions = 1.0 / variances
     # logit_ik = x_i·c_k/V_k − |x_i|²/(2V_k) + bias_k; the middle term is common to all k when V is shared
     bias = log_weights - 0.5 * (centres**2).sum(1) * precisions - 0.5 * d * torch.log(2 * math.pi * variances)
     scaled_centres = centres * (precisions if shared_variance else precisions[:, None])
-    recorded = torch.is_grad_enabled() and any(v.requires_grad for v in (x, centres, values, variances))
     if (shared_variance and not recorded and d <= SCREEN_MAX_DIM and n_components >= SCREEN_MIN_COMPONENTS
             and n >= QUERY_BLOCK):
         screened = _screened_softmax(x, centres, bias, values, float(precisions), log_weights, budget,
@@ -92,23 +104,26 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
             running_max, running_sum, running_mean = screened
             log_density = running_max + torch.log(running_sum) - 0.5 * (x**2).sum(1) * precisions
             return PosteriorAverage(running_mean / running_sum[:, None], log_density)
+    # the logits as one matrix product: [x_i, 1, −|x_i|²/2] · [c_k/V_k, bias_k, 1/V_k] (the last column only
+    # with per-component variances), and the sum and the weighted sum as another: e^logits · [g_k, 1]
+    lifted = torch.cat([scaled_centres, bias[:, None]] + ([] if shared_variance else [precisions[:, None]]), 1)
+    values_and_ones = torch.cat([values, values.new_ones(n_components, 1)], 1)
     component_block = min(n_components, budget)
     row_block = max(1, budget // component_block)
-    workspace = None if recorded else _logits_workspace(min(n, row_block) * component_block, x)
+    workspace = None if recorded else scratch(min(n, row_block) * component_block, x)
     means, log_densities = [], []
     for rows in x.split(row_block):
         squared_norms = (rows**2).sum(1)
+        lifted_rows = torch.cat([rows, rows.new_ones(len(rows), 1)]
+                                + ([] if shared_variance else [-0.5 * squared_norms[:, None]]), 1)
         if component_block == n_components:  # one block of components: a plain softmax
-            logits = _logits(bias, rows, scaled_centres, workspace)
-            if not shared_variance:
-                logits -= (0.5 * squared_norms)[:, None] * precisions
+            logits = _logits(lifted_rows, lifted, workspace)
             running_max = logits.max(1).values
-            _exp_relative_(logits, running_max[:, None])
-            running_sum = logits.sum(1)
-            running_mean = logits @ values
+            totals = _exp_relative_(logits, running_max[:, None]) @ values_and_ones
+            running_sum, running_mean = totals[:, -1], totals[:, :-1]
         else:  # online softmax over blocks of components (running maximum, sum and weighted sum)
-            running_max, running_sum, running_mean = _online_softmax(rows, squared_norms, bias, scaled_centres,
-                                                                     precisions, values, component_block, workspace)
+            running_max, running_sum, running_mean = _online_softmax(lifted_rows, lifted, values_and_ones,
+                                                                     component_block, workspace)
         means.append(running_mean / running_sum[:, None])
         log_density = running_max + torch.log(running_sum)
         if shared_variance:
@@ -117,23 +132,20 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
     return PosteriorAverage(torch.cat(means), torch.cat(log_densities))
 
 
-def _online_softmax(rows, squared_norms, bias, scaled_centres, precisions, values, component_block, workspace):
+def _online_softmax(lifted_rows, lifted, values_and_ones, component_block, workspace):
     """Running maximum, sum and weighted sum of the softmax over blocks of ``component_block`` components."""
-    running_max = torch.full((len(rows),), -math.inf, dtype=rows.dtype, device=rows.device)
-    running_sum = torch.zeros(len(rows), dtype=rows.dtype, device=rows.device)
-    running_mean = torch.zeros(len(rows), values.shape[1], dtype=rows.dtype, device=rows.device)
-    for start in range(0, len(bias), component_block):
+    n = len(lifted_rows)
+    running_max = torch.full((n,), -math.inf, dtype=lifted.dtype, device=lifted.device)
+    running_totals = lifted.new_zeros(n, values_and_ones.shape[1])
+    for start in range(0, len(lifted), component_block):
         block = slice(start, start + component_block)
-        logits = _logits(bias[block], rows, scaled_centres[block], workspace)
-        if precisions.ndim:
-            logits -= (0.5 * squared_norms)[:, None] * precisions[block]
+        logits = _logits(lifted_rows, lifted[block], workspace)
         new_max = torch.maximum(running_max, logits.max(1).values)
         rescale = torch.exp(running_max - new_max)
-        _exp_relative_(logits, new_max[:, None])
-        running_sum = running_sum * rescale + logits.sum(1)
-        running_mean = running_mean * rescale[:, None] + logits @ values[block]
+        terms = _exp_relative_(logits, new_max[:, None])
+        running_totals = running_totals * rescale[:, None] + terms @ values_and_ones[block]
         running_max = new_max
-    return running_max, running_sum, running_mean
+    return running_max, running_totals[:, -1], running_totals[:, :-1]
 
 
 def _exp_relative_(logits: torch.Tensor, row_max: torch.Tensor) -> torch.Tensor:
@@ -195,25 +207,9 @@ def shared_kernel_average(x: torch.Tensor, centres: torch.Tensor, values: torch.
     return PosteriorAverage(average.mean, average.log_density - torch.log(torch.diagonal(factor)).sum())
 
 
-def _logits(bias: torch.Tensor, rows: torch.Tensor, scaled_centres: torch.Tensor,
-            workspace: torch.Tensor | None) -> torch.Tensor:
-    """The logits bias_k + x_i·c_k/V_k, (len(rows), K), written into the flat ``workspace`` where one is given."""
-    shape = (len(rows), len(bias))
+def _logits(lifted_rows: torch.Tensor, lifted: torch.Tensor, workspace: torch.Tensor | None) -> torch.Tensor:
+    """The logits, lifted rows times lifted components, (len(rows), K), written into the flat ``workspace``
+    where one is given."""
+    shape = (len(lifted_rows), len(lifted))
     out = None if workspace is None else workspace[:shape[0] * shape[1]].view(shape)
-    return torch.addmm(bias, rows, scaled_centres.T, out=out)
-
-
-def _logits_workspace(size: int, like: torch.Tensor) -> torch.Tensor:
-    """A flat buffer of at least ``size`` logits, kept per thread, device and dtype and grown when a call needs
-    more.
-
-    The logits are the kernel's one large temporary. Allocated afresh, a block of this size is mapped anew by
-    the allocator on every call (it lies above glibc's largest mmap threshold, 32 MiB), and faulting its pages
-    in costs more than the matrix product and the exp that fill it: 92 ms against 57 ms per call for 3072 points
-    and 2000 components, and the Swiss roll's g3 task 23-27 s against 20-21 s. Reused, the block stays mapped.
-    Only calls that autograd does not record use it (the next call overwrites it)."""
-    key = (like.device, like.dtype)
-    buffer = _WORKSPACES.buffers.get(key)
-    if buffer is None or buffer.numel() < size:
-        _WORKSPACES.buffers[key] = buffer = torch.empty(size, dtype=like.dtype, device=like.device)
-    return buffer
+    return torch.mm(lifted_rows, lifted.T, out=out)
