@@ -43,6 +43,20 @@ def _direct(x, centres, variances, log_weights, values):
     return torch.logsumexp(terms, 1), torch.softmax(terms, 1) @ values
 
 
+def _through_the_grid(*args, **kwargs):
+    """posterior_average, asserting that it took the factorised path (and that the path returned its sums)."""
+    returned = []
+
+    def recorded(*inner, **options):
+        returned.append(product_grid.grid_sums(*inner, **options))
+        return returned[-1]
+
+    with mock.patch.object(posterior, "grid_sums", recorded):
+        average = posterior.posterior_average(*args, **kwargs)
+    assert len(returned) == 1 and returned[0] is not None
+    return average
+
+
 def _pointwise(x, centres, values, variances, log_weights):
     variances = torch.as_tensor(variances, dtype=x.dtype)
     return posterior._pointwise_average(x, centres, values, variances, log_weights, False, posterior.DEFAULT_BUDGET)
@@ -82,7 +96,7 @@ def test_the_factorised_kernel_equals_the_point_by_point_kernel_to_rounding(clou
     variances = variance if spread is None else variance * spread
     x = _grid(torch.linspace(-7, 6, sizes[0], dtype=torch.float64), torch.linspace(-6, 7, sizes[1],
                                                                                       dtype=torch.float64))
-    grid = posterior.posterior_average(x, centres, values, variances, log_weights)
+    grid = _through_the_grid(x, centres, values, variances, log_weights)
     pointwise = _pointwise(x, centres, values, variances, log_weights)
     smallest = float(torch.as_tensor(variances).min())
     size = 1 + float(((x.norm(dim=1).max() + centres.norm(dim=1).max()) ** 2) / (2 * smallest))
@@ -128,7 +142,7 @@ def test_points_far_from_every_component_are_recomputed_and_the_result_stays_exa
     sums = product_grid.grid_sums(u, w, centres, values, variance, log_weights, budget=1 << 20,
                                   tolerance=posterior.SCREEN_TOLERANCE)
     assert 0 < int((~sums.resolved).sum()) < len(sums.resolved)
-    average = posterior.posterior_average(_grid(u, w), centres, values, variance, log_weights)
+    average = _through_the_grid(_grid(u, w), centres, values, variance, log_weights)
     log_sum, mean = _direct(_grid(u, w), centres, variance, log_weights, values)
     assert torch.isfinite(average.log_density).all()
     # both round terms of size up to |x − c|²/2V ~ 1e5 (a few ulps of it: 1e-11 absolute)
@@ -158,15 +172,20 @@ def test_a_grid_under_autograd_takes_the_recorded_kernel(requires_grad):
     centres, _, log_weights, values = _mixture(2, 300, clustered=False, per_component=False)
     x = _grid(torch.linspace(-3, 3, 40, dtype=torch.float64), torch.linspace(-3, 3, 40, dtype=torch.float64))
     x.requires_grad_(requires_grad)
-    average = posterior.posterior_average(x, centres, values, 0.5, log_weights)
+    with mock.patch.object(posterior, "grid_sums", wraps=product_grid.grid_sums) as spy:
+        average = posterior.posterior_average(x, centres, values, 0.5, log_weights)
     assert average.log_density.requires_grad == requires_grad
+    assert spy.call_count == (0 if requires_grad else 1)
+    if requires_grad:  # and gradients reach the query points
+        average.log_density.sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 def test_a_density_alone_has_no_values_to_average():
     """The snapshots' densities average nothing (values of width 0): the log density is the direct one."""
     centres, _, log_weights, _ = _mixture(6, 300, clustered=False, per_component=False)
     x = _grid(torch.linspace(-4, 4, 40, dtype=torch.float64), torch.linspace(-4, 4, 45, dtype=torch.float64))
-    average = posterior.posterior_average(x, centres, centres.new_zeros(300, 0), 0.2, log_weights)
+    average = _through_the_grid(x, centres, centres.new_zeros(300, 0), 0.2, log_weights)
     log_sum, _ = _direct(x, centres, 0.2, log_weights, centres.new_zeros(300, 0))
     assert average.mean.shape == (1800, 0)
     assert torch.allclose(average.log_density, log_sum, rtol=1e-13, atol=0)

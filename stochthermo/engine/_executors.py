@@ -157,10 +157,11 @@ def _progress(tasks: list[Task], finished: int, name: str, show: bool) -> tqdm:
 
 
 class InProcess:
-    """Every task in this process, in order; ``torch_threads`` fixes torch's thread count, and the BLAS
-    threads of numpy and scipy, while they run (default: as they are — the command line sets them once, at start,
-    from :func:`~stochthermo.numerics.default_threads`; changing them around every run of a long-lived process can
-    leave MKL's thread team waiting on threads that are gone)."""
+    """Every task in this process, in order; ``torch_threads`` fixes torch's thread count while they run
+    (default: as it is — the command line sets it once, at start, from
+    :func:`~stochthermo.numerics.default_threads`; changing it around every run of a long-lived process can leave
+    MKL's thread team waiting on threads that are gone). numpy's and scipy's OpenBLAS run on one thread
+    meanwhile (:func:`~stochthermo.numerics._device.compute_threads`)."""
 
     name = "in-process"
 
@@ -249,7 +250,7 @@ class TaskJob:
 def run_job(job: TaskJob) -> str:
     """Compute one task on a Dask worker and write its file; returns the task's key."""
     computer = _worker_computer(job)
-    with compute_threads(job.torch_threads or None):
+    with compute_threads(job.torch_threads or None, restore=False):  # the worker's threads stay as the job set them
         measured = computer(job.task)
     job.store.save(job.task, measured)
     return job.task.key

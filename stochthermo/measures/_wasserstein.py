@@ -73,7 +73,9 @@ def common_support_coupling(x: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor)
     (Kantorovich–Rubinstein), since mass routed i → j → k never costs less than i → k directly, so some optimal
     plan leaves the common mass where it is; the simplex then solves a problem over the surplus and deficit
     particles only — two sets of about n/2 instead of n × n (5x faster at n = 1024, the simplex's cost growing
-    as n^2.5)."""
+    as n^2.2-2.5). The weightings must carry the same mass (to 1e-9 relative)."""
+    if not torch.isclose(wx.sum(), wy.sum(), rtol=1e-9, atol=0):
+        raise ValueError(f"the two weightings carry different masses: {float(wx.sum())!r} and {float(wy.sum())!r}")
     net = wx - wy
     sources, sinks = torch.nonzero(net > 0).flatten(), torch.nonzero(net < 0).flatten()
     stay = torch.nonzero(torch.minimum(wx, wy) > 0).flatten()

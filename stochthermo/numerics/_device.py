@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from stochthermo.errors import ScenarioError
 
@@ -108,22 +108,28 @@ def default_threads() -> int:
 
 
 @contextmanager
-def compute_threads(threads: int | None) -> Iterator[None]:
+def compute_threads(threads: int | None, *, restore: bool = True) -> Iterator[None]:
     """While the block runs: torch (and the OpenMP runtimes) on ``threads`` threads (as they are where ``None``),
-    and numpy's and scipy's BLAS on one thread; restored after.
+    and the OpenBLAS libraries of numpy and scipy on one thread; the OpenBLAS threads restored after, torch's only
+    where ``restore`` (a Dask worker sets its own once: see below).
 
     The engine computes with torch; numpy and scipy serve small products around it (the grid split's weighted
     sums, POT's cost matrices). Left at the CPU count, their OpenBLAS threads busy-wait for milliseconds after
     each such call and take the cores torch's threads need next: on 2 cores the Swiss roll's factorised grid
-    kernel took 0.81 s inside a run against 0.23 s replayed alone, 0.31 s with one BLAS thread."""
-    if threads is None:  # torch's threads untouched: resetting them around every run of a long-lived process
-        with threadpool_limits(limits={"blas": 1}):  # once left MKL's thread team spinning on a lost thread
-            yield
-        return
+    kernel took 0.81 s inside a run against 0.23 s replayed alone, 0.31 s with one BLAS thread. Only OpenBLAS is
+    limited (selected by threadpoolctl's internal API): a BLAS torch itself may load from a shared library (MKL on
+    some installs) keeps its threads. scipy's OpenBLAS is loaded first (threadpoolctl limits only the libraries
+    loaded when the block starts). torch's threads are changed only where ``threads`` is given: resetting them
+    around every run of a long-lived process once left MKL's thread team spinning on a lost thread."""
+    import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS, so that it is limited too)
+
     saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
-        with threadpool_limits(limits={"blas": 1, "openmp": threads}):
+        with (ThreadpoolController().select(internal_api="openblas").limit(limits=1),
+              threadpool_limits(limits=threads, user_api="openmp")):
             yield
     finally:
-        torch.set_num_threads(saved)
+        if threads is not None and restore:
+            torch.set_num_threads(saved)

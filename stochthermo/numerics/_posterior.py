@@ -73,7 +73,7 @@ def posterior_average(x: torch.Tensor, centres: torch.Tensor, values: torch.Tens
     variances = torch.as_tensor(variances, dtype=x.dtype, device=x.device)
     if log_weights is None:
         log_weights = torch.full((n_components,), -math.log(n_components), dtype=x.dtype, device=x.device)
-    recorded = torch.is_grad_enabled() and any(v.requires_grad for v in (x, centres, values, variances))
+    recorded = torch.is_grad_enabled() and any(v.requires_grad for v in (x, centres, values, variances, log_weights))
     axes = None if recorded else product_axes(x)
     sums = None if axes is None else grid_sums(*axes, centres, values, variances, log_weights, budget=budget,
                                                  tolerance=SCREEN_TOLERANCE)

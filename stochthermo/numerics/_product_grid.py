@@ -21,10 +21,10 @@ product of two factors is subnormal (≥ e^-700). A term with a floored factor h
 :math:`e^{\alpha_i + \beta_j - 350}`, and so does its computed stand-in; the K terms of a point together change
 :math:`Z_{ij}` by at most :math:`K e^{\alpha_i+\beta_j-350}`. Where the computed :math:`\log Z_{ij} -
 \alpha_i - \beta_j` lies above :math:`\ln K - 350 - \ln\epsilon`, with :math:`\epsilon` the posterior kernel's
-tolerance 2^-64 (below float64's rounding), that change is below ε of the sum and ε max|h| of the average: the
-result equals the direct sum to rounding. Grid points below that level (far from every component in both
-coordinates at once relative to the component width: the largest term of the point lies about 300 below
-:math:`\alpha_i + \beta_j`) are reported as not resolved and computed point by point.
+tolerance 2^-64 (below float64's rounding), that change is below ε of the sum and ε times the spread of h in
+the average: the result equals the direct sum to rounding. Grid points below that level (where no single
+component is near in both coordinates at once, relative to the component width: the largest term of the point
+lies about 300 below :math:`\alpha_i + \beta_j`) are reported as not resolved and computed point by point.
 """
 
 from __future__ import annotations
