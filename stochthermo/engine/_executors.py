@@ -161,7 +161,7 @@ class InProcess:
     (default: as it is — the command line sets it once, at start, from
     :func:`~stochthermo.numerics.default_threads`; changing it around every run of a long-lived process can leave
     MKL's thread team waiting on threads that are gone). numpy's and scipy's OpenBLAS run on one thread
-    meanwhile (:func:`~stochthermo.numerics._device.compute_threads`)."""
+    meanwhile (``compute_threads`` in ``stochthermo.numerics._device``)."""
 
     name = "in-process"
 
