@@ -78,10 +78,11 @@ def common_support_coupling(x: torch.Tensor, wx: torch.Tensor, wy: torch.Tensor)
         raise ValueError(f"the two weightings carry different masses: {float(wx.sum())!r} and {float(wy.sum())!r}")
     net = wx - wy
     sources, sinks = torch.nonzero(net > 0).flatten(), torch.nonzero(net < 0).flatten()
-    stay = torch.nonzero(torch.minimum(wx, wy) > 0).flatten()
+    common = torch.minimum(wx, wy)
+    stay = torch.nonzero(common > 0).flatten()
     moved = _simplex_coupling(x[sources], net[sources], x[sinks], -net[sinks], "euclidean")
     return Coupling(torch.cat([sources[moved.rows], stay]), torch.cat([sinks[moved.cols], stay]),
-                    torch.cat([moved.mass, torch.minimum(wx, wy)[stay]]))
+                    torch.cat([moved.mass, common[stay]]))
 
 
 def _simplex_coupling(x, wx, y, wy, metric) -> Coupling:

@@ -111,7 +111,7 @@ def default_threads() -> int:
 def compute_threads(threads: int | None, *, restore: bool = True) -> Iterator[None]:
     """While the block runs: torch (and the OpenMP runtimes) on ``threads`` threads (as they are where ``None``),
     and the OpenBLAS libraries of numpy and scipy on one thread; the OpenBLAS threads restored after, torch's only
-    where ``restore`` (a Dask worker sets its own once: see below).
+    where ``restore`` (a Dask worker keeps the threads its job set).
 
     The engine computes with torch; numpy and scipy serve small products around it (the grid split's weighted
     sums, POT's cost matrices). Left at the CPU count, their OpenBLAS threads busy-wait for milliseconds after
